@@ -1,0 +1,117 @@
+"""Tenancy administration, used by the CLI: users, projects, memberships, top-ups."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy.exc import IntegrityError
+
+from tollway.billing.credits import eur_to_credits
+from tollway.clock import Clock
+from tollway.errors import BadRequest, NotFound
+from tollway.ids import new_id
+from tollway.keys.secrets import NAME_PATTERN
+from tollway.projects.service import default_config_row
+from tollway.store import accounts, configs, ledger
+from tollway.store.accounts import ProjectRow, UserRow
+from tollway.store.database import Database
+
+ROLES = ("admin", "member")
+
+
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    user: UserRow
+    project: ProjectRow
+
+
+class AccountService:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def add_user(self, name: str) -> UserRow:
+        _check_name("user", name)
+        user_id = new_id()
+        try:
+            async with self._db.write() as conn:
+                await accounts.insert_user(conn, user_id, name, int(self._clock()))
+        except IntegrityError as exc:
+            raise BadRequest(f"user '{name}' already exists") from exc
+        return UserRow(user_id, name, 0)
+
+    async def add_project(self, name: str) -> ProjectRow:
+        _check_name("project", name)
+        project_id = new_id()
+        now = self._clock()
+        try:
+            async with self._db.write() as conn:
+                await accounts.insert_project(conn, project_id, name, int(now))
+                await configs.insert_config(conn, default_config_row(project_id, now))
+        except IntegrityError as exc:
+            raise BadRequest(f"project '{name}' already exists") from exc
+        return ProjectRow(project_id, name)
+
+    async def user(self, name: str) -> UserRow:
+        async with self._db.read() as conn:
+            row = await accounts.user_by_name(conn, name)
+        if row is None:
+            raise NotFound(f"unknown user '{name}'")
+        return row
+
+    async def project(self, name: str) -> ProjectRow:
+        async with self._db.read() as conn:
+            row = await accounts.project_by_name(conn, name)
+        if row is None:
+            raise NotFound(f"unknown project '{name}'")
+        return row
+
+    async def set_membership(self, *, project: str, user: str, role: str) -> None:
+        if role not in ROLES:
+            raise BadRequest(f"role must be one of {', '.join(ROLES)}")
+        project_row = await self.project(project)
+        user_row = await self.user(user)
+        async with self._db.write() as conn:
+            await accounts.upsert_membership(conn, user_row.id, project_row.id, role)
+
+    async def add_credits(self, *, user: str, amount_eur: str) -> int:
+        """Top up a balance; returns the new balance in credits."""
+        try:
+            amount = Decimal(amount_eur)
+        except InvalidOperation as exc:
+            raise BadRequest(f"amount must be a number of EUR, got '{amount_eur}'") from exc
+        if not amount.is_finite() or amount <= 0:
+            raise BadRequest(f"amount must be a positive number of EUR, got '{amount_eur}'")
+        credits = eur_to_credits(amount)
+        if credits != amount * 1_000_000:
+            raise BadRequest("amount has more than 6 decimal places (1 credit = 0.000001 EUR)")
+        user_row = await self.user(user)
+        async with self._db.write() as conn:
+            await ledger.post_entry(
+                conn,
+                entry_id=f"topup:{uuid.uuid4().hex}",
+                user_id=user_row.id,
+                kind="topup",
+                amount_credits=credits,
+                now=int(self._clock()),
+            )
+            updated = await accounts.user_by_id(conn, user_row.id)
+        assert updated is not None
+        return updated.balance_credits
+
+    async def is_initialised(self) -> bool:
+        async with self._db.read() as conn:
+            return await accounts.count_users(conn) > 0
+
+    async def bootstrap(self) -> Bootstrap:
+        user = await self.add_user("admin")
+        project = await self.add_project("default")
+        await self.set_membership(project=project.name, user=user.name, role="admin")
+        return Bootstrap(user, project)
+
+
+def _check_name(what: str, name: str) -> None:
+    if not NAME_PATTERN.match(name):
+        raise BadRequest(f"{what} name must be 1-64 characters of A-Z a-z 0-9 . _ -")

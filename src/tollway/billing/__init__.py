@@ -1,0 +1,1 @@
+"""Money: credits, the ledger, reservations, budgets and usage accounting."""

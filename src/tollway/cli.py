@@ -1,0 +1,268 @@
+"""The ``tollway`` command. It calls services; it never speaks SQL or HTTP itself."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import orjson
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from tollway.accounts.service import AccountService
+from tollway.clock import system_clock
+from tollway.errors import ConfigError, TollwayError
+from tollway.keys.service import KeyService
+from tollway.providers.registry import RegistryError, load_registry
+from tollway.settings import Settings
+from tollway.store.database import Database
+from tollway.store.migrate import upgrade
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Tollway: a self-hosted LLM gateway.", no_args_is_help=True, add_completion=False
+)
+users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+projects_app = typer.Typer(help="Manage projects.", no_args_is_help=True)
+members_app = typer.Typer(help="Manage project memberships.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+credits_app = typer.Typer(help="Top up balances.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(projects_app, name="projects")
+app.add_typer(members_app, name="members")
+app.add_typer(keys_app, name="keys")
+app.add_typer(credits_app, name="credits")
+
+
+@dataclass(slots=True)
+class CliContext:
+    overrides: dict[str, str]
+
+    def settings(self) -> Settings:
+        try:
+            return Settings(**self.overrides)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            name = "TOLLWAY_" + "_".join(str(p) for p in first["loc"]).upper()
+            fail(f"invalid setting {name}: {first['msg']}")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    Console(stderr=True).print(f"error: {message}", highlight=False, markup=False)
+    raise typer.Exit(code)
+
+
+def run(ctx: typer.Context, work: Callable[[Settings, Database], Awaitable[T]]) -> T:
+    """Run one async unit of CLI work with a database, turning known failures into one line."""
+    settings = ctx.ensure_object(CliContext).settings()
+
+    async def main() -> T:
+        db = Database(settings.database_url, pool_size=2)
+        try:
+            await upgrade(db.engine)
+            return await work(settings, db)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except TollwayError as exc:
+        fail(exc.message)
+    except (ConfigError, RegistryError) as exc:
+        fail(str(exc), 2)
+    except (OperationalError, DBAPIError, OSError) as exc:
+        fail(f"database unavailable: {str(exc).splitlines()[0]}", 2)
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value).decode() + "\n")
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    database_url: Annotated[
+        str | None, typer.Option(help="Database URL (env TOLLWAY_DATABASE_URL).")
+    ] = None,
+    providers: Annotated[
+        str | None, typer.Option(help="Provider registry YAML (env TOLLWAY_PROVIDERS).")
+    ] = None,
+) -> None:
+    overrides = {"database_url": database_url, "providers": providers}
+    ctx.obj = CliContext({k: v for k, v in overrides.items() if v is not None})
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Create or migrate the schema; on a new database create admin, default and a key."""
+
+    async def work(settings: Settings, db: Database) -> None:
+        accounts = AccountService(db, system_clock)
+        if await accounts.is_initialised():
+            message = "database already initialised: nothing changed"
+            if json:
+                _print_json({"initialised": False, "message": message})
+            else:
+                Console(stderr=True).print(message)
+            return
+        boot = await accounts.bootstrap()
+        keys = KeyService(db, system_clock, key_limit=settings.key_limit)
+        key = await keys.create(
+            user_id=boot.user.id, project_id=boot.project.id, name="default", is_management=True
+        )
+        if json:
+            _print_json(
+                {"user": boot.user.name, "project": boot.project.name, "api_key": key.api_key}
+            )
+            return
+        console = Console()
+        console.print(
+            f"Initialised: user [b]{boot.user.name}[/b], project [b]{boot.project.name}[/b]."
+        )
+        console.print("Management API key (shown once, store it now):")
+        sys.stdout.write(key.api_key + "\n")
+
+    run(ctx, work)
+
+
+@users_app.command("add")
+def users_add(ctx: typer.Context, name: str) -> None:
+    """Create a user (balance 0)."""
+    row = run(ctx, lambda _s, db: AccountService(db, system_clock).add_user(name))
+    Console().print(f"user {row.name} created (id {row.id})", highlight=False)
+
+
+@projects_app.command("add")
+def projects_add(ctx: typer.Context, name: str) -> None:
+    """Create a project with the default configuration."""
+    row = run(ctx, lambda _s, db: AccountService(db, system_clock).add_project(name))
+    Console().print(f"project {row.name} created (id {row.id})", highlight=False)
+
+
+@members_app.command("add")
+def members_add(
+    ctx: typer.Context,
+    project: Annotated[str, typer.Option(help="Project name.")],
+    user: Annotated[str, typer.Option(help="User name.")],
+    role: Annotated[str, typer.Option(help="admin or member.")],
+) -> None:
+    """Add or change a membership."""
+    run(
+        ctx,
+        lambda _s, db: AccountService(db, system_clock).set_membership(
+            project=project, user=user, role=role
+        ),
+    )
+    Console().print(f"{user} is now {role} of {project}", highlight=False)
+
+
+@keys_app.command("create")
+def keys_create(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Option(help="User name.")],
+    project: Annotated[str, typer.Option(help="Project name.")],
+    name: Annotated[str | None, typer.Option(help="Key name (default: random).")] = None,
+    management: Annotated[bool, typer.Option("--management", help="A management key.")] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Create an API key for a member of a project; the key is printed once."""
+    key_name = name or f"key-{secrets.token_hex(4)}"
+
+    async def work(settings: Settings, db: Database) -> Any:
+        accounts = AccountService(db, system_clock)
+        user_row = await accounts.user(user)
+        project_row = await accounts.project(project)
+        keys = KeyService(db, system_clock, key_limit=settings.key_limit)
+        return await keys.create(
+            user_id=user_row.id, project_id=project_row.id, name=key_name, is_management=management
+        )
+
+    key = run(ctx, work)
+    if json:
+        _print_json(
+            {
+                "name": key.name,
+                "api_key": key.api_key,
+                "created_at": key.created_at,
+                "is_management_key": key.is_management_key,
+            }
+        )
+    else:
+        Console(stderr=True).print(f"key {key.name} created (shown once):", highlight=False)
+        sys.stdout.write(key.api_key + "\n")
+
+
+@credits_app.command("add")
+def credits_add(
+    ctx: typer.Context,
+    amount_eur: Annotated[str, typer.Argument(metavar="AMOUNT_EUR")],
+    user: Annotated[str, typer.Option(help="User name.")],
+) -> None:
+    """Top up a user's balance by AMOUNT_EUR (one ledger row)."""
+    balance = run(
+        ctx,
+        lambda _s, db: AccountService(db, system_clock).add_credits(
+            user=user, amount_eur=amount_eur
+        ),
+    )
+    Console().print(f"balance of {user}: {balance / 1_000_000:.6f} EUR", highlight=False)
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8080).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default 1).")] = None,
+) -> None:
+    """Run the gateway."""
+    import uvicorn
+
+    cli = ctx.ensure_object(CliContext)
+    for name, value in (("host", host), ("port", port), ("workers", workers)):
+        if value is not None:
+            cli.overrides[name] = str(value)
+    settings = cli.settings()
+    try:
+        load_registry(settings.providers)
+    except RegistryError as exc:
+        fail(str(exc), 2)
+    run(ctx, lambda _s, _db: asyncio.sleep(0))  # create or upgrade the schema once
+    # Workers are separate processes: hand them the effective settings through the env.
+    for name, value in cli.overrides.items():
+        os.environ[f"TOLLWAY_{name.upper()}"] = value
+    uvicorn.run(
+        "tollway.app:create_app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop=_best_loop(),
+        http="httptools",
+        access_log=False,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _best_loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def main() -> None:
+    app()

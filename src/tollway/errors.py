@@ -1,0 +1,72 @@
+"""One error tree. Each error knows its HTTP status; the edge renders it in the seed shape
+(``{"error": msg}``) on the Management API and in the OpenAI shape on the inference API."""
+
+from __future__ import annotations
+
+
+class TollwayError(Exception):
+    status = 500
+    openai_type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(TollwayError):
+    status = 400
+    openai_type = "invalid_request_error"
+
+
+class Unauthorized(TollwayError):
+    status = 401
+    openai_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class InsufficientBalance(TollwayError):
+    status = 402
+    openai_type = "insufficient_quota"
+    code = "insufficient_balance"
+
+
+class Forbidden(TollwayError):
+    status = 403
+    openai_type = "permission_error"
+
+
+class NotFound(TollwayError):
+    status = 404
+    openai_type = "not_found_error"
+    code = "not_found"
+
+
+class BudgetExceeded(TollwayError):
+    status = 429
+    openai_type = "rate_limit_error"
+    code = "budget_exceeded"
+
+
+class NoHealthyCandidate(TollwayError):
+    status = 503
+    openai_type = "server_error"
+    code = "no_healthy_provider"
+
+
+class UpstreamFailure(TollwayError):
+    """Every candidate failed; status is 502 (bad answer), 503 (unavailable) or 504 (timeout)."""
+
+    openai_type = "server_error"
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ConfigError(Exception):
+    """Invalid settings or registry found at start-up: printed as one line, exit status 2."""

@@ -1,0 +1,1 @@
+"""The hot path: authorize → policy → route → call → meter."""

@@ -1,0 +1,85 @@
+"""Bearer-key authentication.
+
+Management calls always check the key against the database, so a deleted key is refused at
+once on every replica. Inference calls trust an in-process cache of keys already seen (no
+round trip); the reservation step re-checks that the key still exists in the same statement
+that reserves credits, so a deleted key is refused on its next request there too.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from tollway.errors import Forbidden, Unauthorized
+from tollway.keys.secrets import KEY_PREFIX, digest_of
+from tollway.store import keys
+from tollway.store.database import Database
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: int
+    key_name: str
+    user_id: str
+    project_id: str
+    is_management: bool
+
+
+def bearer_token(header: str | None) -> str:
+    if not header:
+        raise Unauthorized("missing Authorization header")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("malformed Authorization header: expected 'Bearer <api key>'")
+    if not token.startswith(KEY_PREFIX) or len(token) > 256:
+        raise Unauthorized("invalid API key")
+    return token
+
+
+class Authenticator:
+    def __init__(self, db: Database, *, cache_size: int) -> None:
+        self._db = db
+        self._cache_size = cache_size
+        self._cache: OrderedDict[str, Principal] = OrderedDict()
+
+    async def management(self, header: str | None) -> Principal:
+        principal = await self._lookup(digest_of(bearer_token(header)))
+        if not principal.is_management:
+            raise Forbidden("the API key is not a management key")
+        return principal
+
+    async def inference(self, header: str | None) -> Principal:
+        digest = digest_of(bearer_token(header))
+        cached = self._cache.get(digest)
+        if cached is not None:
+            return cached
+        return await self._lookup(digest)
+
+    def forget(self, key_id: int) -> None:
+        """Drop a key from the cache (it was deleted, or found deleted by the meter)."""
+        for digest, principal in list(self._cache.items()):
+            if principal.key_id == key_id:
+                del self._cache[digest]
+
+    async def _lookup(self, digest: str) -> Principal:
+        async with self._db.read() as conn:
+            row = await keys.key_by_digest(conn, digest)
+        if row is None or not hmac.compare_digest(row.digest, digest):
+            self._drop(digest)
+            raise Unauthorized("invalid API key")
+        principal = Principal(row.id, row.name, row.user_id, row.project_id, row.is_management)
+        self._remember(digest, principal)
+        return principal
+
+    def _remember(self, digest: str, principal: Principal) -> None:
+        if self._cache_size <= 0:
+            return
+        self._cache[digest] = principal
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def _drop(self, digest: str) -> None:
+        self._cache.pop(digest, None)

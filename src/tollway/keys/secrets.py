@@ -1,0 +1,18 @@
+"""Key material: 256 random bits behind a recognisable prefix; only the digest is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+
+KEY_PREFIX = "tw-"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def digest_of(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()

@@ -1,0 +1,79 @@
+"""Create, list and delete API keys (CONTRACT §3.1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+
+from tollway.clock import Clock
+from tollway.errors import BadRequest, NotFound
+from tollway.keys.secrets import NAME_PATTERN, digest_of, generate_key
+from tollway.store import accounts, keys
+from tollway.store.database import Database
+from tollway.store.keys import KeyRow
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    name: str
+    api_key: str
+    created_at: int
+    is_management_key: bool
+
+
+class KeyService:
+    def __init__(self, db: Database, clock: Clock, *, key_limit: int) -> None:
+        self._db = db
+        self._clock = clock
+        self._key_limit = key_limit
+
+    async def list(self, user_id: str) -> list[KeyRow]:
+        async with self._db.read() as conn:
+            return await keys.keys_of_user(conn, user_id)
+
+    async def create(
+        self, *, user_id: str, project_id: str, name: str, is_management: bool
+    ) -> CreatedKey:
+        if not NAME_PATTERN.match(name):
+            raise BadRequest("name: must be 1-64 characters of A-Z a-z 0-9 . _ -", param="name")
+        secret = generate_key()
+        now = int(self._clock())
+        try:
+            async with self._db.write() as conn:
+                if await accounts.role_of(conn, user_id, project_id) is None:
+                    raise BadRequest("user is not a member of the project", param="project")
+                if await keys.key_name_taken(conn, user_id, name):
+                    raise BadRequest(
+                        f"name: an API key named '{name}' already exists", param="name"
+                    )
+                if await keys.count_keys(conn, user_id) >= self._key_limit:
+                    raise BadRequest(
+                        f"key limit reached: a user may hold at most {self._key_limit} API keys"
+                    )
+                await keys.insert_key(
+                    conn,
+                    user_id=user_id,
+                    project_id=project_id,
+                    name=name,
+                    digest=digest_of(secret),
+                    is_management=is_management,
+                    now=now,
+                )
+        except IntegrityError as exc:  # a concurrent create with the same name won the race
+            raise BadRequest(
+                f"name: an API key named '{name}' already exists", param="name"
+            ) from exc
+        return CreatedKey(name, secret, now, is_management)
+
+    async def delete(self, *, user_id: str, name: str, calling_key_id: int) -> KeyRow:
+        async with self._db.write() as conn:
+            row = await keys.key_by_name(conn, user_id, name)
+            if row is None:
+                raise NotFound(f"API key '{name}' not found")
+            if row.id == calling_key_id:
+                raise BadRequest(
+                    "name: cannot delete the API key used for this request", param="name"
+                )
+            await keys.delete_key(conn, row.id)
+        return row

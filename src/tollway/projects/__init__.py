@@ -1,0 +1,1 @@
+"""Projects: the configuration (routing policy) each project carries."""

@@ -1,0 +1,44 @@
+"""Settings from the environment (``TOLLWAY_*``), built once at start and passed in."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOLLWAY_", extra="ignore")
+
+    database_url: str = "sqlite:///./tollway.db"
+    providers: str | None = Field(
+        default=None, description="Path of the provider registry YAML; unset = built-in demo."
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=256)
+    key_limit: int = Field(default=100, ge=1, description="API keys per user.")
+    cache_ttl_s: float = Field(
+        default=1.0, ge=0, description="How long a replica trusts a cached project configuration."
+    )
+    auth_cache_size: int = Field(default=10_000, ge=0)
+    heartbeat_s: float = Field(default=5.0, gt=0, description="Instance heartbeat interval.")
+    reservation_stale_s: float = Field(
+        default=20.0, gt=0, description="An instance silent this long is presumed dead."
+    )
+    db_pool_size: int = Field(default=10, ge=1)
+    log_level: str = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "sqlite+aiosqlite://", "postgresql", "postgres://")):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.lower()
+        if level not in {"critical", "error", "warning", "info", "debug"}:
+            raise ValueError("must be one of critical, error, warning, info, debug")
+        return level

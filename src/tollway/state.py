@@ -1,0 +1,26 @@
+"""AppState: everything a request may need, built once per process by the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tollway.clock import Clock
+from tollway.gateway.auth import Authenticator
+from tollway.gateway.config_cache import ConfigCache
+from tollway.keys.service import KeyService
+from tollway.projects.service import ProjectService
+from tollway.providers.registry import Registry
+from tollway.settings import Settings
+from tollway.store.database import Database
+
+
+@dataclass(slots=True)
+class AppState:
+    settings: Settings
+    clock: Clock
+    db: Database
+    registry: Registry
+    auth: Authenticator
+    keys: KeyService
+    projects: ProjectService
+    configs: ConfigCache
