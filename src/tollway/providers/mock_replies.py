@@ -1,0 +1,186 @@
+"""The pure half of the mock provider: what it answers, given a request body.
+
+Kept apart from the ASGI plumbing in `tollway.providers.mock` so the reply rules (words,
+usage, hooks, error shapes, SSE framing) read on their own and stay a pure function of
+the request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from tollway.providers.tokens import content_text, count_prompt_tokens
+
+DEFAULT_REPLY_TOKENS = 16
+# 31 words: a prime, so any step from the hash walks through all of them.
+_WORDS = (
+    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+    "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo",
+    "sierra", "tango", "uniform", "victor", "whiskey", "xray", "yankee", "zulu", "amber",
+    "basalt", "cedar", "dune", "ember",
+)  # fmt: skip
+_HOOK = re.compile(r"mock-(error|cut|latency)-(\d+)")
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Behaviour requested through the model name (see the module docstring)."""
+
+    error_status: int | None = None
+    cut_after: int | None = None
+    latency_ms: float = 0
+    omit_usage: bool = False
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The deterministic answer to one chat request."""
+
+    id: str
+    words: tuple[str, ...]
+    finish_reason: str
+    prompt_tokens: int
+
+    @property
+    def content(self) -> str:
+        return " ".join(self.words)
+
+    def usage(self) -> dict[str, int]:
+        completion = len(self.words)
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": self.prompt_tokens + completion,
+        }
+
+
+class MockRejection(Exception):
+    """An error answer of the mock, rendered in the OpenAI error shape."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def parse_hooks(model: str) -> Hooks:
+    if "mock-" not in model:
+        return Hooks()
+    values: dict[str, int] = {kind: int(number) for kind, number in _HOOK.findall(model)}
+    status = values.get("error")
+    return Hooks(
+        error_status=status if status is not None and 400 <= status <= 599 else None,
+        cut_after=values.get("cut"),
+        latency_ms=float(values.get("latency", 0)),
+        omit_usage="mock-no-usage" in model,
+    )
+
+
+def _hash(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+
+
+def build_reply(raw_body: bytes, messages: list[Any], max_tokens: int | None) -> Reply:
+    """Words cycled from a fixed list, starting and stepping by a hash of the last message."""
+    last = messages[-1] if messages else None
+    text = content_text(last.get("content")) if isinstance(last, dict) else ""
+    seed = _hash(text.encode())
+    start, step = seed % len(_WORDS), 1 + (seed >> 16) % (len(_WORDS) - 1)
+    length = DEFAULT_REPLY_TOKENS
+    finish_reason = "stop"
+    if max_tokens is not None and max_tokens < length:
+        length, finish_reason = max_tokens, "length"
+    words = tuple(_WORDS[(start + i * step) % len(_WORDS)] for i in range(length))
+    return Reply(
+        id=f"chatcmpl-{_hash(raw_body):016x}",
+        words=words,
+        finish_reason=finish_reason,
+        prompt_tokens=count_prompt_tokens(messages),
+    )
+
+
+def embed(text: str, dim: int) -> list[float]:
+    """A unit vector derived from a hash of the text."""
+    raw = hashlib.shake_256(text.encode()).digest(2 * dim)
+    values = [v / 32768 for v in struct.unpack(f">{dim}h", raw)]
+    norm = sum(v * v for v in values) ** 0.5 or 1.0
+    return [v / norm for v in values]
+
+
+def error_type(status: int) -> str:
+    if status >= 500:
+        return "server_error"
+    return {
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        429: "rate_limit_error",
+    }.get(status, "invalid_request_error")
+
+
+def error_body(status: int, message: str) -> bytes:
+    error = {"message": message, "type": error_type(status), "code": f"mock_{status}"}
+    return orjson.dumps({"error": {**error, "param": None}})
+
+
+def required_model(body: Mapping[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise MockRejection(400, "'model' is required")
+    return model
+
+
+def requested_max_tokens(body: Mapping[str, Any]) -> int | None:
+    value = body.get("max_completion_tokens", body.get("max_tokens"))
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise MockRejection(400, "'max_tokens' must be a positive integer")
+    return value
+
+
+@dataclass(frozen=True)
+class StreamFrames:
+    """One streamed reply and how to frame its Server-Sent Events."""
+
+    model: str
+    reply: Reply
+    include_usage: bool
+    cut_after: int | None
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def _frame(self, choices: list[Any], usage: dict[str, int] | None) -> dict[str, Any]:
+        chunk: dict[str, Any] = {
+            "id": self.reply.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
+        if self.include_usage:
+            chunk["usage"] = usage
+        body = b"data: " + orjson.dumps(chunk) + b"\n\n"
+        return {"type": "http.response.body", "body": body, "more_body": True}
+
+    def event(self, delta: dict[str, str], finish_reason: str | None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return self._frame([choice], None)
+
+    def usage_event(self) -> dict[str, Any]:
+        return self._frame([], self.reply.usage())
+
+
+def embedding_inputs(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return list(value)
+    raise MockRejection(400, "'input' must be a string or a non-empty list of strings")

@@ -1,0 +1,334 @@
+"""The provider registry (CONTRACT §6): which models exist, where they run, what they cost.
+
+Loaded once from YAML at start-up, validated with errors that name file, entry and field,
+then frozen; the hot path only reads lookups precomputed here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Context, Decimal, Inexact, InvalidOperation
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+from tollway.errors import ConfigError
+
+DEMO_REGISTRY = Path(__file__).with_name("demo.yaml")
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]+$")]
+Location = tuple[int | str, ...]
+Report = Callable[[Location, str], None]
+_IDENTITY_KEYS = ("slug", "id", "provider")
+
+
+class RegistryError(ConfigError):
+    """An unusable registry file; the message names file, entry and field of each problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = tuple(problems)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SpeedHints(_Frozen):
+    """Expected speed of a provider, used to rank by speed before live measurements exist."""
+
+    ttft_ms: float = Field(default=500.0, gt=0)
+    tokens_per_second: float = Field(default=50.0, gt=0)
+
+
+class Provider(_Frozen):
+    slug: Slug
+    name: str = Field(min_length=1)
+    base_url: str
+    api_key_env: str | None = None
+    eu_native: bool = False
+    zero_data_retention: bool = False
+    timeout_s: float = Field(default=60.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    hints: SpeedHints = SpeedHints()
+    # Read from the environment at load time; the secret never lives in the file.
+    _api_key: str | None = PrivateAttr(default=None)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @property
+    def api_key(self) -> str | None:
+        return self._api_key
+
+
+class Pricing(_Frozen):
+    """EUR per 1M tokens, which is also credits per token (1 EUR = 1,000,000 credits)."""
+
+    input_token: Decimal = Field(ge=0, allow_inf_nan=False)
+    output_token: Decimal = Field(ge=0, allow_inf_nan=False)
+
+    def credits_for(self, prompt_tokens: int, completion_tokens: int) -> int:
+        """The exact charge in credits, rounded up to a whole credit."""
+        if prompt_tokens < 0 or completion_tokens < 0:
+            raise ValueError("token counts cannot be negative")
+        # Enough precision to be exact; Inexact would trap rather than round silently.
+        exact = Context(prec=96, traps=[Inexact, InvalidOperation])
+        total = exact.add(
+            exact.multiply(Decimal(prompt_tokens), self.input_token),
+            exact.multiply(Decimal(completion_tokens), self.output_token),
+        )
+        return int(total.to_integral_value(rounding=ROUND_CEILING))
+
+
+class Endpoint(_Frozen):
+    provider: Slug
+    upstream_model: str = Field(min_length=1)
+    pricing: Pricing
+    quantization: str | None = None
+
+
+class Model(_Frozen):
+    id: str = Field(min_length=1)
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    context_size: int = Field(gt=0)
+    fallback: tuple[str, ...] = ()
+    endpoints: tuple[Endpoint, ...] = Field(min_length=1)
+    kind: Literal["chat", "embedding"] = "chat"
+    created: int = Field(default=0, ge=0)
+
+
+class RegistryDocument(_Frozen):
+    """The YAML file as written, before cross-references are checked."""
+
+    providers: tuple[Provider, ...] = Field(min_length=1)
+    models: tuple[Model, ...] = Field(min_length=1)
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class ResolvedEndpoint:
+    """One (model, provider) candidate with everything routing needs, built once at load."""
+
+    model: Model
+    provider: Provider
+    endpoint: Endpoint
+    key: str  # "model-id@provider-slug", stable across restarts, for health and metrics
+
+    @property
+    def pricing(self) -> Pricing:
+        return self.endpoint.pricing
+
+    @property
+    def upstream_model(self) -> str:
+        return self.endpoint.upstream_model
+
+    @property
+    def quantized(self) -> bool:
+        return self.endpoint.quantization is not None
+
+
+def _price_rank(pricing: Pricing) -> tuple[Decimal, Decimal]:
+    return (pricing.input_token + pricing.output_token, pricing.input_token)
+
+
+class Registry:
+    """Immutable lookups over a validated registry document."""
+
+    __slots__ = ("_cheapest", "_endpoints", "_models", "_providers", "source")
+
+    def __init__(self, document: RegistryDocument, source: str) -> None:
+        self.source = source
+        self._providers = MappingProxyType({p.slug: p for p in document.providers})
+        self._models = MappingProxyType({m.id: m for m in document.models})
+        self._endpoints = MappingProxyType(
+            {
+                model.id: tuple(
+                    ResolvedEndpoint(
+                        model, self._providers[e.provider], e, f"{model.id}@{e.provider}"
+                    )
+                    for e in model.endpoints
+                )
+                for model in document.models
+            }
+        )
+        # "Cheapest" = lowest input + output price, ties broken by the input price.
+        self._cheapest = MappingProxyType(
+            {
+                model.id: min((e.pricing for e in model.endpoints), key=_price_rank)
+                for model in document.models
+            }
+        )
+
+    @property
+    def providers(self) -> Mapping[str, Provider]:
+        return self._providers
+
+    @property
+    def models(self) -> Mapping[str, Model]:
+        """Every model by id, in file order."""
+        return self._models
+
+    def model(self, model_id: str) -> Model | None:
+        return self._models.get(model_id)
+
+    def provider(self, slug: str) -> Provider | None:
+        return self._providers.get(slug)
+
+    def endpoints_of(self, model_id: str) -> tuple[ResolvedEndpoint, ...]:
+        """The model's endpoints in file order; empty for an unknown model."""
+        return self._endpoints.get(model_id, ())
+
+    def cheapest_pricing(self, model_id: str) -> Pricing | None:
+        return self._cheapest.get(model_id)
+
+
+def load_registry(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Registry:
+    """Read, expand `${VAR:-default}`, validate and freeze a registry; None = the demo."""
+    env = os.environ if environ is None else environ
+    file = DEMO_REGISTRY if path is None else Path(path)
+    source = str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise RegistryError(
+            [f"{source}: cannot read provider registry: {error.strerror}"]
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise RegistryError([f"{source}: invalid YAML: {_yaml_problem(error)}"]) from None
+    if raw is None:
+        raise RegistryError([f"{source}: the provider registry is empty"])
+    problems: list[str] = []
+    raw = _expand(raw, env, (), lambda loc, msg: problems.append(_problem(source, raw, loc, msg)))
+    if problems:
+        raise RegistryError(problems)
+    try:
+        document = RegistryDocument.model_validate(raw)
+    except ValidationError as error:
+        raise RegistryError(
+            [_problem(source, raw, tuple(e["loc"]), e["msg"]) for e in error.errors()]
+        ) from None
+    problems = [_problem(source, raw, loc, msg) for loc, msg in _cross_check(document, env)]
+    if problems:
+        raise RegistryError(problems)
+    return Registry(document, source)
+
+
+def _problem(source: str, raw: object, loc: Location, message: str) -> str:
+    return f"{source}: {describe_location(loc, raw)}: {message}"
+
+
+def describe_location(loc: Location, raw: object) -> str:
+    """A pydantic-style location as a reader finds it: `providers[2] (slug=foo).base_url`."""
+    text = ""
+    node = raw
+    for item in loc:
+        if isinstance(item, int):
+            text += f"[{item}]"
+            node = node[item] if isinstance(node, list) and 0 <= item < len(node) else None
+            if isinstance(node, dict):
+                name = next((k for k in _IDENTITY_KEYS if isinstance(node.get(k), str)), None)
+                if name is not None:
+                    text += f" ({name}={node[name]})"
+        else:
+            text += f".{item}" if text else str(item)
+            node = node.get(item) if isinstance(node, dict) else None
+    return text or "(top level)"
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        return f"line {mark.line + 1}, column {mark.column + 1}: {error.problem}"
+    return str(error)
+
+
+def _expand(value: Any, env: Mapping[str, str], loc: Location, report: Report) -> Any:
+    """Replace `${VAR}` and `${VAR:-default}` in every string value of the document."""
+    if isinstance(value, dict):
+        return {key: _expand(item, env, (*loc, key), report) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_expand(item, env, (*loc, i), report) for i, item in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        current = env.get(name)
+        if current:
+            return current
+        if default is not None:
+            return default
+        report(loc, f"environment variable {name} is not set and has no default")
+        return ""
+
+    return _ENV_REFERENCE.sub(substitute, value)
+
+
+def _cross_check(document: RegistryDocument, env: Mapping[str, str]) -> list[tuple[Location, str]]:
+    """References between entries, which field validation cannot see; also reads API keys."""
+    problems: list[tuple[Location, str]] = []
+    slugs: dict[str, int] = {}
+    for i, provider in enumerate(document.providers):
+        if provider.slug in slugs:
+            first = slugs[provider.slug]
+            problems.append(
+                (("providers", i, "slug"), f"duplicate slug, first at providers[{first}]")
+            )
+        slugs.setdefault(provider.slug, i)
+        if provider.api_key_env is not None:
+            key = env.get(provider.api_key_env)
+            if not key:
+                message = f"environment variable {provider.api_key_env} is not set or empty"
+                problems.append((("providers", i, "api_key_env"), message))
+            provider._api_key = key or None
+    ids: dict[str, int] = {}
+    for i, model in enumerate(document.models):
+        if model.id in ids:
+            problems.append(
+                (("models", i, "id"), f"duplicate id, first at models[{ids[model.id]}]")
+            )
+        ids.setdefault(model.id, i)
+    kinds = {model.id: model.kind for model in document.models}
+    for i, model in enumerate(document.models):
+        seen: set[str] = set()
+        for j, endpoint in enumerate(model.endpoints):
+            loc: Location = ("models", i, "endpoints", j, "provider")
+            if endpoint.provider not in slugs:
+                problems.append((loc, f"unknown provider {endpoint.provider!r}"))
+            elif endpoint.provider in seen:
+                problems.append((loc, f"provider {endpoint.provider!r} listed twice"))
+            seen.add(endpoint.provider)
+        for k, target in enumerate(model.fallback):
+            loc = ("models", i, "fallback", k)
+            if target == model.id:
+                problems.append((loc, "a model cannot fall back to itself"))
+            elif target not in kinds:
+                problems.append((loc, f"unknown model {target!r}"))
+            elif kinds[target] != model.kind:
+                message = f"kind {kinds[target]}, but {model.id} has kind {model.kind}"
+                problems.append((loc, message))
+    return problems

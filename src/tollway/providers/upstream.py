@@ -1,0 +1,157 @@
+"""The pooled HTTP client to upstream providers. Foreign exceptions are translated here, at
+the seam, into one small tree the router understands (retriable or not)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+from tollway.providers.registry import Provider
+
+
+class UpstreamError(Exception):
+    """An attempt at one endpoint failed."""
+
+    retriable = True
+    status = 502
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+
+
+class UpstreamUnavailable(UpstreamError):
+    """Connection refused or reset: nothing was received."""
+
+    status = 503
+
+
+class UpstreamStatusError(UpstreamError):
+    """The upstream answered with an error status; 4xx other than 408/429 is not retriable."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        self.upstream_status = status
+        self.body = body
+        super().__init__(f"upstream answered {status}: {_error_message(body)}")
+        self.retriable = status in (408, 429) or status >= 500
+        self.status = status if status >= 500 else 502
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:200].decode("utf-8", "replace")
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])
+        if isinstance(err, str):
+            return err
+    return body[:200].decode("utf-8", "replace")
+
+
+@dataclass(slots=True)
+class UpstreamStream:
+    """An open streaming response: iterate SSE ``data:`` payloads; always ``close()``."""
+
+    response: aiohttp.ClientResponse
+
+    async def events(self) -> AsyncIterator[bytes]:
+        async for raw in self.response.content:
+            line = raw.strip()
+            if line.startswith(b"data:"):
+                yield line[5:].lstrip()
+
+    def close(self) -> None:
+        self.response.close()
+
+
+class UpstreamClient:
+    """One pooled aiohttp session per process, shared by every provider."""
+
+    def __init__(self, *, limit_per_host: int = 256) -> None:
+        self._connector = aiohttp.TCPConnector(
+            limit=0, limit_per_host=limit_per_host, ttl_dns_cache=300, keepalive_timeout=30
+        )
+        self._session = aiohttp.ClientSession(
+            connector=self._connector,
+            json_serialize=lambda v: orjson.dumps(v).decode(),
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    @staticmethod
+    def _headers(provider: Provider) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        key = provider.api_key
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    @staticmethod
+    def _timeout(provider: Provider) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=provider.timeout_s, sock_connect=provider.connect_timeout_s
+        )
+
+    async def post_json(self, provider: Provider, path: str, body: bytes) -> bytes:
+        """POST and return the body of a 2xx answer; anything else raises UpstreamError."""
+        url = provider.base_url.rstrip("/") + path
+        try:
+            async with self._session.post(
+                url, data=body, headers=self._headers(provider), timeout=self._timeout(provider)
+            ) as response:
+                payload = await response.read()
+                if response.status >= 300:
+                    raise UpstreamStatusError(response.status, payload)
+                return payload
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"{provider.slug}: timed out") from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise UpstreamUnavailable(f"{provider.slug}: {exc.__class__.__name__}: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"{provider.slug}: {exc.__class__.__name__}: {exc}") from exc
+
+    async def open_stream(self, provider: Provider, path: str, body: bytes) -> UpstreamStream:
+        """Open a streaming POST; errors before the body starts raise UpstreamError. The
+        caller owns the returned stream and must ``close()`` it."""
+        url = provider.base_url.rstrip("/") + path
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=provider.connect_timeout_s, sock_read=provider.timeout_s
+        )
+        try:
+            response = await self._session.post(
+                url, data=body, headers=self._headers(provider), timeout=timeout
+            )
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"{provider.slug}: timed out") from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise UpstreamUnavailable(f"{provider.slug}: {exc.__class__.__name__}: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"{provider.slug}: {exc.__class__.__name__}: {exc}") from exc
+        if response.status >= 300:
+            try:
+                payload = await asyncio.wait_for(response.read(), provider.timeout_s)
+            except (TimeoutError, aiohttp.ClientError):
+                payload = b""
+            finally:
+                response.close()
+            raise UpstreamStatusError(response.status, payload)
+        return UpstreamStream(response)
+
+
+def is_stream_failure(exc: BaseException) -> bool:
+    """Errors raised while reading an open stream."""
+    return isinstance(exc, (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError))
