@@ -8,31 +8,71 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from tollway import __version__
+from tollway.billing.budgets import BudgetService
+from tollway.billing.meter import Meter
+from tollway.billing.recovery import Recovery
+from tollway.billing.usage import UsageService
 from tollway.clock import Clock, system_clock
 from tollway.gateway.auth import Authenticator
 from tollway.gateway.config_cache import ConfigCache
-from tollway.http import health, management
+from tollway.gateway.health import HealthBook
+from tollway.gateway.pipeline import Gateway
+from tollway.gateway.tasks import TaskTracker
+from tollway.http import budgets, health, inference, management, usage
 from tollway.http.errors import install_error_handlers
+from tollway.ids import new_id
 from tollway.keys.service import KeyService
 from tollway.projects.service import ProjectService
 from tollway.providers.registry import Registry, load_registry
+from tollway.providers.upstream import UpstreamClient
 from tollway.settings import Settings
 from tollway.state import AppState
 from tollway.store.database import Database
 
 
 def build_state(settings: Settings, registry: Registry, clock: Clock) -> AppState:
+    """Build every long-lived object once; must run inside the event loop (lifespan)."""
     db = Database(settings.database_url, pool_size=settings.db_pool_size)
     projects = ProjectService(db, registry, clock)
+    auth = Authenticator(db, cache_size=settings.auth_cache_size)
+    configs = ConfigCache(projects, ttl_s=settings.cache_ttl_s)
+    instance_id = new_id()
+    meter = Meter(db, clock, instance_id=instance_id)
+    upstream = UpstreamClient()
+    health = HealthBook()
+    tasks = TaskTracker()
     return AppState(
         settings=settings,
         clock=clock,
         db=db,
         registry=registry,
-        auth=Authenticator(db, cache_size=settings.auth_cache_size),
+        auth=auth,
         keys=KeyService(db, clock, key_limit=settings.key_limit),
         projects=projects,
-        configs=ConfigCache(projects, ttl_s=settings.cache_ttl_s),
+        configs=configs,
+        instance_id=instance_id,
+        meter=meter,
+        upstream=upstream,
+        health=health,
+        tasks=tasks,
+        gateway=Gateway(
+            registry=registry,
+            configs=configs,
+            meter=meter,
+            upstream=upstream,
+            health=health,
+            auth=auth,
+            tasks=tasks,
+        ),
+        recovery=Recovery(
+            db,
+            meter,
+            clock,
+            heartbeat_s=settings.heartbeat_s,
+            stale_s=settings.reservation_stale_s,
+        ),
+        budgets=BudgetService(db, clock),
+        usage=UsageService(db, clock),
     )
 
 
@@ -49,9 +89,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = build_state(settings, registry, clock)
         app.state.tollway = state
+        await state.recovery.start()
         try:
             yield
         finally:
+            await state.tasks.drain()
+            await state.recovery.stop()
+            await state.upstream.close()
             await state.db.dispose()
 
     app = FastAPI(
@@ -63,7 +107,10 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(inference.router)
     app.include_router(management.router)
+    app.include_router(budgets.router)
+    app.include_router(usage.router)
     return app
 
 

@@ -17,6 +17,7 @@ from rich.console import Console
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tollway.accounts.service import AccountService
+from tollway.billing.verify import LedgerReport, verify_ledger
 from tollway.clock import system_clock
 from tollway.errors import ConfigError, TollwayError
 from tollway.keys.service import KeyService
@@ -35,11 +36,13 @@ projects_app = typer.Typer(help="Manage projects.", no_args_is_help=True)
 members_app = typer.Typer(help="Manage project memberships.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 credits_app = typer.Typer(help="Top up balances.", no_args_is_help=True)
+ledger_app = typer.Typer(help="Check the money ledger.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(projects_app, name="projects")
 app.add_typer(members_app, name="members")
 app.add_typer(keys_app, name="keys")
 app.add_typer(credits_app, name="credits")
+app.add_typer(ledger_app, name="ledger")
 
 
 @dataclass(slots=True)
@@ -219,6 +222,27 @@ def credits_add(
     Console().print(f"balance of {user}: {balance / 1_000_000:.6f} EUR", highlight=False)
 
 
+@ledger_app.command("verify")
+def ledger_verify(ctx: typer.Context) -> None:
+    """Check balance = sum of ledger for every user and that no reservation is left open;
+    exit status 1 on any problem."""
+    report: LedgerReport = run(
+        ctx,
+        lambda settings, db: verify_ledger(db, system_clock, stale_s=settings.reservation_stale_s),
+    )
+    console = Console(highlight=False)
+    console.print(
+        f"checked {report.users} users, {report.ledger_rows} ledger rows, "
+        f"{report.open_reservations} open reservations"
+    )
+    if report.ok:
+        console.print("ledger OK: every balance equals the sum of its ledger rows")
+        return
+    for problem in report.problems:
+        Console(stderr=True, highlight=False).print(f"problem: {problem}", markup=False)
+    fail(f"ledger verification failed: {len(report.problems)} problem(s)")
+
+
 @app.command()
 def serve(
     ctx: typer.Context,
@@ -254,6 +278,89 @@ def serve(
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
     )
+
+
+@app.command("mock-provider")
+def mock_provider(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 9100,
+    latency_ms: Annotated[float, typer.Option(min=0, help="Delay before answering.")] = 0,
+    ttft_ms: Annotated[float, typer.Option(min=0, help="Delay before the first chunk.")] = 0,
+    tokens_per_second: Annotated[
+        float, typer.Option(min=0, help="Stream pacing; 0 = unlimited.")
+    ] = 0,
+    error_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of requests that fail.")
+    ] = 0.0,
+    error_status: Annotated[
+        int, typer.Option(min=400, max=599, help="Status of those failures.")
+    ] = 500,
+    cut_stream_after: Annotated[
+        int | None, typer.Option(min=0, help="End streams after N chunks, without [DONE].")
+    ] = None,
+    omit_usage: Annotated[bool, typer.Option(help="Never report usage.")] = False,
+) -> None:
+    """Run an OpenAI-compatible mock upstream (deterministic) for demos, tests and benchmarks."""
+    from tollway.providers.mock import MockSettings, run_mock_provider
+
+    run_mock_provider(
+        MockSettings(
+            latency_ms=latency_ms,
+            ttft_ms=ttft_ms,
+            tokens_per_second=tokens_per_second,
+            error_rate=error_rate,
+            error_status=error_status,
+            cut_stream_after=cut_stream_after,
+            omit_usage=omit_usage,
+        ),
+        host,
+        port,
+    )
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(help="Gateway port.")] = 8080,
+    mock_port: Annotated[int, typer.Option(help="Mock provider port.")] = 9100,
+) -> None:
+    """Initialise (if new), top up 10 EUR of demo credits once, print a fresh key, start the
+    built-in mock provider and serve the gateway in front of it."""
+    import subprocess
+
+    cli = ctx.ensure_object(CliContext)
+    os.environ.setdefault("TOLLWAY_MOCK_URL", f"http://127.0.0.1:{mock_port}/v1")
+
+    async def work(settings: Settings, db: Database) -> str:
+        accounts = AccountService(db, system_clock)
+        if not await accounts.is_initialised():
+            await accounts.bootstrap()
+            await accounts.add_credits(user="admin", amount_eur="10")
+        user = await accounts.user("admin")
+        project = await accounts.project("default")
+        key = await KeyService(db, system_clock, key_limit=settings.key_limit).create(
+            user_id=user.id,
+            project_id=project.id,
+            name=f"demo-{secrets.token_hex(3)}",
+            is_management=True,
+        )
+        return key.api_key
+
+    api_key = run(ctx, work)
+    console = Console(stderr=True)
+    console.print(f"Demo gateway on http://127.0.0.1:{port}/v1 (mock provider on :{mock_port}).")
+    console.print("A management key for this demo (shown once):", highlight=False)
+    sys.stdout.write(api_key + "\n")
+    sys.stdout.flush()
+    mock = subprocess.Popen(
+        [sys.executable, "-m", "tollway", "mock-provider", "--port", str(mock_port)]
+    )
+    try:
+        cli.overrides.setdefault("port", str(port))
+        serve(ctx)
+    finally:
+        mock.terminate()
+        mock.wait(timeout=10)
 
 
 def _best_loop() -> str:

@@ -70,3 +70,14 @@ class UpstreamFailure(TollwayError):
 
 class ConfigError(Exception):
     """Invalid settings or registry found at start-up: printed as one line, exit status 2."""
+
+
+class UpstreamRejected(TollwayError):
+    """A non-retriable 4xx of the upstream (e.g. a validation error), returned as is."""
+
+    openai_type = "invalid_request_error"
+
+    def __init__(self, message: str, *, status: int, body: bytes) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body

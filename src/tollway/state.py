@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tollway.billing.budgets import BudgetService
+from tollway.billing.meter import Meter
+from tollway.billing.recovery import Recovery
+from tollway.billing.usage import UsageService
 from tollway.clock import Clock
 from tollway.gateway.auth import Authenticator
 from tollway.gateway.config_cache import ConfigCache
+from tollway.gateway.health import HealthBook
+from tollway.gateway.pipeline import Gateway
+from tollway.gateway.tasks import TaskTracker
 from tollway.keys.service import KeyService
 from tollway.projects.service import ProjectService
 from tollway.providers.registry import Registry
+from tollway.providers.upstream import UpstreamClient
 from tollway.settings import Settings
 from tollway.store.database import Database
 
@@ -24,3 +32,12 @@ class AppState:
     keys: KeyService
     projects: ProjectService
     configs: ConfigCache
+    instance_id: str
+    meter: Meter
+    upstream: UpstreamClient
+    health: HealthBook
+    tasks: TaskTracker
+    gateway: Gateway
+    recovery: Recovery
+    budgets: BudgetService
+    usage: UsageService

@@ -29,7 +29,9 @@ async def test_create_list_delete_roundtrip(world: World, api: httpx.AsyncClient
     assert all(set(k) == {"name", "created_at", "is_management_key"} for k in keys)
 
     deleted = await api.request(
-        "DELETE", "/v1/manage/api-keys", json={"name": "my-new-key"},
+        "DELETE",
+        "/v1/manage/api-keys",
+        json={"name": "my-new-key"},
         headers=bearer(alice.management_key),
     )
     assert deleted.status_code == 200
@@ -52,8 +54,13 @@ async def test_new_management_key_works(world: World, api: httpx.AsyncClient) ->
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer"}, {"Authorization": "Basic abc"},
-     {"Authorization": "Bearer tw-unknown"}, {"Authorization": "Bearer sk-foo"}],
+    [
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer tw-unknown"},
+        {"Authorization": "Bearer sk-foo"},
+    ],
 )
 async def test_missing_or_invalid_token_is_401(
     world: World, api: httpx.AsyncClient, headers: dict[str, str]
@@ -67,7 +74,9 @@ async def test_missing_or_invalid_token_is_401(
         ("GET", "/v1/user/balance"),
         ("GET", "/api/v1/user/balance"),
     ]:
-        response = await api.request(method, path, json={"name": "x", "active": True}, headers=headers)
+        response = await api.request(
+            method, path, json={"name": "x", "active": True}, headers=headers
+        )
         assert response.status_code == 401, (method, path)
         assert isinstance(response.json()["error"], str)
 
@@ -104,7 +113,9 @@ async def test_create_invalid_input_is_400_naming_field(
     world: World, api: httpx.AsyncClient, body: dict[str, object], field: str
 ) -> None:
     alice = await world.member("alice", "p1")
-    response = await api.post("/v1/manage/api-keys", json=body, headers=bearer(alice.management_key))
+    response = await api.post(
+        "/v1/manage/api-keys", json=body, headers=bearer(alice.management_key)
+    )
     assert response.status_code == 400
     assert field in response.json()["error"]
 
@@ -128,7 +139,9 @@ async def test_duplicate_name_and_key_limit_are_400(world: World, api: httpx.Asy
     assert dup.status_code == 400
     assert "already exists" in dup.json()["error"]
     for name in ("b", "c"):
-        assert (await api.post("/v1/manage/api-keys", json={"name": name}, headers=h)).status_code == 201
+        assert (
+            await api.post("/v1/manage/api-keys", json={"name": name}, headers=h)
+        ).status_code == 201
     over = await api.post("/v1/manage/api-keys", json={"name": "d"}, headers=h)
     assert over.status_code == 400
     assert "limit" in over.json()["error"]
@@ -150,13 +163,17 @@ async def test_delete_errors(world: World, api: httpx.AsyncClient) -> None:
 async def test_deleted_key_is_refused_at_once(world: World, api: httpx.AsyncClient) -> None:
     alice = await world.member("alice", "p1")
     second = await api.post(
-        "/v1/manage/api-keys", json={"name": "second", "is_management_key": True},
+        "/v1/manage/api-keys",
+        json={"name": "second", "is_management_key": True},
         headers=bearer(alice.management_key),
     )
     second_key = second.json()["api_key"]
     assert (await api.get("/v1/manage/api-keys", headers=bearer(second_key))).status_code == 200
     await api.request(
-        "DELETE", "/v1/manage/api-keys", json={"name": "second"}, headers=bearer(alice.management_key)
+        "DELETE",
+        "/v1/manage/api-keys",
+        json={"name": "second"},
+        headers=bearer(alice.management_key),
     )
     assert (await api.get("/v1/manage/api-keys", headers=bearer(second_key))).status_code == 401
 
@@ -194,4 +211,4 @@ async def test_no_key_in_plaintext_in_the_database(world: World, api: httpx.Asyn
     text = "\n".join(dump)
     for secret in secrets:
         assert secret not in text
-        assert secret[len(KEY_PREFIX):] not in text
+        assert secret[len(KEY_PREFIX) :] not in text

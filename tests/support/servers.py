@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -15,7 +15,7 @@ STARTUP_TIMEOUT_S = 15.0
 
 
 @contextmanager
-def serving(app: Any, *, lifespan: str = "on") -> Iterator[int]:
+def serving(app: Any, *, lifespan: Literal["auto", "on", "off"] = "on") -> Iterator[int]:
     """Yields the port; the server stops (gracefully, bounded) when the block ends."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -26,6 +26,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _responses(status: int, description: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI documentation of one more error status, on top of the common ones."""
+    return _ERRORS | {status: {"description": description}}
+
+
 class CreateKeyBody(BaseModel):
     model_config = ConfigDict(strict=True)
     name: str
@@ -52,8 +57,7 @@ async def list_api_keys(request: Request, caller: Caller) -> dict[str, Any]:
     "/v1/manage/api-keys",
     tags=["API keys"],
     status_code=201,
-    responses={400: {"description": "Invalid input, duplicate name, or key limit reached."}}
-    | _ERRORS,
+    responses=_responses(400, "Invalid input, duplicate name, or key limit reached."),
 )
 async def create_api_key(
     request: Request, caller: Caller, body: Annotated[CreateKeyBody, Body()]
@@ -78,11 +82,8 @@ async def create_api_key(
 @router.delete(
     "/v1/manage/api-keys",
     tags=["API keys"],
-    responses={
-        400: {"description": "Invalid input or attempting to delete the key in use."},
-        404: {"description": "Not Found - The specified API key does not exist."},
-    }
-    | _ERRORS,
+    responses=_responses(400, "Invalid input or attempting to delete the key in use.")
+    | _responses(404, "Not Found - The specified API key does not exist."),
 )
 async def delete_api_key(
     request: Request, caller: Caller, body: Annotated[DeleteKeyBody, Body()]
@@ -114,7 +115,7 @@ def render_config(config: ProjectConfig) -> dict[str, Any]:
     }
 
 
-_CONFIG_ERRORS = {404: {"description": "Not Found - Project configuration not found."}} | _ERRORS
+_CONFIG_ERRORS = _responses(404, "Not Found - Project configuration not found.")
 
 
 @router.get("/v1/project-configs", tags=["Project configuration"], responses=_CONFIG_ERRORS)
@@ -126,11 +127,9 @@ async def get_project_config(request: Request, caller: Caller) -> dict[str, Any]
 @router.put(
     "/v1/project-configs",
     tags=["Project configuration"],
-    responses={
-        400: {"description": "Bad Request - Invalid configuration or registry validation failed."},
-        403: {"description": "Forbidden - Not a management key or user is not an admin."},
-    }
-    | _CONFIG_ERRORS,
+    responses=_CONFIG_ERRORS
+    | _responses(400, "Bad Request - Invalid configuration or registry validation failed.")
+    | _responses(403, "Forbidden - Not a management key or user is not an admin."),
 )
 @router.put("/api/v1/project-configs", include_in_schema=False)
 async def put_project_config(

@@ -4,9 +4,10 @@ request's own router fields (CONTRACT §3.3), and the filters it applies to endp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from tollway.projects.config import InferenceConfig, ProjectConfig
+from tollway.providers.registry import ResolvedEndpoint
 
 ROUTER_FIELDS = (
     "preference",
@@ -17,21 +18,6 @@ ROUTER_FIELDS = (
     "enable_model_fallback",
     "include_metadata",
 )
-
-
-class EndpointFacts(Protocol):
-    """What the policy needs to know about one (model, provider) endpoint."""
-
-    @property
-    def model_id(self) -> str: ...
-    @property
-    def provider_slug(self) -> str: ...
-    @property
-    def eu_native(self) -> bool: ...
-    @property
-    def zero_data_retention(self) -> bool: ...
-    @property
-    def quantization(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,23 +49,22 @@ class Policy:
             include_metadata=config.include_metadata,
         )
 
-    def rejects(self, endpoint: EndpointFacts) -> tuple[str, str] | None:
+    def rejects(self, endpoint: ResolvedEndpoint) -> tuple[str, str] | None:
         """``(filter, reason)`` when the policy excludes the endpoint, else None."""
-        if endpoint.model_id in self.blacklisted_models:
-            return "blacklisted_models", f"model {endpoint.model_id} is blacklisted"
-        if (
-            self.allowed_providers is not None
-            and endpoint.provider_slug not in self.allowed_providers
-        ):
-            return "allowed_providers", f"provider {endpoint.provider_slug} is not allowed"
-        if self.eu_native and not endpoint.eu_native:
-            return "eu_native", f"provider {endpoint.provider_slug} is not EU-native"
-        if not self.allow_quantization and endpoint.quantization:
-            return "allow_quantization", f"endpoint is quantized ({endpoint.quantization})"
-        if self.zero_data_retention_only and not endpoint.zero_data_retention:
+        model_id, provider = endpoint.model.id, endpoint.provider
+        if model_id in self.blacklisted_models:
+            return "blacklisted_models", f"model {model_id} is blacklisted"
+        if self.allowed_providers is not None and provider.slug not in self.allowed_providers:
+            return "allowed_providers", f"provider {provider.slug} is not allowed"
+        if self.eu_native and not provider.eu_native:
+            return "eu_native", f"provider {provider.slug} is not EU-native"
+        quantization = endpoint.endpoint.quantization
+        if not self.allow_quantization and quantization:
+            return "allow_quantization", f"endpoint is quantized ({quantization})"
+        if self.zero_data_retention_only and not provider.zero_data_retention:
             return (
                 "allow_zero_data_retention",
-                f"provider {endpoint.provider_slug} does not guarantee zero data retention",
+                f"provider {provider.slug} does not guarantee zero data retention",
             )
         return None
 

@@ -1,0 +1,213 @@
+"""Budgets (CONTRACT §3.6): EUR limits per UTC period on a scope, managed by project admins.
+
+The meter enforces them inside the reservation transaction; this module owns the periods
+(when a window starts and resets) and the management operations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tollway.billing.credits import credits_to_eur
+from tollway.clock import Clock
+from tollway.errors import BadRequest, Forbidden, NotFound
+from tollway.ids import new_id
+from tollway.store import accounts, keys
+from tollway.store import budgets as store
+from tollway.store.budgets import BudgetRow, WindowKey, WindowRow
+from tollway.store.database import Database
+
+SCOPES = ("project", "each_user", "user", "each_key", "key")
+PERIODS = ("daily", "weekly", "monthly")
+_DAY = 86_400
+_WEEK = 7 * _DAY
+_FIRST_MONDAY = 4 * _DAY  # 1970-01-05, the first Monday after the epoch (a Thursday)
+
+
+def window_start(period: str, now: float) -> int:
+    """Start (epoch seconds) of the UTC period containing `now`."""
+    t = int(now)
+    if period == "daily":
+        return t - t % _DAY
+    if period == "weekly":
+        return t - (t - _FIRST_MONDAY) % _WEEK
+    day = datetime.fromtimestamp(t, tz=UTC)
+    return int(datetime(day.year, day.month, 1, tzinfo=UTC).timestamp())
+
+
+def window_end(period: str, start: int) -> int:
+    """When the window starting at `start` resets."""
+    if period == "daily":
+        return start + _DAY
+    if period == "weekly":
+        return start + _WEEK
+    first = datetime.fromtimestamp(start, tz=UTC)
+    year, month = (first.year + 1, 1) if first.month == 12 else (first.year, first.month + 1)
+    return int(datetime(year, month, 1, tzinfo=UTC).timestamp())
+
+
+def iso_utc(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def subject_of(budget: BudgetRow, *, user_id: str, key_id: int) -> str:
+    """Who a window counts for: "" for the project, else the user id or the key id."""
+    if budget.scope == "project":
+        return ""
+    if budget.scope in ("each_user", "user"):
+        return user_id
+    return str(key_id)
+
+
+def window_key_of(budget: BudgetRow, *, user_id: str, key_id: int, now: float) -> WindowKey:
+    return (
+        budget.id,
+        subject_of(budget, user_id=user_id, key_id=key_id),
+        window_start(budget.period, now),
+    )
+
+
+def describe(budget: BudgetRow, start: int) -> str:
+    """The 429 message: which budget, its limit, and when it resets."""
+    return (
+        f"budget exceeded: {budget.period} {budget.scope} budget {budget.id} "
+        f"(limit {credits_to_eur(budget.limit_credits).normalize():f} EUR) is used up; "
+        f"it resets at {iso_utc(window_end(budget.period, start))}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NewBudget:
+    scope: str
+    period: str
+    limit_credits: int
+    user_id: str | None = None
+    key_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectSpend:
+    user_id: str | None
+    key_name: str | None
+    spent_credits: int
+    reserved_credits: int
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetView:
+    budget: BudgetRow
+    window_start: int
+    resets_at: int
+    spent_credits: int
+    reserved_credits: int
+    subjects: tuple[SubjectSpend, ...]
+
+
+class BudgetService:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def list(self, *, user_id: str, project_id: str) -> list[BudgetView]:
+        now = self._clock()
+        async with self._db.read() as conn:
+            await _require_admin(conn, user_id, project_id)
+            rows = await store.budgets_of_project(conn, project_id)
+            starts = {b.id: window_start(b.period, now) for b in rows}
+            windows = await store.windows_starting(conn, [b.id for b in rows], starts)
+            key_ids = [int(w.subject) for w in windows if w.subject.isdigit()]
+            names = await store.key_names(conn, key_ids)
+        return [_view(b, starts[b.id], windows, names) for b in rows]
+
+    async def create(self, *, user_id: str, project_id: str, spec: NewBudget) -> BudgetView:
+        if spec.scope not in SCOPES:
+            raise BadRequest(f"scope: must be one of {', '.join(SCOPES)}", param="scope")
+        if spec.period not in PERIODS:
+            raise BadRequest(f"period: must be one of {', '.join(PERIODS)}", param="period")
+        if spec.limit_credits < 0:
+            raise BadRequest("limit: must not be negative", param="limit")
+        if spec.scope not in ("user", "key") and spec.user_id is not None:
+            raise BadRequest("user_id: only a 'user' or 'key' budget names a user", param="user_id")
+        if spec.scope != "key" and spec.key_name is not None:
+            raise BadRequest("key_name: only a 'key' budget names a key", param="key_name")
+        now = int(self._clock())
+        async with self._db.write() as conn:
+            await _require_admin(conn, user_id, project_id)
+            target_user: str | None = None
+            key_id: int | None = None
+            if spec.scope == "user":
+                if spec.user_id is None:
+                    raise BadRequest("user_id: required for a 'user' budget", param="user_id")
+                if await accounts.role_of(conn, spec.user_id, project_id) is None:
+                    raise BadRequest(
+                        f"user_id: user '{spec.user_id}' is not a member of the project",
+                        param="user_id",
+                    )
+                target_user = spec.user_id
+            elif spec.scope == "key":
+                if spec.key_name is None:
+                    raise BadRequest("key_name: required for a 'key' budget", param="key_name")
+                owner = spec.user_id or user_id
+                key = await keys.key_by_name(conn, owner, spec.key_name)
+                if key is None or key.project_id != project_id:
+                    raise BadRequest(
+                        f"key_name: user '{owner}' has no API key '{spec.key_name}' "
+                        "in this project",
+                        param="key_name",
+                    )
+                target_user, key_id = owner, key.id
+            row = BudgetRow(
+                id=new_id(),
+                project_id=project_id,
+                scope=spec.scope,
+                user_id=target_user,
+                key_id=key_id,
+                period=spec.period,
+                limit_credits=spec.limit_credits,
+                created_at=now,
+                key_name=spec.key_name if key_id is not None else None,
+            )
+            await store.insert_budget(conn, row)
+        start = window_start(row.period, now)
+        return BudgetView(row, start, window_end(row.period, start), 0, 0, ())
+
+    async def delete(self, *, user_id: str, project_id: str, budget_id: str) -> None:
+        async with self._db.write() as conn:
+            await _require_admin(conn, user_id, project_id)
+            if not await store.delete_budget(conn, project_id, budget_id):
+                raise NotFound(f"budget '{budget_id}' not found")
+
+
+async def _require_admin(conn: AsyncConnection, user_id: str, project_id: str) -> None:
+    role = await accounts.role_of(conn, user_id, project_id)
+    if role != "admin":
+        raise Forbidden("only a project admin may manage budgets")
+
+
+def _view(
+    budget: BudgetRow,
+    start: int,
+    windows: list[WindowRow],
+    names: dict[int, tuple[str, str]],
+) -> BudgetView:
+    mine = [w for w in windows if w.budget_id == budget.id]
+    subjects: list[SubjectSpend] = []
+    if budget.scope == "each_user":
+        subjects = [
+            SubjectSpend(w.subject, None, w.spent_credits, w.reserved_credits) for w in mine
+        ]
+    elif budget.scope == "each_key":
+        for w in mine:
+            owner, name = names.get(int(w.subject), (None, None))
+            subjects.append(SubjectSpend(owner, name, w.spent_credits, w.reserved_credits))
+    return BudgetView(
+        budget=budget,
+        window_start=start,
+        resets_at=window_end(budget.period, start),
+        spent_credits=sum(w.spent_credits for w in mine),
+        reserved_credits=sum(w.reserved_credits for w in mine),
+        subjects=tuple(subjects),
+    )

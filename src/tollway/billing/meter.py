@@ -1,0 +1,279 @@
+"""The meter: reserve a request's worst-case cost before it is forwarded, settle it to the
+exact cost afterwards (CONTRACT §4). Each step is one database transaction.
+
+Why it cannot overdraw: the reservation locks the user's row (PostgreSQL ``FOR UPDATE``;
+SQLite holds the database write lock from ``BEGIN IMMEDIATE``) and the budget windows in key
+order, decides against what it read under that lock, and debits with a conditional UPDATE
+(``balance >= amount``) as a second guard. A settlement only ever gives back part of what
+was reserved, so it cannot make a balance negative either.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tollway.billing.budgets import describe, window_key_of
+from tollway.clock import Clock
+from tollway.errors import BudgetExceeded, InsufficientBalance, Unauthorized
+from tollway.providers.registry import Pricing
+from tollway.store import budgets as budget_store
+from tollway.store import reservations as store
+from tollway.store.budgets import BudgetRow, WindowKey
+from tollway.store.database import Database
+from tollway.store.reservations import OpenReservation
+
+log = logging.getLogger("tollway.billing")
+
+_PRECISION = 96  # digits: enough for any token count times any registry price, exactly
+
+
+@dataclass(frozen=True, slots=True)
+class Payer:
+    request_id: str
+    user_id: str
+    project_id: str
+    key_id: int
+    key_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveRequest:
+    payer: Payer
+    input_price: Decimal
+    output_price: Decimal
+    prompt_tokens: int
+    max_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    request_id: str
+    payer: Payer
+    amount_credits: int
+    max_tokens: int
+    lowered: bool
+    windows: tuple[WindowKey, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    endpoint: str
+    model: str
+    provider: str
+    prompt_tokens: int
+    completion_tokens: int
+    pricing: Pricing
+    latency_ms: int
+    status: str
+    usage_source: str
+
+
+def _ceil(value: Decimal) -> int:
+    return int(value.to_integral_value(rounding=ROUND_CEILING))
+
+
+@dataclass(frozen=True, slots=True)
+class _Quote:
+    """What a request costs at most, and at least (its prompt plus one completion token)."""
+
+    prompt: Decimal
+    output_price: Decimal
+    max_tokens: int
+
+    def cost(self, completion_tokens: int) -> int:
+        exact = Context(prec=_PRECISION)
+        return _ceil(exact.add(self.prompt, exact.multiply(self.output_price, completion_tokens)))
+
+    @property
+    def full(self) -> int:
+        return self.cost(self.max_tokens)
+
+    @property
+    def minimum(self) -> int:
+        if self.max_tokens == 0 or self.output_price == 0:
+            return self.full
+        return self.cost(1)
+
+    def tokens_within(self, room: int) -> int:
+        """The most completion tokens whose worst-case cost fits in `room` credits."""
+        exact = Context(prec=_PRECISION)
+        quotient = exact.divide(exact.subtract(Decimal(room), self.prompt), self.output_price)
+        granted = min(self.max_tokens, int(quotient.to_integral_value(rounding=ROUND_FLOOR)))
+        while granted > 1 and self.cost(granted) > room:  # the division may round up
+            granted -= 1
+        return granted
+
+
+class Meter:
+    def __init__(self, db: Database, clock: Clock, *, instance_id: str) -> None:
+        self._db = db
+        self._clock = clock
+        self.instance_id = instance_id
+
+    async def reserve(self, request: ReserveRequest) -> Reservation:
+        """Hold the request's worst-case cost against the balance and every applicable
+        budget in one transaction; lower max_tokens to what they cover, or refuse."""
+        payer = request.payer
+        if request.prompt_tokens < 0 or request.max_tokens < 0:
+            raise ValueError("token counts cannot be negative")
+        quote = _Quote(
+            Context(prec=_PRECISION).multiply(request.input_price, request.prompt_tokens),
+            request.output_price,
+            request.max_tokens,
+        )
+        full, minimum = quote.full, quote.minimum
+        now = self._clock()
+        async with self._db.write() as conn:
+            locked = await store.lock_payer(conn, user_id=payer.user_id, key_id=payer.key_id)
+            if locked is None or not locked[1]:
+                raise Unauthorized("invalid API key")
+            balance = locked[0]
+            if balance < minimum:
+                raise InsufficientBalance("insufficient balance")
+            applicable = await budget_store.applicable_budgets(
+                conn, project_id=payer.project_id, user_id=payer.user_id, key_id=payer.key_id
+            )
+            held: dict[WindowKey, BudgetRow] = {
+                window_key_of(b, user_id=payer.user_id, key_id=payer.key_id, now=now): b
+                for b in applicable
+            }
+            room = balance
+            if held:
+                windows = await budget_store.lock_windows(conn, list(held))
+                for key in sorted(held):
+                    budget, window = held[key], windows[key]
+                    left = budget.limit_credits - window.spent_credits - window.reserved_credits
+                    if left < minimum:
+                        raise BudgetExceeded(describe(budget, key[2]))
+                    room = min(room, left)
+            amount, granted = full, request.max_tokens
+            if room < full:
+                granted = quote.tokens_within(room)
+                amount = quote.cost(granted)
+            if not await store.debit(conn, user_id=payer.user_id, amount=amount):
+                raise InsufficientBalance("insufficient balance")
+            await store.append_ledger(
+                conn, payer.user_id, payer.request_id, int(now), [("reserve", -amount)]
+            )
+            window_keys = tuple(sorted(held))
+            await store.open_reservation(
+                conn,
+                OpenReservation(
+                    request_id=payer.request_id,
+                    user_id=payer.user_id,
+                    project_id=payer.project_id,
+                    key_id=payer.key_id,
+                    amount_credits=amount,
+                    windows=window_keys,
+                    instance_id=self.instance_id,
+                    created_at=int(now),
+                ),
+            )
+            if window_keys:
+                await budget_store.move_windows(
+                    conn, window_keys, reserved_delta=amount, spent_delta=0
+                )
+        return Reservation(
+            request_id=payer.request_id,
+            payer=payer,
+            amount_credits=amount,
+            max_tokens=granted,
+            lowered=granted < request.max_tokens,
+            windows=window_keys,
+        )
+
+    async def settle(self, reservation: Reservation, usage: UsageRecord | None) -> int:
+        """Release the reservation and charge exactly the usage, capped at what was reserved,
+        with its usage event, in one transaction. Settling twice charges once."""
+        payer = reservation.payer
+        now = int(self._clock())
+        async with self._db.write() as conn:
+            held = await store.claim_reservation(conn, reservation.request_id)
+            if held is None:  # settled already, or released by recovery
+                return await store.charged_for(conn, reservation.request_id)
+            charge = 0
+            cost = 0
+            if usage is not None:
+                cost = usage.pricing.credits_for(usage.prompt_tokens, usage.completion_tokens)
+                charge = min(cost, held.amount_credits)
+                if cost > charge:
+                    log.warning(
+                        "request %s: upstream usage costs %d credits, more than the %d reserved;"
+                        " charging the reservation",
+                        held.request_id,
+                        cost,
+                        held.amount_credits,
+                    )
+            await _close(conn, held, charge, now)
+            if usage is not None:
+                await store.record_usage(
+                    conn,
+                    {
+                        "request_id": held.request_id,
+                        "created_at": now,
+                        "user_id": held.user_id,
+                        "project_id": held.project_id,
+                        "key_id": held.key_id,
+                        "key_name": payer.key_name,
+                        "endpoint": usage.endpoint,
+                        "model": usage.model,
+                        "provider": usage.provider,
+                        "prompt_tokens": usage.prompt_tokens,
+                        "completion_tokens": usage.completion_tokens,
+                        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+                        "cost_credits": charge,
+                        "latency_ms": usage.latency_ms,
+                        "status": usage.status,
+                        "usage_source": usage.usage_source,
+                    },
+                )
+        return charge
+
+    async def release_abandoned(self, request_id: str) -> bool:
+        """Release a reservation nobody will settle (its process died or is shutting down):
+        charge nothing, record an "aborted" usage event. False if it was closed already."""
+        now = int(self._clock())
+        async with self._db.write() as conn:
+            held = await store.claim_reservation(conn, request_id)
+            if held is None:
+                return False
+            await _close(conn, held, 0, now)
+            await store.record_usage(
+                conn,
+                {
+                    "request_id": held.request_id,
+                    "created_at": now,
+                    "user_id": held.user_id,
+                    "project_id": held.project_id,
+                    "key_id": held.key_id,
+                    "key_name": "",
+                    "endpoint": "",
+                    "model": "",
+                    "provider": "",
+                    "prompt_tokens": 0,
+                    "completion_tokens": 0,
+                    "total_tokens": 0,
+                    "cost_credits": 0,
+                    "latency_ms": 0,
+                    "status": "aborted",
+                    "usage_source": "none",
+                },
+            )
+        return True
+
+
+async def _close(conn: AsyncConnection, held: OpenReservation, charge: int, now: int) -> None:
+    """Give the reservation back, take the charge; balance, ledger and budget windows."""
+    await store.credit(conn, user_id=held.user_id, amount=held.amount_credits - charge)
+    entries = [("release", held.amount_credits)]
+    if charge:
+        entries.append(("charge", -charge))
+    await store.append_ledger(conn, held.user_id, held.request_id, now, entries)
+    if held.windows:
+        await budget_store.move_windows(
+            conn, held.windows, reserved_delta=-held.amount_credits, spent_delta=charge
+        )

@@ -1,0 +1,84 @@
+"""Live measurements per endpoint (EWMA of time to first token and tokens/s) and a circuit
+breaker. Each replica measures for itself: no shared state, no round trips."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tollway.providers.registry import ResolvedEndpoint
+
+
+@dataclass(slots=True)
+class EndpointHealth:
+    ttft_ms: float
+    tokens_per_second: float
+    samples: int = 0
+    consecutive_failures: int = 0
+    open_until: float = 0.0
+
+
+class HealthBook:
+    """``alpha`` weights the newest sample; ``failure_threshold`` consecutive retriable failures
+    open the circuit for ``cooldown_s``; after it one trial request may pass (half-open) and a
+    success closes it, a failure opens it again."""
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.2,
+        failure_threshold: int = 3,
+        cooldown_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._alpha = alpha
+        self._threshold = failure_threshold
+        self._cooldown_s = cooldown_s
+        self._clock = clock
+        self._book: dict[str, EndpointHealth] = {}
+
+    def of(self, endpoint: ResolvedEndpoint) -> EndpointHealth:
+        health = self._book.get(endpoint.key)
+        if health is None:
+            hints = endpoint.provider.hints
+            health = EndpointHealth(hints.ttft_ms, hints.tokens_per_second)
+            self._book[endpoint.key] = health
+        return health
+
+    def is_open(self, endpoint: ResolvedEndpoint) -> bool:
+        health = self._book.get(endpoint.key)
+        return health is not None and health.open_until > self._clock()
+
+    def predicted_latency_ms(self, endpoint: ResolvedEndpoint, completion_tokens: int) -> float:
+        health = self.of(endpoint)
+        return health.ttft_ms + 1000.0 * completion_tokens / max(health.tokens_per_second, 1e-3)
+
+    def record_success(
+        self, endpoint: ResolvedEndpoint, *, ttft_ms: float, completion_tokens: int, total_ms: float
+    ) -> None:
+        health = self.of(endpoint)
+        a = self._alpha if health.samples else 1.0
+        health.ttft_ms += a * (ttft_ms - health.ttft_ms)
+        generation_s = max(total_ms - ttft_ms, 0.0) / 1000.0
+        if completion_tokens > 1 and generation_s > 0:
+            tps = completion_tokens / generation_s
+            health.tokens_per_second += a * (tps - health.tokens_per_second)
+        health.samples += 1
+        health.consecutive_failures = 0
+        health.open_until = 0.0
+
+    def record_failure(self, endpoint: ResolvedEndpoint) -> None:
+        health = self.of(endpoint)
+        health.consecutive_failures += 1
+        if health.consecutive_failures >= self._threshold:
+            health.open_until = self._clock() + self._cooldown_s
+
+    def snapshot(self, endpoint: ResolvedEndpoint) -> dict[str, float | int]:
+        health = self.of(endpoint)
+        return {
+            "ttft_ms": round(health.ttft_ms, 3),
+            "tokens_per_second": round(health.tokens_per_second, 3),
+            "samples": health.samples,
+            "consecutive_failures": health.consecutive_failures,
+        }

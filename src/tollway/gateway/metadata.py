@@ -1,0 +1,89 @@
+"""The routing metadata of CONTRACT §5.4, built from what the router decided and did."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from tollway.gateway.routing import SCORING, ModelPlan
+from tollway.providers.registry import Pricing, ResolvedEndpoint
+
+
+@dataclass(slots=True)
+class Trace:
+    """What happened to each candidate; statuses default to ``not_attempted``."""
+
+    preference: str
+    applied_filters: list[str]
+    plans: list[ModelPlan] = field(default_factory=list)
+    status: dict[str, str] = field(default_factory=dict)  # endpoint key → success | failed
+    errors: dict[str, str] = field(default_factory=dict)
+    tried_models: list[str] = field(default_factory=list)
+
+    def failed(self, endpoint: ResolvedEndpoint, error: str) -> None:
+        self.status[endpoint.key] = "failed"
+        self.errors[endpoint.key] = error
+
+    def succeeded(self, endpoint: ResolvedEndpoint) -> None:
+        self.status[endpoint.key] = "success"
+
+
+def _eur(amount: Decimal) -> float:
+    return float(amount / 1_000_000)
+
+
+def build_metadata(
+    trace: Trace,
+    served: ResolvedEndpoint,
+    *,
+    prompt_tokens: int,
+    completion_tokens: int,
+    charged_credits: int,
+    latency_ms: int,
+    usage_source: str,
+) -> dict[str, Any]:
+    pricing: Pricing = served.pricing
+    primary = trace.plans[0]
+    filtered: list[dict[str, Any]] = []
+    scored: list[dict[str, Any]] = []
+    initial: list[str] = []
+    for plan in trace.plans:
+        multi = len(trace.plans) > 1
+        initial += [f"{plan.model.id}@{slug}" if multi else slug for slug in plan.initial]
+        filtered += [dict(f, model=plan.model.id) for f in plan.filtered]
+        for candidate in plan.ranked:
+            entry: dict[str, Any] = {
+                "provider": candidate.endpoint.provider.slug,
+                "model": plan.model.id,
+                "score": candidate.score,
+                "scoring_context": candidate.context,
+                "status": trace.status.get(candidate.endpoint.key, "not_attempted"),
+            }
+            if candidate.endpoint.key in trace.errors:
+                entry["error"] = trace.errors[candidate.endpoint.key]
+            scored.append(entry)
+    fallback_from = primary.model.id if served.model.id != primary.model.id else None
+    return {
+        "routing_results": {
+            "selected_provider": served.provider.slug,
+            "applied_filters": trace.applied_filters,
+            "cost": {
+                "prompt_cost": _eur(pricing.input_token * prompt_tokens),
+                "completion_cost": _eur(pricing.output_token * completion_tokens),
+                "total_cost": charged_credits / 1_000_000,
+                "currency": "EUR",
+            },
+            "latency_ms": latency_ms,
+            "usage_source": usage_source,
+        },
+        "routing_trace": {
+            "initial_candidates": initial,
+            "filtered_out_candidates": filtered,
+            "scored_candidates": scored,
+            "scoring_function": {"function": SCORING[trace.preference], "sort": "ascending"},
+        },
+        "fallback_from": fallback_from,
+        "fallback_chain": trace.tried_models,
+        "model_used": served.model.id,
+    }

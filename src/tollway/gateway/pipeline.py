@@ -1,0 +1,349 @@
+"""One inference request: authorize → policy → route → reserve → call (with fallback) → meter.
+
+The caller (the HTTP edge) has authenticated the key; everything after is here, framework-free.
+Non-streaming calls settle before answering; streams settle when they end, however they end.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from tollway.billing.meter import Meter, Payer, Reservation, ReserveRequest, UsageRecord
+from tollway.errors import (
+    BadRequest,
+    NoHealthyCandidate,
+    NotFound,
+    Unauthorized,
+    UpstreamFailure,
+    UpstreamRejected,
+)
+from tollway.gateway.auth import Authenticator, Principal
+from tollway.gateway.config_cache import ConfigCache
+from tollway.gateway.health import HealthBook
+from tollway.gateway.metadata import Trace, build_metadata
+from tollway.gateway.request import InferenceRequest, counted_prompt_tokens
+from tollway.gateway.routing import ModelPlan, plan_model, worst_prices
+from tollway.gateway.streaming import StreamRelay
+from tollway.gateway.tasks import TaskTracker
+from tollway.projects.policy import Policy, effective_policy
+from tollway.providers.registry import Model, Registry, ResolvedEndpoint
+from tollway.providers.tokens import content_text, count_tokens
+from tollway.providers.upstream import UpstreamClient, UpstreamError, UpstreamStatusError
+
+PATHS = {"chat.completions": "/chat/completions", "embeddings": "/embeddings"}
+
+
+@dataclass(slots=True)
+class Call:
+    """The state of one request as it moves down the path."""
+
+    principal: Principal
+    request: InferenceRequest
+    policy: Policy
+    trace: Trace
+    reservation: Reservation
+    started: float
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        configs: ConfigCache,
+        meter: Meter,
+        upstream: UpstreamClient,
+        health: HealthBook,
+        auth: Authenticator,
+        tasks: TaskTracker,
+    ) -> None:
+        self.registry = registry
+        self.configs = configs
+        self.meter = meter
+        self.upstream = upstream
+        self.health = health
+        self.auth = auth
+        self.tasks = tasks
+
+    async def handle(self, principal: Principal, request: InferenceRequest) -> bytes | StreamRelay:
+        started = time.perf_counter()
+        model = self._model(request)
+        config = await self.configs.get(principal.project_id)
+        policy = effective_policy(config, request.router_fields)
+        plans = self._plans(model, policy, request)
+        trace = Trace(policy.preference, list(policy.applied_filters), plans)
+        reservation = await self._reserve(principal, request, plans)
+        if reservation.lowered:
+            request.body["max_tokens"] = reservation.max_tokens
+            request.body.pop("max_completion_tokens", None)
+            trace.applied_filters.append(
+                f"max_tokens lowered to {reservation.max_tokens} to fit the balance"
+            )
+        call = Call(principal, request, policy, trace, reservation, started)
+        try:
+            if request.stream:
+                return await self._open_stream(call)
+            return await self._complete(call)
+        except BaseException:
+            # Nothing was served (a relay, once returned, settles by itself).
+            await self.meter.settle(reservation, None)
+            raise
+
+    # -- policy and routing -------------------------------------------------------------
+
+    def _model(self, request: InferenceRequest) -> Model:
+        model = self.registry.model(request.model)
+        if model is None:
+            raise NotFound(
+                f"model '{request.model}' not found", param="model", code="model_not_found"
+            )
+        wanted = "embedding" if request.kind == "embeddings" else "chat"
+        if model.kind != wanted:
+            raise BadRequest(
+                f"model '{model.id}' is a {model.kind} model; use the matching endpoint",
+                param="model",
+            )
+        return model
+
+    def _plans(self, model: Model, policy: Policy, request: InferenceRequest) -> list[ModelPlan]:
+        chain = [model]
+        if policy.enable_model_fallback:
+            chain += [m for m in (self.registry.model(i) for i in model.fallback) if m is not None]
+        plans = [
+            plan_model(
+                self.registry,
+                policy,
+                m,
+                prompt_estimate=request.prompt_estimate,
+                max_tokens=request.max_tokens,
+                health=self.health,
+            )
+            for m in chain
+        ]
+        if not any(p.ranked for p in plans):
+            raise _no_candidate(plans)
+        return plans
+
+    async def _reserve(
+        self, principal: Principal, request: InferenceRequest, plans: list[ModelPlan]
+    ) -> Reservation:
+        input_price, output_price = worst_prices(plans)
+        if request.kind == "embeddings":
+            max_tokens = 0
+        elif request.max_tokens is not None:
+            max_tokens = request.max_tokens
+        else:
+            context = max(p.model.context_size for p in plans if p.ranked)
+            max_tokens = max(1, context - request.prompt_estimate)
+        payer = Payer(
+            request_id=uuid.uuid4().hex,
+            user_id=principal.user_id,
+            project_id=principal.project_id,
+            key_id=principal.key_id,
+            key_name=principal.key_name,
+        )
+        try:
+            return await self.meter.reserve(
+                ReserveRequest(
+                    payer=payer,
+                    input_price=input_price,
+                    output_price=output_price,
+                    prompt_tokens=request.prompt_upper_bound,
+                    max_tokens=max_tokens,
+                )
+            )
+        except Unauthorized:
+            self.auth.forget(principal.key_id)  # deleted through another replica
+            raise
+
+    def _candidates(self, call: Call) -> list[tuple[ModelPlan, ResolvedEndpoint]]:
+        return [(plan, c.endpoint) for plan in call.trace.plans for c in plan.ranked]
+
+    def _upstream_body(self, call: Call, endpoint: ResolvedEndpoint) -> bytes:
+        body = call.request.body
+        body["model"] = endpoint.upstream_model
+        if call.request.stream:
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        return orjson.dumps(body)
+
+    def _note_model(self, call: Call, plan: ModelPlan) -> None:
+        if not call.trace.tried_models or call.trace.tried_models[-1] != plan.model.id:
+            call.trace.tried_models.append(plan.model.id)
+
+    def _failed(self, call: Call, endpoint: ResolvedEndpoint, exc: UpstreamError) -> None:
+        call.trace.failed(endpoint, exc.message)
+        if exc.retriable:
+            self.health.record_failure(endpoint)
+            return
+        assert isinstance(exc, UpstreamStatusError)
+        raise UpstreamRejected(exc.message, status=exc.upstream_status, body=exc.body)
+
+    # -- non-streaming ----------------------------------------------------------------------
+
+    async def _complete(self, call: Call) -> bytes:
+        path = PATHS[call.request.kind]
+        last: UpstreamError | None = None
+        for plan, endpoint in self._candidates(call):
+            self._note_model(call, plan)
+            attempt_started = time.perf_counter()
+            try:
+                raw = await self.upstream.post_json(
+                    endpoint.provider, path, self._upstream_body(call, endpoint)
+                )
+                payload = orjson.loads(raw)
+                if not isinstance(payload, dict):
+                    raise UpstreamError(f"{endpoint.provider.slug}: answer is not a JSON object")
+            except orjson.JSONDecodeError:
+                last = UpstreamError(f"{endpoint.provider.slug}: answer is not JSON")
+                self._failed(call, endpoint, last)
+                continue
+            except UpstreamError as exc:
+                last = exc
+                self._failed(call, endpoint, exc)
+                continue
+            elapsed_ms = (time.perf_counter() - attempt_started) * 1000
+            call.trace.succeeded(endpoint)
+            return await self._finish(call, endpoint, payload, elapsed_ms)
+        raise _all_failed(last)
+
+    async def _finish(
+        self, call: Call, endpoint: ResolvedEndpoint, payload: dict[str, Any], elapsed_ms: float
+    ) -> bytes:
+        prompt, completion, source = _usage_of(call.request, payload)
+        self.health.record_success(
+            endpoint, ttft_ms=elapsed_ms, completion_tokens=completion, total_ms=elapsed_ms
+        )
+        latency_ms = int((time.perf_counter() - call.started) * 1000)
+        charged = await self.meter.settle(
+            call.reservation,
+            UsageRecord(
+                endpoint=call.request.kind,
+                model=endpoint.model.id,
+                provider=endpoint.provider.slug,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                pricing=endpoint.pricing,
+                latency_ms=latency_ms,
+                status="success",
+                usage_source=source,
+            ),
+        )
+        payload["model"] = endpoint.model.id
+        payload["provider"] = endpoint.provider.slug
+        if source == "counted":
+            payload["usage"] = _usage_dict(call.request, prompt, completion)
+        if call.policy.include_metadata:
+            payload["metadata"] = build_metadata(
+                call.trace,
+                endpoint,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                charged_credits=charged,
+                latency_ms=latency_ms,
+                usage_source=source,
+            )
+        return orjson.dumps(payload)
+
+    # -- streaming --------------------------------------------------------------------------
+
+    async def _open_stream(self, call: Call) -> StreamRelay:
+        last: UpstreamError | None = None
+        for plan, endpoint in self._candidates(call):
+            self._note_model(call, plan)
+            attempt_started = time.perf_counter()
+            try:
+                stream = await self.upstream.open_stream(
+                    endpoint.provider, "/chat/completions", self._upstream_body(call, endpoint)
+                )
+            except UpstreamError as exc:
+                last = exc
+                self._failed(call, endpoint, exc)
+                continue
+            relay = StreamRelay(self, call, endpoint, stream, attempt_started)
+            try:
+                await relay.prime()
+            except UpstreamError as exc:  # broken before the first byte: try the next one
+                last = exc
+                self._failed(call, endpoint, exc)
+                continue
+            call.trace.succeeded(endpoint)
+            return relay
+        raise _all_failed(last)
+
+    def usage_record(
+        self,
+        call: Call,
+        endpoint: ResolvedEndpoint,
+        *,
+        prompt: int,
+        completion: int,
+        status: str,
+        source: str,
+    ) -> UsageRecord:
+        return UsageRecord(
+            endpoint=call.request.kind,
+            model=endpoint.model.id,
+            provider=endpoint.provider.slug,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            pricing=endpoint.pricing,
+            latency_ms=int((time.perf_counter() - call.started) * 1000),
+            status=status,
+            usage_source=source,
+        )
+
+
+def _usage_of(request: InferenceRequest, payload: dict[str, Any]) -> tuple[int, int, str]:
+    usage = payload.get("usage")
+    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+        completion = usage.get("completion_tokens")
+        return usage["prompt_tokens"], completion if isinstance(completion, int) else 0, "upstream"
+    completion = 0
+    for choice in payload.get("choices") or []:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict):
+            completion += count_tokens(content_text(message.get("content")))
+    return counted_prompt_tokens(request), completion, "counted"
+
+
+def _usage_dict(request: InferenceRequest, prompt: int, completion: int) -> dict[str, int]:
+    if request.kind == "embeddings":
+        return {"prompt_tokens": prompt, "total_tokens": prompt}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _no_candidate(plans: list[ModelPlan]) -> Exception:
+    reasons = [
+        f"{plan.model.id}@{f['provider']}: {f['filter_failed']} ({f['reason']})"
+        for plan in plans
+        for f in plan.filtered
+    ]
+    only_unhealthy = all(
+        f["filter_failed"] == "health" for plan in plans for f in plan.filtered
+    ) and any(plan.unhealthy for plan in plans)
+    if only_unhealthy:
+        return NoHealthyCandidate(
+            "every candidate is unhealthy (circuit open): " + "; ".join(reasons)
+        )
+    return BadRequest(
+        "no candidate left after the policy and capability filters: " + "; ".join(reasons),
+        param="model",
+        code="no_candidate",
+    )
+
+
+def _all_failed(last: UpstreamError | None) -> UpstreamFailure:
+    if last is None:
+        return UpstreamFailure("no candidate could be tried", status=503)
+    return UpstreamFailure(
+        f"every candidate failed; last error: {last.message}", status=last.status
+    )

@@ -1,0 +1,139 @@
+"""Parse an inference request body once: what routing and metering need, and the body to
+forward (router fields removed). Bad input is a 400 that names the field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from tollway.errors import BadRequest
+from tollway.projects.policy import ROUTER_FIELDS, RouterFieldError, parse_router_fields
+from tollway.providers.tokens import count_prompt_tokens, count_tokens
+
+# Typical tokenizers average ~4 bytes of text per token: an estimate for context checks and
+# ranking. The reservation uses the JSON byte length instead, a strict upper bound.
+BYTES_PER_TOKEN_ESTIMATE = 4
+
+
+@dataclass(slots=True)
+class InferenceRequest:
+    kind: str  # "chat.completions" | "embeddings"
+    model: str
+    body: dict[str, Any]  # forwarded upstream (router fields stripped)
+    router_fields: dict[str, Any]
+    stream: bool
+    include_usage: bool
+    max_tokens: int | None
+    prompt_upper_bound: int
+    prompt_estimate: int
+
+
+def _load(raw: bytes) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest("malformed JSON body") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
+
+
+def _model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("model: required, a non-empty string", param="model")
+    return model
+
+
+def _router_fields(body: dict[str, Any]) -> dict[str, Any]:
+    try:
+        fields = parse_router_fields(body)
+    except RouterFieldError as exc:
+        raise BadRequest(str(exc), param=exc.field_name) from exc
+    for name in ROUTER_FIELDS:
+        body.pop(name, None)
+    return fields
+
+
+def parse_chat(raw: bytes) -> InferenceRequest:
+    body = _load(raw)
+    model = _model(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("messages: required, a non-empty list", param="messages")
+    if not all(isinstance(m, dict) for m in messages):
+        raise BadRequest("messages: every message must be an object", param="messages")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequest("stream: must be a boolean", param="stream")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise BadRequest("stream_options: must be an object", param="stream_options")
+    include_usage = bool(options and options.get("include_usage") is True)
+    max_tokens: int | None = None
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise BadRequest(f"{name}: must be a positive integer", param=name)
+        max_tokens = value if max_tokens is None else min(max_tokens, value)
+    router_fields = _router_fields(body)
+    prompt_bytes = len(orjson.dumps(messages)) + len(orjson.dumps(body.get("tools") or []))
+    return InferenceRequest(
+        kind="chat.completions",
+        model=model,
+        body=body,
+        router_fields=router_fields,
+        stream=stream,
+        include_usage=include_usage,
+        max_tokens=max_tokens,
+        prompt_upper_bound=prompt_bytes,
+        prompt_estimate=max(1, prompt_bytes // BYTES_PER_TOKEN_ESTIMATE),
+    )
+
+
+def parse_embeddings(raw: bytes) -> InferenceRequest:
+    body = _load(raw)
+    model = _model(body)
+    inputs = body.get("input")
+    valid = isinstance(inputs, str) or (
+        isinstance(inputs, list)
+        and inputs
+        and (
+            all(isinstance(i, str) for i in inputs)
+            or all(isinstance(i, int) for i in inputs)
+            or all(isinstance(i, list) for i in inputs)
+        )
+    )
+    if not valid:
+        raise BadRequest(
+            "input: required, a string or a non-empty list of strings or token ids", param="input"
+        )
+    router_fields = _router_fields(body)
+    prompt_bytes = len(orjson.dumps(inputs))
+    return InferenceRequest(
+        kind="embeddings",
+        model=model,
+        body=body,
+        router_fields=router_fields,
+        stream=False,
+        include_usage=False,
+        max_tokens=None,
+        prompt_upper_bound=prompt_bytes,
+        prompt_estimate=max(1, prompt_bytes // BYTES_PER_TOKEN_ESTIMATE),
+    )
+
+
+def counted_prompt_tokens(request: InferenceRequest) -> int:
+    """Prompt tokens by the gateway's own rule, for upstreams that report no usage."""
+    if request.kind == "embeddings":
+        inputs = request.body.get("input")
+        items = inputs if isinstance(inputs, list) else [inputs]
+        return sum(
+            count_tokens(i) if isinstance(i, str) else len(i) if isinstance(i, list) else 1
+            for i in items
+        )
+    return count_prompt_tokens(request.body.get("messages") or [])

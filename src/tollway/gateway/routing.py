@@ -1,0 +1,118 @@
+"""Filter → rank: which endpoints of a model may serve a request, and in what order.
+
+Scores (lower is better):
+- ``cost``: expected price in credits of this request (prompt estimate * input price +
+  expected completion * output price).
+- ``speed``: predicted latency in ms (EWMA time to first token + expected completion /
+  EWMA tokens per second; the registry's hints before any traffic).
+- ``balanced``: 0.5 * cost / cheapest cost + 0.5 * latency / fastest latency, over the
+  candidates left after filtering — 1.0 is an endpoint both cheapest and fastest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from tollway.gateway.health import HealthBook
+from tollway.projects.policy import Policy
+from tollway.providers.registry import Model, Registry, ResolvedEndpoint
+
+SCORING = {
+    "cost": "expected_cost_credits",
+    "speed": "predicted_latency_ms",
+    "balanced": "0.5*cost/min_cost + 0.5*latency/min_latency",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    endpoint: ResolvedEndpoint
+    score: float
+    context: dict[str, Any]
+
+
+@dataclass(slots=True)
+class ModelPlan:
+    model: Model
+    initial: list[str]
+    filtered: list[dict[str, str]] = field(default_factory=list)
+    unhealthy: list[ResolvedEndpoint] = field(default_factory=list)
+    ranked: list[Candidate] = field(default_factory=list)
+
+
+def plan_model(
+    registry: Registry,
+    policy: Policy,
+    model: Model,
+    *,
+    prompt_estimate: int,
+    max_tokens: int | None,
+    health: HealthBook,
+) -> ModelPlan:
+    endpoints = registry.endpoints_of(model.id)
+    plan = ModelPlan(model, [ep.provider.slug for ep in endpoints])
+    allowed: list[ResolvedEndpoint] = []
+    needed = prompt_estimate + (max_tokens or 0)
+    for ep in endpoints:
+        rejected = policy.rejects(ep)
+        if rejected is None and needed > model.context_size:
+            rejected = (
+                "context_size",
+                f"context {model.context_size} is smaller than prompt + max_tokens ({needed})",
+            )
+        if rejected is None and health.is_open(ep):
+            plan.unhealthy.append(ep)
+            rejected = ("health", "circuit open after repeated failures")
+        if rejected is not None:
+            plan.filtered.append(
+                {"provider": ep.provider.slug, "filter_failed": rejected[0], "reason": rejected[1]}
+            )
+        else:
+            allowed.append(ep)
+    plan.ranked = _rank(allowed, policy.preference, prompt_estimate, max_tokens, health)
+    return plan
+
+
+def _rank(
+    endpoints: list[ResolvedEndpoint],
+    preference: str,
+    prompt_estimate: int,
+    max_tokens: int | None,
+    health: HealthBook,
+) -> list[Candidate]:
+    if not endpoints:
+        return []
+    completion = max_tokens if max_tokens is not None else 256
+    costs = [
+        float(ep.pricing.input_token * prompt_estimate + ep.pricing.output_token * completion)
+        for ep in endpoints
+    ]
+    latencies = [health.predicted_latency_ms(ep, completion) for ep in endpoints]
+    min_cost = max(min(costs), 1e-9)
+    min_latency = max(min(latencies), 1e-9)
+    candidates = []
+    for ep, cost, latency in zip(endpoints, costs, latencies, strict=True):
+        if preference == "cost":
+            score = cost
+        elif preference == "speed":
+            score = latency
+        else:
+            score = 0.5 * max(cost, 1e-9) / min_cost + 0.5 * latency / min_latency
+        context: dict[str, Any] = {
+            "expected_cost_eur": round(cost / 1_000_000, 9),
+            "predicted_latency_ms": round(latency, 3),
+            **health.snapshot(ep),
+        }
+        candidates.append(Candidate(ep, round(score, 6), context))
+    # Stable sort: ties keep registry order.
+    candidates.sort(key=lambda c: c.score)
+    return candidates
+
+
+def worst_prices(plans: list[ModelPlan]) -> tuple[Decimal, Decimal]:
+    """The highest input and output price any candidate may be charged at."""
+    inputs = [c.endpoint.pricing.input_token for p in plans for c in p.ranked]
+    outputs = [c.endpoint.pricing.output_token for p in plans for c in p.ranked]
+    return (max(inputs, default=Decimal(0)), max(outputs, default=Decimal(0)))

@@ -1,0 +1,217 @@
+"""Relay an upstream SSE stream chunk by chunk, never buffered whole, and settle once when it
+ends — completed, broken upstream, or the client gone (the tokens that streamed are charged,
+counted by the gateway itself when the upstream sent no usage)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from tollway.gateway.metadata import build_metadata
+from tollway.gateway.request import counted_prompt_tokens
+from tollway.providers.registry import ResolvedEndpoint
+from tollway.providers.tokens import count_tokens
+from tollway.providers.upstream import UpstreamError, UpstreamStream, is_stream_failure
+
+if TYPE_CHECKING:
+    from tollway.gateway.pipeline import Call, Gateway
+
+DONE = b"data: [DONE]\n\n"
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+class StreamRelay:
+    def __init__(
+        self,
+        gateway: Gateway,
+        call: Call,
+        endpoint: ResolvedEndpoint,
+        stream: UpstreamStream,
+        attempt_started: float,
+    ) -> None:
+        self._gateway = gateway
+        self._call = call
+        self._endpoint = endpoint
+        self._stream = stream
+        self._events = stream.events()
+        self._attempt_started = attempt_started
+        self._first: bytes | None = None
+        self._ttft_ms = 0.0
+        self._pieces: list[str] = []
+        self._usage: dict[str, Any] | None = None
+        self._settled = False
+        self._chunk_id = ""
+        self._created = 0
+
+    async def prime(self) -> None:
+        """Read the first event, so a stream broken before its first byte can fall back."""
+        try:
+            self._first = await anext(self._events)
+        except StopAsyncIteration:
+            self._stream.close()
+            slug = self._endpoint.provider.slug
+            raise UpstreamError(f"{slug}: stream ended before any data") from None
+        except Exception as exc:
+            self._stream.close()
+            if is_stream_failure(exc):
+                raise UpstreamError(
+                    f"{self._endpoint.provider.slug}: stream broken: {exc!r}"
+                ) from exc
+            raise
+        self._ttft_ms = (time.perf_counter() - self._attempt_started) * 1000
+
+    async def iterate(self) -> AsyncIterator[bytes]:
+        status = "client_disconnected"
+        try:
+            event = self._first
+            finished = False
+            while event is not None:
+                if event == b"[DONE]":
+                    finished = True
+                    break
+                out = self._relay(event)
+                if out is not None:
+                    yield out
+                try:
+                    event = await anext(self._events)
+                except StopAsyncIteration:
+                    event = None
+            if not finished:
+                status = "error"
+                yield sse(_stream_error(f"{self._endpoint.provider.slug}: stream ended early"))
+                return
+            for tail in await self._complete():
+                yield tail
+            status = "success"
+        except Exception as exc:
+            if not is_stream_failure(exc):
+                raise
+            status = "error"
+            yield sse(_stream_error(f"{self._endpoint.provider.slug}: stream broken: {exc!r}"))
+        finally:
+            self.finalize(status)
+
+    def _relay(self, event: bytes) -> bytes | None:
+        try:
+            chunk = orjson.loads(event)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(chunk, dict):
+            return None
+        self._chunk_id = chunk.get("id", self._chunk_id)
+        self._created = chunk.get("created", self._created)
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self._usage = usage
+        choices = chunk.get("choices") or []
+        for choice in choices:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(delta, dict) and isinstance(delta.get("content"), str):
+                self._pieces.append(delta["content"])
+        if not choices and usage is not None:
+            return None  # the usage chunk is sent (or not) by _complete
+        chunk["model"] = self._endpoint.model.id
+        chunk["provider"] = self._endpoint.provider.slug
+        if not self._call.request.include_usage:
+            chunk.pop("usage", None)  # the gateway asked the upstream for it; the client did not
+        return sse(chunk)
+
+    def _counts(self) -> tuple[int, int, str]:
+        usage = self._usage
+        if usage is not None and isinstance(usage.get("prompt_tokens"), int):
+            completion = usage.get("completion_tokens")
+            return (
+                usage["prompt_tokens"],
+                completion if isinstance(completion, int) else 0,
+                "upstream",
+            )
+        return (
+            counted_prompt_tokens(self._call.request),
+            count_tokens("".join(self._pieces)),
+            "counted",
+        )
+
+    async def _complete(self) -> list[bytes]:
+        """Settle, then the closing chunks: usage (if asked), metadata (if asked), [DONE]."""
+        prompt, completion, source = self._counts()
+        total_ms = (time.perf_counter() - self._attempt_started) * 1000
+        self._gateway.health.record_success(
+            self._endpoint, ttft_ms=self._ttft_ms, completion_tokens=completion, total_ms=total_ms
+        )
+        self._settled = True
+        record = self._gateway.usage_record(
+            self._call,
+            self._endpoint,
+            prompt=prompt,
+            completion=completion,
+            status="success",
+            source=source,
+        )
+        charged = await self._gateway.meter.settle(self._call.reservation, record)
+        base = {
+            "id": self._chunk_id,
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self._endpoint.model.id,
+            "provider": self._endpoint.provider.slug,
+            "choices": [],
+        }
+        tail: list[bytes] = []
+        if self._call.request.include_usage:
+            usage = {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            }
+            tail.append(sse({**base, "usage": usage}))
+        if self._call.policy.include_metadata:
+            metadata = build_metadata(
+                self._call.trace,
+                self._endpoint,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                charged_credits=charged,
+                latency_ms=record.latency_ms,
+                usage_source=source,
+            )
+            tail.append(sse({**base, "metadata": metadata}))
+        tail.append(DONE)
+        return tail
+
+    def finalize(self, status: str = "client_disconnected") -> None:
+        """Close the upstream and, unless settled already, settle in a tracked task (this may
+        run inside a cancelled task, where awaiting is not possible)."""
+        self._stream.close()
+        if self._settled:
+            return
+        self._settled = True
+        prompt, completion, source = self._counts()
+        record = self._gateway.usage_record(
+            self._call,
+            self._endpoint,
+            prompt=prompt,
+            completion=completion,
+            status=status,
+            source=source,
+        )
+        self._gateway.tasks.spawn(
+            self._gateway.meter.settle(self._call.reservation, record),
+            name=f"settle-{self._call.reservation.request_id}",
+        )
+
+
+def _stream_error(message: str) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": message,
+            "type": "server_error",
+            "code": "upstream_error",
+            "param": None,
+        }
+    }

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from openai.types.chat import ChatCompletionMessageParam
+from sqlalchemy import event
+
+from tests.gateway.conftest import GatewayEnv, Mocks, registry_document
+from tests.support.gateway import running_gateway, write_registry
+from tests.support.world import World
+
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
+
+
+async def test_embeddings(gw: GatewayEnv) -> None:
+    response = await gw.client().embeddings.create(model="embed-a", input=["one", "two words"])
+    assert len(response.data) == 2
+    assert len(response.data[0].embedding) > 0
+    assert response.usage.prompt_tokens == 3
+    again = await gw.client().embeddings.create(model="embed-a", input=["one", "two words"])
+    assert again.data[0].embedding == response.data[0].embedding
+
+
+async def test_models_listing(gw: GatewayEnv) -> None:
+    async with httpx.AsyncClient() as client:
+        listed = (await client.get(f"{gw.base_url}/models")).json()
+        assert listed["object"] == "list"
+        by_id = {m["id"]: m for m in listed["data"]}
+        chat = by_id["chat-a"]
+        assert chat["pricing"] == {"input_token": 0.1, "output_token": 0.3, "currency": "EUR"}
+        assert set(chat["providers"]) == {"eu-fast", "us-cheap", "eu-quant"}
+        assert {
+            "id",
+            "object",
+            "created",
+            "owned_by",
+            "description",
+            "tags",
+            "context_size",
+            "pricing",
+            "providers",
+        } <= set(chat)
+        eu = (await client.get(f"{gw.base_url}/models", params={"eu_native": "true"})).json()
+        eu_chat = {m["id"]: m for m in eu["data"]}["chat-a"]
+        assert "us-cheap" not in eu_chat["providers"]
+        assert eu_chat["pricing"]["input_token"] == 0.2  # cheapest EU-native provider
+        tagged = (
+            await client.get(
+                f"{gw.base_url}/models", params=[("tag", "Instruct"), ("tag", "Small")]
+            )
+        ).json()
+        assert [m["id"] for m in tagged["data"]] == ["chat-b"]
+        usd = await client.get(f"{gw.base_url}/models", params={"currency": "USD"})
+        assert usd.status_code == 400
+        assert usd.json()["error"]["param"] == "currency"
+    # The SDK lists them too, without a key of ours being needed.
+    sdk_models = await gw.client("tw-anything").models.list()
+    assert "chat-a" in [m.id for m in sdk_models.data]
+
+
+async def test_error_statuses_map_to_sdk_exceptions(gw: GatewayEnv) -> None:
+    with pytest.raises(openai.AuthenticationError):
+        await gw.client("tw-not-a-key").chat.completions.create(model="chat-a", messages=MESSAGES)
+    with pytest.raises(openai.NotFoundError) as not_found:
+        await gw.client().chat.completions.create(model="no-such-model", messages=MESSAGES)
+    assert not_found.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as bad:
+        await gw.client().chat.completions.create(model="chat-a", messages=[])
+    assert bad.value.param == "messages"
+    with pytest.raises(openai.BadRequestError) as bad_type:
+        await gw.client().chat.completions.create(
+            model="chat-a", messages=MESSAGES, extra_body={"eu_native": "yes"}
+        )
+    assert bad_type.value.param == "eu_native"
+    with pytest.raises(openai.InternalServerError) as upstream:
+        await gw.client().chat.completions.create(
+            model="chat-down", messages=MESSAGES, extra_body={"enable_model_fallback": False}
+        )
+    assert upstream.value.status_code == 503
+    async with httpx.AsyncClient() as client:
+        malformed = await client.post(
+            f"{gw.base_url}/chat/completions",
+            content=b"{not json",
+            headers={"Authorization": f"Bearer {gw.member.inference_key}"},
+        )
+    assert malformed.status_code == 400
+    assert malformed.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_insufficient_balance_is_402(gw: GatewayEnv) -> None:
+    broke = await gw.world.member("dave", "p1", role="member")  # no credits
+    with pytest.raises(openai.APIStatusError) as caught:
+        await gw.client(broke.inference_key).chat.completions.create(
+            model="chat-a", messages=MESSAGES
+        )
+    assert caught.value.status_code == 402
+    assert "insufficient balance" in str(caught.value)
+
+
+async def test_key_deleted_elsewhere_is_refused_on_next_inference(
+    mocks: Mocks, sqlite_world: World, tmp_path: Any
+) -> None:
+    """Two gateway replicas on one database: replica B has the key cached; it is deleted
+    through replica A; B refuses it on the very next request."""
+    registry = write_registry(tmp_path / "r.yaml", registry_document(mocks))
+    member = await sqlite_world.member("erin", "p9", credits_eur="1")
+    url = str(sqlite_world.db.engine.url).replace("sqlite+aiosqlite", "sqlite")
+    with running_gateway(url, registry) as (a_url, _), running_gateway(url, registry) as (b_url, _):
+        b = openai.AsyncOpenAI(base_url=b_url, api_key=member.inference_key, max_retries=0)
+        await b.chat.completions.create(model="chat-b", messages=MESSAGES)  # cached in B now
+        async with httpx.AsyncClient() as client:
+            deleted = await client.request(
+                "DELETE",
+                f"{a_url}/manage/api-keys",
+                json={"name": "p9-inf"},
+                headers={"Authorization": f"Bearer {member.management_key}"},
+            )
+        assert deleted.status_code == 200
+        with pytest.raises(openai.AuthenticationError):
+            await b.chat.completions.create(model="chat-b", messages=MESSAGES)
+
+
+async def test_hot_path_skips_the_database_for_a_known_key_and_config(
+    mocks: Mocks, sqlite_world: World, tmp_path: Any
+) -> None:
+    registry = write_registry(tmp_path / "r.yaml", registry_document(mocks))
+    member = await sqlite_world.member("fay", "p8", credits_eur="1")
+    url = str(sqlite_world.db.engine.url).replace("sqlite+aiosqlite", "sqlite")
+    with running_gateway(url, registry, cache_ttl_s=60) as (base_url, app):
+        statements: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            statements.append(statement)
+
+        event.listen(app.state.tollway.db.engine.sync_engine, "before_cursor_execute", record)
+        client = openai.AsyncOpenAI(base_url=base_url, api_key=member.inference_key, max_retries=0)
+        await client.chat.completions.create(model="chat-b", messages=MESSAGES)
+        statements.clear()
+        await client.chat.completions.create(model="chat-b", messages=MESSAGES)
+        # No key lookup by digest, no configuration read; the key's existence is re-checked
+        # inside the reservation statement itself (how a revocation reaches the cache).
+        lookups = [s for s in statements if "api_keys.digest" in s or "project_configs" in s]
+        assert lookups == [], lookups
+        assert any("FROM api_keys" in s and "users" in s for s in statements)
+        assert statements, "the meter still writes the reservation and the settlement"
