@@ -58,8 +58,13 @@ class CliContext:
             fail(f"invalid setting {name}: {first['msg']}")
 
 
+def error_line(message: str) -> None:
+    """Errors are one line on stderr: no wrapping, no markup, no traceback."""
+    sys.stderr.write("error: " + " ".join(message.split()) + "\n")
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    Console(stderr=True).print(f"error: {message}", highlight=False, markup=False)
+    error_line(message)
     raise typer.Exit(code)
 
 
@@ -230,7 +235,7 @@ def ledger_verify(ctx: typer.Context) -> None:
         ctx,
         lambda settings, db: verify_ledger(db, system_clock, stale_s=settings.reservation_stale_s),
     )
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     console.print(
         f"checked {report.users} users, {report.ledger_rows} ledger rows, "
         f"{report.open_reservations} open reservations"
@@ -239,7 +244,9 @@ def ledger_verify(ctx: typer.Context) -> None:
         console.print("ledger OK: every balance equals the sum of its ledger rows")
         return
     for problem in report.problems:
-        Console(stderr=True, highlight=False).print(f"problem: {problem}", markup=False)
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"problem: {problem}", markup=False
+        )
     fail(f"ledger verification failed: {len(report.problems)} problem(s)")
 
 
@@ -372,4 +379,16 @@ def _best_loop() -> str:
 
 
 def main() -> None:
-    app()
+    """Entry point: usage errors are one line on stderr too, like every other failure."""
+    try:
+        result = app(standalone_mode=False)
+    except typer.TyperException as exc:
+        message = exc.format_message()
+        if message:  # empty when the help was shown for a bare group
+            error_line(message)
+        raise SystemExit(2) from None
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except (typer.Abort, KeyboardInterrupt):
+        raise SystemExit(130) from None
+    raise SystemExit(result if isinstance(result, int) else 0)

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+
+import httpx
+import orjson
+
+from tests.support.processes import serve_process, tollway
+from tollway.keys.secrets import KEY_PREFIX
+
+
+def _one_line_error(result: object) -> str:
+    import subprocess
+
+    assert isinstance(result, subprocess.CompletedProcess)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return str(lines[0])
+
+
+def test_cli_end_to_end(database_url: str) -> None:
+    first = tollway("init", "--json", database_url=database_url)
+    assert first.returncode == 0, first.stderr
+    created = orjson.loads(first.stdout)
+    assert created["user"] == "admin" and created["project"] == "default"
+    assert created["api_key"].startswith(KEY_PREFIX)
+
+    again = tollway("init", "--json", database_url=database_url)
+    assert again.returncode == 0
+    assert KEY_PREFIX not in again.stdout + again.stderr
+    assert "already initialised" in again.stdout + again.stderr
+
+    plain_again = tollway("init", database_url=database_url)
+    assert plain_again.returncode == 0 and KEY_PREFIX not in plain_again.stdout
+
+    assert tollway("users", "add", "bob", database_url=database_url).returncode == 0
+    assert tollway("projects", "add", "research", database_url=database_url).returncode == 0
+    member = tollway(
+        "members",
+        "add",
+        "--project",
+        "research",
+        "--user",
+        "bob",
+        "--role",
+        "member",
+        database_url=database_url,
+    )
+    assert member.returncode == 0, member.stderr
+    key = tollway(
+        "keys",
+        "create",
+        "--user",
+        "bob",
+        "--project",
+        "research",
+        "--name",
+        "bob-key",
+        "--management",
+        "--json",
+        database_url=database_url,
+    )
+    assert key.returncode == 0, key.stderr
+    key_body = orjson.loads(key.stdout)
+    assert set(key_body) == {"name", "api_key", "created_at", "is_management_key"}
+    assert key_body["is_management_key"] is True
+    topped = tollway("credits", "add", "--user", "bob", "12.5", database_url=database_url)
+    assert topped.returncode == 0, topped.stderr
+
+    with serve_process(database_url) as (root, _):
+        balance = httpx.get(
+            f"{root}/v1/user/balance", headers={"Authorization": f"Bearer {key_body['api_key']}"}
+        )
+        assert balance.json() == {"current_balance": 12.5, "currency": "EUR"}
+        config = httpx.get(
+            f"{root}/v1/project-configs",
+            headers={"Authorization": f"Bearer {created['api_key']}"},
+        )
+        assert config.status_code == 200
+
+
+def test_cli_errors_are_one_line(database_url: str) -> None:
+    assert tollway("init", database_url=database_url).returncode == 0
+    assert "unknown user" in _one_line_error(
+        tollway("credits", "add", "--user", "ghost", "1", database_url=database_url)
+    )
+    for amount in ("abc", "-1", "0", "1.0000001", "nan"):
+        _one_line_error(
+            tollway("credits", "add", "--user", "admin", amount, database_url=database_url)
+        )
+    assert "unknown project" in _one_line_error(
+        tollway("keys", "create", "--user", "admin", "--project", "nope", database_url=database_url)
+    )
+    assert tollway("users", "add", "solo", database_url=database_url).returncode == 0
+    assert "not a member" in _one_line_error(
+        tollway(
+            "keys", "create", "--user", "solo", "--project", "default", database_url=database_url
+        )
+    )
+    assert "role" in _one_line_error(
+        tollway(
+            "members",
+            "add",
+            "--project",
+            "default",
+            "--user",
+            "solo",
+            "--role",
+            "owner",
+            database_url=database_url,
+        )
+    )
+    assert "already exists" in _one_line_error(
+        tollway("users", "add", "solo", database_url=database_url)
+    )
+    bad_url = tollway("init", database_url="mysql://x")
+    assert "TOLLWAY_DATABASE_URL" in _one_line_error(bad_url)
+    bad_registry = tollway("init", database_url=database_url, TOLLWAY_PROVIDERS="/nonexistent.yaml")
+    assert bad_registry.returncode == 0  # init does not need the registry
+    serve = tollway(
+        "serve", "--port", "0", database_url=database_url, TOLLWAY_PROVIDERS="/nonexistent.yaml"
+    )
+    assert "/nonexistent.yaml" in _one_line_error(serve)
+
+
+def test_key_deleted_through_one_replica_is_refused_by_another(database_url: str) -> None:
+    created = orjson.loads(tollway("init", "--json", database_url=database_url).stdout)
+    admin = {"Authorization": f"Bearer {created['api_key']}"}
+    with serve_process(database_url) as (a, _), serve_process(database_url) as (b, _):
+        made = httpx.post(
+            f"{a}/v1/manage/api-keys",
+            json={"name": "temp", "is_management_key": True},
+            headers=admin,
+        )
+        temp = {"Authorization": f"Bearer {made.json()['api_key']}"}
+        assert httpx.get(f"{b}/v1/manage/api-keys", headers=temp).status_code == 200
+        gone = httpx.request(
+            "DELETE", f"{a}/v1/manage/api-keys", json={"name": "temp"}, headers=admin
+        )
+        assert gone.status_code == 200
+        assert httpx.get(f"{b}/v1/manage/api-keys", headers=temp).status_code == 401
+        assert httpx.get(f"{a}/v1/manage/api-keys", headers=temp).status_code == 401
