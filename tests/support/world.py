@@ -45,10 +45,16 @@ class World:
             project_row = await self.accounts.add_project(project)
         await self.accounts.set_membership(project=project, user=user, role=role)
         mgmt = await self.keys.create(
-            user_id=user_row.id, project_id=project_row.id, name=f"{project}-mgmt", is_management=True
+            user_id=user_row.id,
+            project_id=project_row.id,
+            name=f"{project}-mgmt",
+            is_management=True,
         )
         inf = await self.keys.create(
-            user_id=user_row.id, project_id=project_row.id, name=f"{project}-inf", is_management=False
+            user_id=user_row.id,
+            project_id=project_row.id,
+            name=f"{project}-inf",
+            is_management=False,
         )
         if credits_eur is not None:
             await self.accounts.add_credits(user=user, amount_eur=credits_eur)
