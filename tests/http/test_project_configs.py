@@ -212,3 +212,15 @@ async def test_unknown_path_is_404_json(api: httpx.AsyncClient) -> None:
     response = await api.get("/v1/nothing-here")
     assert response.status_code == 404
     assert "error" in response.json()
+
+
+async def test_unexpected_fault_is_500_without_stack_trace(
+    world: World, api: httpx.AsyncClient
+) -> None:
+    alice = await world.member("alice", "p1")
+    async with world.db.write() as conn:
+        await conn.exec_driver_sql("ALTER TABLE users RENAME COLUMN balance_credits TO gone")
+    response = await api.get("/v1/user/balance", headers=bearer(alice.management_key))
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal server error"}
+    assert "Traceback" not in response.text
