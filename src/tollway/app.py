@@ -16,6 +16,7 @@ from tollway.clock import Clock, system_clock
 from tollway.gateway.auth import Authenticator
 from tollway.gateway.config_cache import ConfigCache
 from tollway.gateway.health import HealthBook
+from tollway.gateway.metrics import Metrics
 from tollway.gateway.pipeline import Gateway
 from tollway.gateway.tasks import TaskTracker
 from tollway.http import budgets, health, inference, management, usage
@@ -41,6 +42,7 @@ def build_state(settings: Settings, registry: Registry, clock: Clock) -> AppStat
     upstream = UpstreamClient()
     health = HealthBook()
     tasks = TaskTracker()
+    metrics = Metrics()
     return AppState(
         settings=settings,
         clock=clock,
@@ -55,6 +57,7 @@ def build_state(settings: Settings, registry: Registry, clock: Clock) -> AppStat
         upstream=upstream,
         health=health,
         tasks=tasks,
+        metrics=metrics,
         gateway=Gateway(
             registry=registry,
             configs=configs,
@@ -63,6 +66,7 @@ def build_state(settings: Settings, registry: Registry, clock: Clock) -> AppStat
             health=health,
             auth=auth,
             tasks=tasks,
+            metrics=metrics,
         ),
         recovery=Recovery(
             db,

@@ -12,6 +12,7 @@ from tollway.clock import Clock
 from tollway.gateway.auth import Authenticator
 from tollway.gateway.config_cache import ConfigCache
 from tollway.gateway.health import HealthBook
+from tollway.gateway.metrics import Metrics
 from tollway.gateway.pipeline import Gateway
 from tollway.gateway.tasks import TaskTracker
 from tollway.keys.service import KeyService
@@ -37,6 +38,7 @@ class AppState:
     upstream: UpstreamClient
     health: HealthBook
     tasks: TaskTracker
+    metrics: Metrics
     gateway: Gateway
     recovery: Recovery
     budgets: BudgetService

@@ -146,3 +146,17 @@ async def test_hot_path_skips_the_database_for_a_known_key_and_config(
         assert lookups == [], lookups
         assert any("FROM api_keys" in s and "users" in s for s in statements)
         assert statements, "the meter still writes the reservation and the settlement"
+
+
+async def test_prometheus_metrics(gw: GatewayEnv) -> None:
+    await gw.client().chat.completions.create(model="chat-b", messages=MESSAGES)
+    with pytest.raises(openai.NotFoundError):
+        await gw.client().chat.completions.create(model="nope", messages=MESSAGES)
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"{gw.root}/metrics")).text
+    assert (
+        'tollway_requests_total{endpoint="chat.completions",model="chat-b",'
+        'provider="eu-fast",status="success"} 1.0' in text
+    )
+    assert 'model="nope",provider="",status="404"} 1.0' in text
+    assert "tollway_request_duration_seconds_bucket" in text

@@ -18,6 +18,7 @@ from tollway.errors import (
     BadRequest,
     NoHealthyCandidate,
     NotFound,
+    TollwayError,
     Unauthorized,
     UpstreamFailure,
     UpstreamRejected,
@@ -26,6 +27,7 @@ from tollway.gateway.auth import Authenticator, Principal
 from tollway.gateway.config_cache import ConfigCache
 from tollway.gateway.health import HealthBook
 from tollway.gateway.metadata import Trace, build_metadata
+from tollway.gateway.metrics import Metrics
 from tollway.gateway.request import InferenceRequest, counted_prompt_tokens
 from tollway.gateway.routing import ModelPlan, plan_model, worst_prices
 from tollway.gateway.streaming import StreamRelay
@@ -61,6 +63,7 @@ class Gateway:
         health: HealthBook,
         auth: Authenticator,
         tasks: TaskTracker,
+        metrics: Metrics,
     ) -> None:
         self.registry = registry
         self.configs = configs
@@ -69,8 +72,16 @@ class Gateway:
         self.health = health
         self.auth = auth
         self.tasks = tasks
+        self.metrics = metrics
 
     async def handle(self, principal: Principal, request: InferenceRequest) -> bytes | StreamRelay:
+        try:
+            return await self._handle(principal, request)
+        except TollwayError as exc:
+            self.metrics.refused(endpoint=request.kind, model=request.model, status=str(exc.status))
+            raise
+
+    async def _handle(self, principal: Principal, request: InferenceRequest) -> bytes | StreamRelay:
         started = time.perf_counter()
         model = self._model(request)
         config = await self.configs.get(principal.project_id)
@@ -177,6 +188,7 @@ class Gateway:
 
     def _failed(self, call: Call, endpoint: ResolvedEndpoint, exc: UpstreamError) -> None:
         call.trace.failed(endpoint, exc.message)
+        self.metrics.upstream_failures.labels(endpoint.provider.slug).inc()
         if exc.retriable:
             self.health.record_failure(endpoint)
             return
@@ -218,21 +230,11 @@ class Gateway:
         self.health.record_success(
             endpoint, ttft_ms=elapsed_ms, completion_tokens=completion, total_ms=elapsed_ms
         )
-        latency_ms = int((time.perf_counter() - call.started) * 1000)
-        charged = await self.meter.settle(
-            call.reservation,
-            UsageRecord(
-                endpoint=call.request.kind,
-                model=endpoint.model.id,
-                provider=endpoint.provider.slug,
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                pricing=endpoint.pricing,
-                latency_ms=latency_ms,
-                status="success",
-                usage_source=source,
-            ),
+        record = self.usage_record(
+            call, endpoint, prompt=prompt, completion=completion, status="success", source=source
         )
+        charged = await self.meter.settle(call.reservation, record)
+        self.record_served(record)
         payload["model"] = endpoint.model.id
         payload["provider"] = endpoint.provider.slug
         if source == "counted":
@@ -244,7 +246,7 @@ class Gateway:
                 prompt_tokens=prompt,
                 completion_tokens=completion,
                 charged_credits=charged,
-                latency_ms=latency_ms,
+                latency_ms=record.latency_ms,
                 usage_source=source,
             )
         return orjson.dumps(payload)
@@ -274,6 +276,17 @@ class Gateway:
             call.trace.succeeded(endpoint)
             return relay
         raise _all_failed(last)
+
+    def record_served(self, record: UsageRecord) -> None:
+        self.metrics.served(
+            endpoint=record.endpoint,
+            model=record.model,
+            provider=record.provider,
+            status=record.status,
+            seconds=record.latency_ms / 1000,
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
+        )
 
     def usage_record(
         self,

@@ -48,6 +48,7 @@ class StreamRelay:
         self._settled = False
         self._chunk_id = ""
         self._created = 0
+        self._counted_open = False
 
     async def prime(self) -> None:
         """Read the first event, so a stream broken before its first byte can fall back."""
@@ -65,6 +66,8 @@ class StreamRelay:
                 ) from exc
             raise
         self._ttft_ms = (time.perf_counter() - self._attempt_started) * 1000
+        self._gateway.metrics.open_streams.inc()
+        self._counted_open = True
 
     async def iterate(self) -> AsyncIterator[bytes]:
         status = "client_disconnected"
@@ -154,6 +157,7 @@ class StreamRelay:
             source=source,
         )
         charged = await self._gateway.meter.settle(self._call.reservation, record)
+        self._gateway.record_served(record)
         base = {
             "id": self._chunk_id,
             "object": "chat.completion.chunk",
@@ -188,6 +192,9 @@ class StreamRelay:
         """Close the upstream and, unless settled already, settle in a tracked task (this may
         run inside a cancelled task, where awaiting is not possible)."""
         self._stream.close()
+        if self._counted_open:
+            self._counted_open = False
+            self._gateway.metrics.open_streams.dec()
         if self._settled:
             return
         self._settled = True
@@ -200,6 +207,7 @@ class StreamRelay:
             status=status,
             source=source,
         )
+        self._gateway.record_served(record)
         self._gateway.tasks.spawn(
             self._gateway.meter.settle(self._call.reservation, record),
             name=f"settle-{self._call.reservation.request_id}",
