@@ -9,7 +9,7 @@ import pytest
 from tests.http.conftest import bearer
 from tests.support.world import World
 
-DEFAULT_INFERENCE = {
+DEFAULT_INFERENCE: dict[str, Any] = {
     "allowed_providers": None,
     "blacklisted_models": [],
     "eu_native": False,

@@ -1,0 +1,73 @@
+"""Usage aggregation in SQL: one integer bucket expression that PostgreSQL and SQLite agree on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tollway.store.schema import usage_events
+
+GROUPABLE = ("user_id", "key_name", "model", "provider")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSum:
+    bucket_start: int
+    group: tuple[str, ...]
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_credits: int
+
+
+async def aggregate(
+    conn: AsyncConnection,
+    *,
+    project_id: str,
+    user_id: str | None,
+    start: int,
+    end: int,
+    step: int,
+    offset: int,
+    group_by: Sequence[str],
+) -> list[UsageSum]:
+    """Σ usage per `step`-second bucket aligned at `offset` (epoch seconds), from `start` to
+    `end` inclusive. With `user_id` the query walks ix_usage_events_user_created, without it
+    ix_usage_events_project_created. Aborted requests (nothing served) are left out."""
+    created = usage_events.c.created_at
+    bucket = (created - (created - offset) % step).label("bucket_start")
+    groups = [usage_events.c[name] for name in group_by]
+    scope = (
+        [usage_events.c.user_id == user_id, usage_events.c.project_id == project_id]
+        if user_id is not None
+        else [usage_events.c.project_id == project_id]
+    )
+    query = (
+        select(
+            bucket,
+            *groups,
+            func.count(),
+            func.coalesce(func.sum(usage_events.c.prompt_tokens), 0),
+            func.coalesce(func.sum(usage_events.c.completion_tokens), 0),
+            func.coalesce(func.sum(usage_events.c.cost_credits), 0),
+        )
+        .where(*scope, created >= start, created <= end, usage_events.c.status != "aborted")
+        .group_by(bucket, *groups)
+        .order_by(bucket, *groups)
+    )
+    rows = await conn.execute(query)
+    width = len(groups)
+    return [
+        UsageSum(
+            int(r[0]),
+            tuple(str(v) for v in r[1 : 1 + width]),
+            int(r[1 + width]),
+            int(r[2 + width]),
+            int(r[3 + width]),
+            int(r[4 + width]),
+        )
+        for r in rows
+    ]
