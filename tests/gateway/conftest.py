@@ -120,6 +120,7 @@ class GatewayEnv:
     base_url: str
     member: Member
     world: World
+    mocks: Mocks
 
     def client(self, key: str | None = None, **kwargs: Any) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
@@ -153,4 +154,4 @@ async def gw(sqlite_world: World, mocks: Mocks, tmp_path: Path) -> AsyncIterator
     member = await sqlite_world.member("alice", "p1", credits_eur="10")
     url = str(sqlite_world.db.engine.url).replace("sqlite+aiosqlite", "sqlite")
     with running_gateway(url, registry) as (base_url, _app):
-        yield GatewayEnv(base_url, member, sqlite_world)
+        yield GatewayEnv(base_url, member, sqlite_world, mocks)
