@@ -6,6 +6,7 @@ Non-streaming calls settle before answering; streams settle when they end, howev
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass
@@ -101,8 +102,12 @@ class Gateway:
                 return await self._open_stream(call)
             return await self._complete(call)
         except BaseException:
-            # Nothing was served (a relay, once returned, settles by itself).
-            await self.meter.settle(reservation, None)
+            # Nothing was served (a relay, once returned, settles by itself). Shielded and
+            # tracked: the release completes even if this request is being cancelled.
+            release = self.tasks.spawn(
+                self.meter.settle(reservation, None), name=f"release-{reservation.request_id}"
+            )
+            await asyncio.shield(release)
             raise
 
     # -- policy and routing -------------------------------------------------------------
