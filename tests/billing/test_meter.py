@@ -240,3 +240,18 @@ async def test_concurrent_reserve_and_settle_keep_the_books(
         assert int(recorded) == sum(charged)
     finally:
         await second.dispose()
+
+
+async def test_a_cancelled_reservation_gives_the_credits_back(world: World, meter: Meter) -> None:
+    """Cancelled while its transaction runs (it may commit all the same): released at once."""
+    alice = await world.member("alice", "p1", credits_eur="1")
+    payer = await payer_of(world, alice)
+    for _ in range(5):
+        task = asyncio.create_task(meter.reserve(ask(payer)))
+        await asyncio.sleep(0)  # started: its transaction is on its way
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert await open_reservations(world.db) == 0
+    assert await balance_of(world.db, alice.user_id) == 1_000_000
+    await assert_invariant(world.db)

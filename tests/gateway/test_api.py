@@ -135,7 +135,11 @@ async def test_hot_path_skips_the_database_for_a_known_key_and_config(
         def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
             statements.append(statement)
 
-        event.listen(app.state.tollway.db.engine.sync_engine, "before_cursor_execute", record)
+        db = app.state.tollway.db
+        # The async engine (key lookups, configurations) and the one the meter's
+        # transactions run on (`Database.run_write`: its own sync engine on SQLite).
+        for engine in {db.engine.sync_engine, db.sync_engine}:
+            event.listen(engine, "before_cursor_execute", record)
         client = openai.AsyncOpenAI(base_url=base_url, api_key=member.inference_key, max_retries=0)
         await client.chat.completions.create(model="chat-b", messages=MESSAGES)
         statements.clear()

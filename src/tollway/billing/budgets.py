@@ -171,6 +171,7 @@ class BudgetService:
                 key_name=spec.key_name if key_id is not None else None,
             )
             await store.insert_budget(conn, row)
+        self._db.budget_index.invalidate(project_id)  # the meter of this process: at once
         start = window_start(row.period, now)
         return BudgetView(row, start, window_end(row.period, start), 0, 0, ())
 
@@ -179,6 +180,7 @@ class BudgetService:
             await _require_admin(conn, user_id, project_id)
             if not await store.delete_budget(conn, project_id, budget_id):
                 raise NotFound(f"budget '{budget_id}' not found")
+        self._db.budget_index.invalidate(project_id)
 
 
 async def _require_admin(conn: AsyncConnection, user_id: str, project_id: str) -> None:

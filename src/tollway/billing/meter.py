@@ -6,15 +6,22 @@ SQLite holds the database write lock from ``BEGIN IMMEDIATE``) and the budget wi
 order, decides against what it read under that lock, and debits with a conditional UPDATE
 (``balance >= amount``) as a second guard. A settlement only ever gives back part of what
 was reserved, so it cannot make a balance negative either.
+
+Each transaction is one synchronous function run by `Database.run_write` (one thread hop on
+SQLite, none on PostgreSQL); the common case — no budget, the balance covering the worst
+case — reserves in three statements (conditional debit that also re-checks the key, ledger
+row, reservation row) and settles in four.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
+from functools import partial
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection
 
 from tollway.billing.budgets import describe, window_key_of
 from tollway.clock import Clock
@@ -117,7 +124,6 @@ class Meter:
     async def reserve(self, request: ReserveRequest) -> Reservation:
         """Hold the request's worst-case cost against the balance and every applicable
         budget in one transaction; lower max_tokens to what they cover, or refuse."""
-        payer = request.payer
         if request.prompt_tokens < 0 or request.max_tokens < 0:
             raise ValueError("token counts cannot be negative")
         quote = _Quote(
@@ -125,58 +131,89 @@ class Meter:
             request.output_price,
             request.max_tokens,
         )
+        now = int(self._clock())
+        try:
+            return await self._db.run_write(partial(self._reserve, request, quote, now))
+        except asyncio.CancelledError:
+            # The transaction may have committed all the same (in its thread, or while the
+            # COMMIT was on the wire): give the credits back now rather than at shutdown.
+            # On SQLite this runs after it on the same writer thread.
+            undo = Reservation(request.payer.request_id, request.payer, 0, 0, False)
+            await asyncio.shield(self.settle(undo, None))
+            raise
+
+    def _reserve(
+        self, request: ReserveRequest, quote: _Quote, now: int, conn: Connection
+    ) -> Reservation:
+        payer = request.payer
         full, minimum = quote.full, quote.minimum
-        now = self._clock()
-        async with self._db.write() as conn:
-            locked = await store.lock_payer(conn, user_id=payer.user_id, key_id=payer.key_id)
-            if locked is None or not locked[1]:
-                raise Unauthorized("invalid API key")
-            balance = locked[0]
-            if balance < minimum:
-                raise InsufficientBalance("insufficient balance")
-            applicable = await budget_store.applicable_budgets(
-                conn, project_id=payer.project_id, user_id=payer.user_id, key_id=payer.key_id
-            )
-            held: dict[WindowKey, BudgetRow] = {
-                window_key_of(b, user_id=payer.user_id, key_id=payer.key_id, now=now): b
-                for b in applicable
-            }
-            room = balance
-            if held:
-                windows = await budget_store.lock_windows(conn, list(held))
-                for key in sorted(held):
-                    budget, window = held[key], windows[key]
-                    left = budget.limit_credits - window.spent_credits - window.reserved_credits
-                    if left < minimum:
-                        raise BudgetExceeded(describe(budget, key[2]))
-                    room = min(room, left)
-            amount, granted = full, request.max_tokens
-            if room < full:
-                granted = quote.tokens_within(room)
-                amount = quote.cost(granted)
-            if not await store.debit(conn, user_id=payer.user_id, amount=amount):
-                raise InsufficientBalance("insufficient balance")
-            await store.append_ledger(
-                conn, payer.user_id, payer.request_id, int(now), [("reserve", -amount)]
-            )
-            window_keys = tuple(sorted(held))
-            await store.open_reservation(
-                conn,
-                OpenReservation(
-                    request_id=payer.request_id,
-                    user_id=payer.user_id,
-                    project_id=payer.project_id,
-                    key_id=payer.key_id,
-                    amount_credits=amount,
-                    windows=window_keys,
-                    instance_id=self.instance_id,
-                    created_at=int(now),
-                ),
-            )
-            if window_keys:
-                await budget_store.move_windows(
-                    conn, window_keys, reserved_delta=amount, spent_delta=0
-                )
+        budgets = self._db.budget_index.budgets_of(conn, payer.project_id)
+        applicable = budget_store.applicable(budgets, user_id=payer.user_id, key_id=payer.key_id)
+        if not applicable and store.debit_if_key_alive(
+            conn, user_id=payer.user_id, key_id=payer.key_id, amount=full
+        ):
+            # No budget, the key alive and the balance covering the worst case: what the
+            # decision below would conclude, in one statement.
+            return self._open(conn, request, full, request.max_tokens, (), now)
+        locked = store.lock_payer(conn, user_id=payer.user_id, key_id=payer.key_id)
+        if locked is None or not locked[1]:
+            raise Unauthorized("invalid API key")
+        balance = locked[0]
+        if balance < minimum:
+            raise InsufficientBalance("insufficient balance")
+        held: dict[WindowKey, BudgetRow] = {
+            window_key_of(b, user_id=payer.user_id, key_id=payer.key_id, now=now): b
+            for b in applicable
+        }
+        room = balance
+        if held:
+            windows = budget_store.lock_windows(conn, list(held))
+            for key in sorted(held):
+                window = windows.get(key)
+                if window is None:  # the budget was deleted meanwhile: it no longer applies
+                    continue
+                budget = held[key]
+                left = budget.limit_credits - window.spent_credits - window.reserved_credits
+                if left < minimum:
+                    raise BudgetExceeded(describe(budget, key[2]))
+                room = min(room, left)
+            held = {k: b for k, b in held.items() if k in windows}
+        amount, granted = full, request.max_tokens
+        if room < full:
+            granted = quote.tokens_within(room)
+            amount = quote.cost(granted)
+        if not store.debit(conn, user_id=payer.user_id, amount=amount):
+            raise InsufficientBalance("insufficient balance")
+        window_keys = tuple(sorted(held))
+        if window_keys:
+            budget_store.move_windows(conn, window_keys, reserved_delta=amount, spent_delta=0)
+        return self._open(conn, request, amount, granted, window_keys, now)
+
+    def _open(
+        self,
+        conn: Connection,
+        request: ReserveRequest,
+        amount: int,
+        granted: int,
+        window_keys: tuple[WindowKey, ...],
+        now: int,
+    ) -> Reservation:
+        """The balance is debited already: the ledger row and the reservation row."""
+        payer = request.payer
+        store.append_ledger(conn, payer.user_id, payer.request_id, now, [("reserve", -amount)])
+        store.open_reservation(
+            conn,
+            OpenReservation(
+                request_id=payer.request_id,
+                user_id=payer.user_id,
+                project_id=payer.project_id,
+                key_id=payer.key_id,
+                amount_credits=amount,
+                windows=window_keys,
+                instance_id=self.instance_id,
+                created_at=now,
+            ),
+        )
         return Reservation(
             request_id=payer.request_id,
             payer=payer,
@@ -189,60 +226,35 @@ class Meter:
     async def settle(self, reservation: Reservation, usage: UsageRecord | None) -> int:
         """Release the reservation and charge exactly the usage, capped at what was reserved,
         with its usage event, in one transaction. Settling twice charges once."""
-        payer = reservation.payer
+        cost = 0
+        if usage is not None:
+            cost = usage.pricing.credits_for(usage.prompt_tokens, usage.completion_tokens)
         now = int(self._clock())
-        async with self._db.write() as conn:
-            held = await store.claim_reservation(conn, reservation.request_id)
-            if held is None:  # settled already, or released by recovery
-                return await store.charged_for(conn, reservation.request_id)
-            charge = 0
-            cost = 0
-            if usage is not None:
-                cost = usage.pricing.credits_for(usage.prompt_tokens, usage.completion_tokens)
-                charge = min(cost, held.amount_credits)
-                if cost > charge:
-                    log.warning(
-                        "request %s: upstream usage costs %d credits, more than the %d reserved;"
-                        " charging the reservation",
-                        held.request_id,
-                        cost,
-                        held.amount_credits,
-                    )
-            await _close(conn, held, charge, now)
-            if usage is not None:
-                await store.record_usage(
-                    conn,
-                    {
-                        "request_id": held.request_id,
-                        "created_at": now,
-                        "user_id": held.user_id,
-                        "project_id": held.project_id,
-                        "key_id": held.key_id,
-                        "key_name": payer.key_name,
-                        "endpoint": usage.endpoint,
-                        "model": usage.model,
-                        "provider": usage.provider,
-                        "prompt_tokens": usage.prompt_tokens,
-                        "completion_tokens": usage.completion_tokens,
-                        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-                        "cost_credits": charge,
-                        "latency_ms": usage.latency_ms,
-                        "status": usage.status,
-                        "usage_source": usage.usage_source,
-                    },
-                )
-        return charge
+        return await self._db.run_write(partial(self._settle, reservation, usage, cost, now))
 
-    async def release_abandoned(self, request_id: str) -> bool:
-        """Release a reservation nobody will settle (its process died or is shutting down):
-        charge nothing, record an "aborted" usage event. False if it was closed already."""
-        now = int(self._clock())
-        async with self._db.write() as conn:
-            held = await store.claim_reservation(conn, request_id)
-            if held is None:
-                return False
-            await _close(conn, held, 0, now)
-            await store.record_usage(
+    def _settle(
+        self,
+        reservation: Reservation,
+        usage: UsageRecord | None,
+        cost: int,
+        now: int,
+        conn: Connection,
+    ) -> int:
+        held = store.claim_reservation(conn, reservation.request_id)
+        if held is None:  # settled already, or released by recovery
+            return store.charged_for(conn, reservation.request_id)
+        charge = min(cost, held.amount_credits)
+        if cost > charge:
+            log.warning(
+                "request %s: upstream usage costs %d credits, more than the %d reserved;"
+                " charging the reservation",
+                held.request_id,
+                cost,
+                held.amount_credits,
+            )
+        _close(conn, held, charge, now)
+        if usage is not None:
+            store.record_usage(
                 conn,
                 {
                     "request_id": held.request_id,
@@ -250,30 +262,65 @@ class Meter:
                     "user_id": held.user_id,
                     "project_id": held.project_id,
                     "key_id": held.key_id,
-                    "key_name": "",
-                    "endpoint": "",
-                    "model": "",
-                    "provider": "",
-                    "prompt_tokens": 0,
-                    "completion_tokens": 0,
-                    "total_tokens": 0,
-                    "cost_credits": 0,
-                    "latency_ms": 0,
-                    "status": "aborted",
-                    "usage_source": "none",
+                    "key_name": reservation.payer.key_name,
+                    "endpoint": usage.endpoint,
+                    "model": usage.model,
+                    "provider": usage.provider,
+                    "prompt_tokens": usage.prompt_tokens,
+                    "completion_tokens": usage.completion_tokens,
+                    "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+                    "cost_credits": charge,
+                    "latency_ms": usage.latency_ms,
+                    "status": usage.status,
+                    "usage_source": usage.usage_source,
                 },
             )
-        return True
+        return charge
+
+    async def release_abandoned(self, request_id: str) -> bool:
+        """Release a reservation nobody will settle (its process died or is shutting down):
+        charge nothing, record an "aborted" usage event. False if it was closed already."""
+        now = int(self._clock())
+        return await self._db.run_write(partial(_release_abandoned, request_id, now))
 
 
-async def _close(conn: AsyncConnection, held: OpenReservation, charge: int, now: int) -> None:
+def _release_abandoned(request_id: str, now: int, conn: Connection) -> bool:
+    held = store.claim_reservation(conn, request_id)
+    if held is None:
+        return False
+    _close(conn, held, 0, now)
+    store.record_usage(
+        conn,
+        {
+            "request_id": held.request_id,
+            "created_at": now,
+            "user_id": held.user_id,
+            "project_id": held.project_id,
+            "key_id": held.key_id,
+            "key_name": "",
+            "endpoint": "",
+            "model": "",
+            "provider": "",
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "total_tokens": 0,
+            "cost_credits": 0,
+            "latency_ms": 0,
+            "status": "aborted",
+            "usage_source": "none",
+        },
+    )
+    return True
+
+
+def _close(conn: Connection, held: OpenReservation, charge: int, now: int) -> None:
     """Give the reservation back, take the charge; balance, ledger and budget windows."""
-    await store.credit(conn, user_id=held.user_id, amount=held.amount_credits - charge)
+    store.credit(conn, user_id=held.user_id, amount=held.amount_credits - charge)
     entries = [("release", held.amount_credits)]
     if charge:
         entries.append(("charge", -charge))
-    await store.append_ledger(conn, held.user_id, held.request_id, now, entries)
+    store.append_ledger(conn, held.user_id, held.request_id, now, entries)
     if held.windows:
-        await budget_store.move_windows(
+        budget_store.move_windows(
             conn, held.windows, reserved_delta=-held.amount_credits, spent_delta=charge
         )

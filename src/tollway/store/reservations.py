@@ -1,5 +1,8 @@
 """The meter's statements: lock the payer, move the balance with its ledger rows, open and
-claim reservations, record usage. Every function runs inside the caller's transaction."""
+claim reservations, record usage. Every function runs inside the caller's transaction.
+
+The hot-path functions are synchronous, over a sync `Connection` (see `Database.run_write`),
+and execute `text()` constants built once at import."""
 
 from __future__ import annotations
 
@@ -8,11 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal, select, update
+from sqlalchemy import Connection, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tollway.store._sql import Locking
 from tollway.store.budgets import WindowKey
-from tollway.store.schema import api_keys, instances, ledger, reservations, usage_events, users
+from tollway.store.schema import instances, ledger, reservations, users
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,105 +31,132 @@ class OpenReservation:
     created_at: int
 
 
-async def lock_payer(
-    conn: AsyncConnection, *, user_id: str, key_id: int
-) -> tuple[int, bool] | None:
+# Both statements that touch the payer's row also check, in the same statement, that the key
+# still exists: how a key deleted through another replica is refused on its next request.
+_LOCK_PAYER = Locking.of(
+    "SELECT users.balance_credits,"
+    " EXISTS (SELECT 1 FROM api_keys WHERE api_keys.id = :key_id)"
+    " FROM users WHERE users.id = :user_id",
+    "FOR UPDATE OF users",
+)
+_DEBIT_IF_KEY_ALIVE = text(
+    "UPDATE users SET balance_credits = balance_credits - :amount"
+    " WHERE id = :user_id AND balance_credits >= :amount"
+    " AND EXISTS (SELECT 1 FROM api_keys WHERE api_keys.id = :key_id)"
+)
+_DEBIT = text(
+    "UPDATE users SET balance_credits = balance_credits - :amount"
+    " WHERE id = :user_id AND balance_credits >= :amount"
+)
+_CREDIT = text("UPDATE users SET balance_credits = balance_credits + :amount WHERE id = :user_id")
+_LEDGER_ONE = text(
+    "INSERT INTO ledger (entry_id, user_id, kind, amount_credits, request_id, created_at)"
+    " VALUES (:entry_id, :user_id, :kind, :amount, :request_id, :now)"
+)
+_LEDGER_TWO = text(
+    "INSERT INTO ledger (entry_id, user_id, kind, amount_credits, request_id, created_at)"
+    " VALUES (:entry_id, :user_id, :kind, :amount, :request_id, :now),"
+    " (:entry_id2, :user_id, :kind2, :amount2, :request_id, :now)"
+)
+_OPEN = text(
+    "INSERT INTO reservations (request_id, user_id, project_id, key_id, amount_credits,"
+    " budget_windows, instance_id, created_at) VALUES (:request_id, :user_id, :project_id,"
+    " :key_id, :amount_credits, :budget_windows, :instance_id, :created_at)"
+)
+_CLAIM = text(
+    "DELETE FROM reservations WHERE request_id = :request_id RETURNING request_id, user_id,"
+    " project_id, key_id, amount_credits, budget_windows, instance_id, created_at"
+)
+_CHARGED = text("SELECT amount_credits FROM ledger WHERE entry_id = :entry_id")
+_RECORD_USAGE = text(
+    "INSERT INTO usage_events (request_id, created_at, user_id, project_id, key_id, key_name,"
+    " endpoint, model, provider, prompt_tokens, completion_tokens, total_tokens,"
+    " cost_credits, latency_ms, status, usage_source) VALUES (:request_id, :created_at,"
+    " :user_id, :project_id, :key_id, :key_name, :endpoint, :model, :provider,"
+    " :prompt_tokens, :completion_tokens, :total_tokens, :cost_credits, :latency_ms,"
+    " :status, :usage_source)"
+)
+
+
+def lock_payer(conn: Connection, *, user_id: str, key_id: int) -> tuple[int, bool] | None:
     """Lock the user's row (PostgreSQL: FOR UPDATE; SQLite: the write lock is already held)
     and tell, in the same statement, whether the key still exists. None: no such user."""
-    key_alive = select(literal(1)).where(api_keys.c.id == key_id).exists()
-    row = (
-        await conn.execute(
-            select(users.c.balance_credits, key_alive)
-            .where(users.c.id == user_id)
-            .with_for_update(of=users)
-        )
-    ).first()
+    row = conn.execute(_LOCK_PAYER.on(conn), {"user_id": user_id, "key_id": key_id}).first()
     if row is None:
         return None
     return int(row[0]), bool(row[1])
 
 
-async def debit(conn: AsyncConnection, *, user_id: str, amount: int) -> bool:
+def debit(conn: Connection, *, user_id: str, amount: int) -> bool:
     """Take `amount` from the balance only if it is there: the balance never goes negative,
     whatever happened between the read and this write."""
-    result = await conn.execute(
-        update(users)
-        .where(users.c.id == user_id, users.c.balance_credits >= amount)
-        .values(balance_credits=users.c.balance_credits - amount)
-    )
+    result = conn.execute(_DEBIT, {"user_id": user_id, "amount": amount})
     return result.rowcount == 1
 
 
-async def credit(conn: AsyncConnection, *, user_id: str, amount: int) -> None:
-    await conn.execute(
-        update(users)
-        .where(users.c.id == user_id)
-        .values(balance_credits=users.c.balance_credits + amount)
-    )
+def debit_if_key_alive(conn: Connection, *, user_id: str, key_id: int, amount: int) -> bool:
+    """The common case in one statement: take `amount` if the balance covers it and the key
+    still exists (row-locking the user on PostgreSQL like `lock_payer`). False: nothing was
+    changed, and the caller decides with `lock_payer`."""
+    params = {"user_id": user_id, "key_id": key_id, "amount": amount}
+    return conn.execute(_DEBIT_IF_KEY_ALIVE, params).rowcount == 1
 
 
-async def append_ledger(
-    conn: AsyncConnection,
+def credit(conn: Connection, *, user_id: str, amount: int) -> None:
+    conn.execute(_CREDIT, {"user_id": user_id, "amount": amount})
+
+
+def append_ledger(
+    conn: Connection,
     user_id: str,
     request_id: str,
     now: int,
     entries: Sequence[tuple[str, int]],
 ) -> None:
-    """Ledger rows (kind, amount) keyed `<kind>:<request id>`; the unique entry id makes a
-    repeated movement fail instead of counting twice."""
+    """Ledger rows (kind, amount) keyed `<kind>:<request id>`, in one statement; the unique
+    entry id makes a repeated movement fail instead of counting twice."""
     if not entries:
         return
-    await conn.execute(
-        insert(ledger),
-        [
-            {
-                "entry_id": f"{kind}:{request_id}",
-                "user_id": user_id,
-                "kind": kind,
-                "amount_credits": amount,
-                "request_id": request_id,
-                "note": None,
-                "created_at": now,
-            }
-            for kind, amount in entries
-        ],
+    if len(entries) > 2:
+        raise ValueError("a request moves at most two ledger rows at once")
+    kind, amount = entries[0]
+    params: dict[str, object] = {
+        "entry_id": f"{kind}:{request_id}",
+        "user_id": user_id,
+        "kind": kind,
+        "amount": amount,
+        "request_id": request_id,
+        "now": now,
+    }
+    if len(entries) == 1:
+        conn.execute(_LEDGER_ONE, params)
+        return
+    kind2, amount2 = entries[1]
+    params.update(entry_id2=f"{kind2}:{request_id}", kind2=kind2, amount2=amount2)
+    conn.execute(_LEDGER_TWO, params)
+
+
+def open_reservation(conn: Connection, r: OpenReservation) -> None:
+    windows = json.dumps([list(w) for w in r.windows]) if r.windows else "[]"
+    conn.execute(
+        _OPEN,
+        {
+            "request_id": r.request_id,
+            "user_id": r.user_id,
+            "project_id": r.project_id,
+            "key_id": r.key_id,
+            "amount_credits": r.amount_credits,
+            "budget_windows": windows,
+            "instance_id": r.instance_id,
+            "created_at": r.created_at,
+        },
     )
 
 
-async def open_reservation(conn: AsyncConnection, r: OpenReservation) -> None:
-    await conn.execute(
-        insert(reservations).values(
-            request_id=r.request_id,
-            user_id=r.user_id,
-            project_id=r.project_id,
-            key_id=r.key_id,
-            amount_credits=r.amount_credits,
-            budget_windows=json.dumps([list(w) for w in r.windows]),
-            instance_id=r.instance_id,
-            created_at=r.created_at,
-        )
-    )
-
-
-async def claim_reservation(conn: AsyncConnection, request_id: str) -> OpenReservation | None:
+def claim_reservation(conn: Connection, request_id: str) -> OpenReservation | None:
     """Delete the reservation and return it; only one transaction ever gets it back, so a
     reservation is settled or released exactly once (settle and the sweeper race safely)."""
-    row = (
-        await conn.execute(
-            delete(reservations)
-            .where(reservations.c.request_id == request_id)
-            .returning(
-                reservations.c.request_id,
-                reservations.c.user_id,
-                reservations.c.project_id,
-                reservations.c.key_id,
-                reservations.c.amount_credits,
-                reservations.c.budget_windows,
-                reservations.c.instance_id,
-                reservations.c.created_at,
-            )
-        )
-    ).first()
+    row = conn.execute(_CLAIM, {"request_id": request_id}).first()
     if row is None:
         return None
     windows = tuple((str(b), str(s), int(w)) for b, s, w in json.loads(row[5]))
@@ -141,18 +172,15 @@ async def claim_reservation(conn: AsyncConnection, request_id: str) -> OpenReser
     )
 
 
-async def charged_for(conn: AsyncConnection, request_id: str) -> int:
+def charged_for(conn: Connection, request_id: str) -> int:
     """What a closed request was charged (0 if it was released)."""
-    amount = (
-        await conn.execute(
-            select(ledger.c.amount_credits).where(ledger.c.entry_id == f"charge:{request_id}")
-        )
-    ).scalar_one_or_none()
+    amount = conn.execute(_CHARGED, {"entry_id": f"charge:{request_id}"}).scalar_one_or_none()
     return -int(amount) if amount is not None else 0
 
 
-async def record_usage(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(insert(usage_events).values(**values))
+def record_usage(conn: Connection, values: dict[str, Any]) -> None:
+    """One `usage_events` row; `values` names every column of the table."""
+    conn.execute(_RECORD_USAGE, values)
 
 
 async def register_instance(conn: AsyncConnection, instance_id: str, now: int) -> None:
