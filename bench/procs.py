@@ -1,0 +1,173 @@
+"""Child processes of the benchmark: start pinned to a core, wait until they answer, sample
+their memory, stop them. Every process started here is stopped by the same `Stack`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+GATEWAY_CPU = 0
+LOAD_CPU = 1
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def pinned(cpu: int, argv: Sequence[str]) -> list[str]:
+    """Prefix argv with taskset when there is more than one core to choose from."""
+    if cpu_count() > 1 and shutil.which("taskset"):
+        return ["taskset", "-c", str(cpu), *argv]
+    return list(argv)
+
+
+def pin_self(cpu: int) -> None:
+    if cpu_count() > 1:
+        os.sched_setaffinity(0, {cpu})
+
+
+def raise_fd_limit() -> None:
+    """1,000 concurrent streams need ~3,000 descriptors in the gateway; children inherit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 65536:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(65536, hard), hard))
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of one process (VmRSS), 0 when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if not self.alive():
+            return
+        self.popen.send_signal(signal.SIGINT)
+        try:
+            self.popen.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(timeout=5)
+
+
+@dataclass
+class Stack:
+    """Owns the processes of one run; `close()` stops them in reverse order."""
+
+    workdir: Path
+    procs: list[Proc] = field(default_factory=list)
+
+    def start(
+        self, name: str, argv: Sequence[str], *, cpu: int, env: Mapping[str, str] | None = None
+    ) -> Proc:
+        log_path = self.workdir / f"{name}.log"
+        log = log_path.open("wb")
+        popen = subprocess.Popen(
+            pinned(cpu, argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            cwd=self.workdir,
+        )
+        log.close()
+        proc = Proc(name, popen, log_path)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: Proc) -> None:
+        proc.stop()
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+        self.procs.clear()
+
+
+async def wait_ready(proc: Proc, url: str, timeout_s: float = 60.0) -> None:
+    """Poll a GET url until it answers 200; fail early if the process died."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                raise RuntimeError(f"{proc.name} exited early:\n{proc.log_tail()}")
+            try:
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                    if resp.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{proc.name} not ready after {timeout_s:.0f}s:\n{proc.log_tail()}")
+
+
+@dataclass
+class RssSampler:
+    """Samples a process's RSS every `interval_s` in the background: (seconds, MiB) pairs."""
+
+    pid: int
+    interval_s: float = 0.5
+    samples: list[tuple[float, float]] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = None
+    _started: float = 0.0
+
+    async def _run(self) -> None:
+        while True:
+            self.samples.append((time.monotonic() - self._started, rss_mib(self.pid)))
+            await asyncio.sleep(self.interval_s)
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> list[tuple[float, float]]:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self.samples.append((time.monotonic() - self._started, rss_mib(self.pid)))
+        return self.samples
