@@ -39,7 +39,7 @@ def build_state(settings: Settings, registry: Registry, clock: Clock) -> AppStat
     configs = ConfigCache(projects, ttl_s=settings.cache_ttl_s)
     instance_id = new_id()
     meter = Meter(db, clock, instance_id=instance_id)
-    upstream = UpstreamClient()
+    upstream = UpstreamClient(limit_per_host=settings.upstream_connections)
     health = HealthBook()
     tasks = TaskTracker()
     metrics = Metrics()

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
         default=20.0, gt=0, description="An instance silent this long is presumed dead."
     )
     db_pool_size: int = Field(default=10, ge=1)
+    upstream_connections: int = Field(
+        default=4096, ge=1, description="Open connections per upstream host (streams hold one)."
+    )
     log_level: str = "info"
 
     @field_validator("database_url")
