@@ -67,6 +67,7 @@ def build_state(settings: Settings, registry: Registry, clock: Clock) -> AppStat
             auth=auth,
             tasks=tasks,
             metrics=metrics,
+            instance_id=instance_id,
         ),
         recovery=Recovery(
             db,

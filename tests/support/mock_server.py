@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
-import uvicorn
 
+from tests.support.servers import serving
 from tollway.providers.mock import MockProvider, MockSettings, create_mock_app, uvicorn_config
 
 STARTUP_TIMEOUT_S = 10.0
@@ -21,27 +19,8 @@ STARTUP_TIMEOUT_S = 10.0
 def running_mock_app(settings: MockSettings | None = None) -> Iterator[tuple[str, MockProvider]]:
     """Like `running_mock`, also yielding the app so a test can read `app.stats` directly."""
     app = create_mock_app(settings or MockSettings())
-    # Binding the socket here, on port 0, gives a free port without a race.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn_config(app, "127.0.0.1", port)
-    config.timeout_graceful_shutdown = 2
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("mock provider did not start")
-            time.sleep(0.005)
+    with serving(app, config=uvicorn_config(app, "127.0.0.1", 0)) as port:
         yield f"http://127.0.0.1:{port}/v1", app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 @contextmanager

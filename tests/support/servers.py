@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any
 
 import uvicorn
 
@@ -15,21 +15,19 @@ STARTUP_TIMEOUT_S = 15.0
 
 
 @contextmanager
-def serving(app: Any, *, lifespan: Literal["auto", "on", "off"] = "on") -> Iterator[int]:
-    """Yields the port; the server stops (gracefully, bounded) when the block ends."""
+def serving(app: Any, *, config: uvicorn.Config | None = None) -> Iterator[int]:
+    """Yields the port; the server stops (gracefully, bounded) when the block ends.
+    ``config`` is the app's own uvicorn set-up, if it has one (its host and port are ignored:
+    the server gets a socket bound here, on a free port, without a race)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = int(sock.getsockname()[1])
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        lifespan=lifespan,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=2,
-    )
+    if config is None:
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, lifespan="on", log_level="warning", access_log=False
+        )
+    config.timeout_graceful_shutdown = 2
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

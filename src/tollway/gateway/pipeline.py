@@ -7,8 +7,8 @@ Non-streaming calls settle before answering; streams settle when they end, howev
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +65,7 @@ class Gateway:
         auth: Authenticator,
         tasks: TaskTracker,
         metrics: Metrics,
+        instance_id: str,
     ) -> None:
         self.registry = registry
         self.configs = configs
@@ -74,6 +75,10 @@ class Gateway:
         self.auth = auth
         self.tasks = tasks
         self.metrics = metrics
+        # Request ids: this process's random instance id + a counter (unique across
+        # processes and restarts, and cheaper than a uuid4 per request).
+        self._request_prefix = instance_id + "-"
+        self._request_numbers = itertools.count(1)
 
     async def handle(self, principal: Principal, request: InferenceRequest) -> bytes | StreamRelay:
         try:
@@ -157,7 +162,7 @@ class Gateway:
             context = max(p.model.context_size for p in plans if p.ranked)
             max_tokens = max(1, context - request.prompt_estimate)
         payer = Payer(
-            request_id=uuid.uuid4().hex,
+            request_id=f"{self._request_prefix}{next(self._request_numbers):x}",
             user_id=principal.user_id,
             project_id=principal.project_id,
             key_id=principal.key_id,

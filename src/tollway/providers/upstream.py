@@ -4,7 +4,8 @@ the seam, into one small tree the router understands (retriable or not)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import aiohttp
@@ -88,59 +89,55 @@ class UpstreamClient:
             auto_decompress=True,
             skip_auto_headers=("User-Agent",),
         )
+        self._targets: dict[str, _Target] = {}
 
     async def close(self) -> None:
         await self._session.close()
 
-    @staticmethod
-    def _headers(provider: Provider) -> dict[str, str]:
-        headers = {"content-type": "application/json"}
-        key = provider.api_key
-        if key:
-            headers["authorization"] = f"Bearer {key}"
-        return headers
-
-    @staticmethod
-    def _timeout(provider: Provider) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(
-            total=provider.timeout_s, sock_connect=provider.connect_timeout_s
-        )
+    def _target(self, provider: Provider) -> _Target:
+        target = self._targets.get(provider.slug)
+        if target is None:
+            headers = {"content-type": "application/json"}
+            if provider.api_key:
+                headers["authorization"] = f"Bearer {provider.api_key}"
+            target = _Target(
+                base_url=provider.base_url.rstrip("/"),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(
+                    total=provider.timeout_s, sock_connect=provider.connect_timeout_s
+                ),
+                stream_timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    sock_connect=provider.connect_timeout_s,
+                    sock_read=provider.timeout_s,
+                ),
+            )
+            self._targets[provider.slug] = target
+        return target
 
     async def post_json(self, provider: Provider, path: str, body: bytes) -> bytes:
         """POST and return the body of a 2xx answer; anything else raises UpstreamError."""
-        url = provider.base_url.rstrip("/") + path
-        try:
+        target = self._target(provider)
+        with _translated(provider):
             async with self._session.post(
-                url, data=body, headers=self._headers(provider), timeout=self._timeout(provider)
+                target.base_url + path, data=body, headers=target.headers, timeout=target.timeout
             ) as response:
                 payload = await response.read()
                 if response.status >= 300:
                     raise UpstreamStatusError(response.status, payload)
                 return payload
-        except TimeoutError as exc:
-            raise UpstreamTimeout(f"{provider.slug}: timed out") from exc
-        except aiohttp.ClientConnectionError as exc:
-            raise UpstreamUnavailable(f"{provider.slug}: {exc.__class__.__name__}: {exc}") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"{provider.slug}: {exc.__class__.__name__}: {exc}") from exc
 
     async def open_stream(self, provider: Provider, path: str, body: bytes) -> UpstreamStream:
         """Open a streaming POST; errors before the body starts raise UpstreamError. The
         caller owns the returned stream and must ``close()`` it."""
-        url = provider.base_url.rstrip("/") + path
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=provider.connect_timeout_s, sock_read=provider.timeout_s
-        )
-        try:
+        target = self._target(provider)
+        with _translated(provider):
             response = await self._session.post(
-                url, data=body, headers=self._headers(provider), timeout=timeout
+                target.base_url + path,
+                data=body,
+                headers=target.headers,
+                timeout=target.stream_timeout,
             )
-        except TimeoutError as exc:
-            raise UpstreamTimeout(f"{provider.slug}: timed out") from exc
-        except aiohttp.ClientConnectionError as exc:
-            raise UpstreamUnavailable(f"{provider.slug}: {exc.__class__.__name__}: {exc}") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"{provider.slug}: {exc.__class__.__name__}: {exc}") from exc
         if response.status >= 300:
             try:
                 payload = await asyncio.wait_for(response.read(), provider.timeout_s)
@@ -150,6 +147,29 @@ class UpstreamClient:
                 response.close()
             raise UpstreamStatusError(response.status, payload)
         return UpstreamStream(response)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """What a request to one provider needs, built once per provider."""
+
+    base_url: str
+    headers: dict[str, str]
+    timeout: aiohttp.ClientTimeout
+    stream_timeout: aiohttp.ClientTimeout
+
+
+@contextmanager
+def _translated(provider: Provider) -> Iterator[None]:
+    """Translate aiohttp's exceptions into the UpstreamError tree, naming the provider."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise UpstreamTimeout(f"{provider.slug}: timed out") from exc
+    except aiohttp.ClientConnectionError as exc:
+        raise UpstreamUnavailable(f"{provider.slug}: {exc.__class__.__name__}: {exc}") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(f"{provider.slug}: {exc.__class__.__name__}: {exc}") from exc
 
 
 def is_stream_failure(exc: BaseException) -> bool:
