@@ -23,11 +23,14 @@ class InferenceRequest:
     model: str
     body: dict[str, Any]  # forwarded upstream (router fields stripped)
     router_fields: dict[str, Any]
-    stream: bool
-    include_usage: bool
-    max_tokens: int | None
-    prompt_upper_bound: int
-    prompt_estimate: int
+    prompt_upper_bound: int  # the JSON size of the prompt: no tokenizer makes more tokens
+    stream: bool = False
+    include_usage: bool = False
+    max_tokens: int | None = None
+
+    @property
+    def prompt_estimate(self) -> int:
+        return max(1, self.prompt_upper_bound // BYTES_PER_TOKEN_ESTIMATE)
 
 
 def _load(raw: bytes) -> dict[str, Any]:
@@ -87,11 +90,10 @@ def parse_chat(raw: bytes) -> InferenceRequest:
         model=model,
         body=body,
         router_fields=router_fields,
+        prompt_upper_bound=prompt_bytes,
         stream=stream,
         include_usage=include_usage,
         max_tokens=max_tokens,
-        prompt_upper_bound=prompt_bytes,
-        prompt_estimate=max(1, prompt_bytes // BYTES_PER_TOKEN_ESTIMATE),
     )
 
 
@@ -113,18 +115,7 @@ def parse_embeddings(raw: bytes) -> InferenceRequest:
             "input: required, a string or a non-empty list of strings or token ids", param="input"
         )
     router_fields = _router_fields(body)
-    prompt_bytes = len(orjson.dumps(inputs))
-    return InferenceRequest(
-        kind="embeddings",
-        model=model,
-        body=body,
-        router_fields=router_fields,
-        stream=False,
-        include_usage=False,
-        max_tokens=None,
-        prompt_upper_bound=prompt_bytes,
-        prompt_estimate=max(1, prompt_bytes // BYTES_PER_TOKEN_ESTIMATE),
-    )
+    return InferenceRequest("embeddings", model, body, router_fields, len(orjson.dumps(inputs)))
 
 
 def counted_prompt_tokens(request: InferenceRequest) -> int:
