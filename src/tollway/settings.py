@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     upstream_connections: int = Field(
         default=4096, ge=1, description="Open connections per upstream host (streams hold one)."
     )
+    metrics_token: str | None = Field(
+        default=None,
+        description="Bearer token that GET /metrics requires; unset = no /metrics endpoint.",
+    )
     log_level: str = "info"
 
     @field_validator("database_url")

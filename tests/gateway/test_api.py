@@ -152,15 +152,36 @@ async def test_hot_path_skips_the_database_for_a_known_key_and_config(
         assert statements, "the meter still writes the reservation and the settlement"
 
 
-async def test_prometheus_metrics(gw: GatewayEnv) -> None:
-    await gw.client().chat.completions.create(model="chat-b", messages=MESSAGES)
-    with pytest.raises(openai.NotFoundError):
-        await gw.client().chat.completions.create(model="nope", messages=MESSAGES)
-    async with httpx.AsyncClient() as client:
-        text = (await client.get(f"{gw.root}/metrics")).text
+async def test_prometheus_metrics(mocks: Mocks, sqlite_world: World, tmp_path: Any) -> None:
+    registry = write_registry(tmp_path / "r.yaml", registry_document(mocks))
+    member = await sqlite_world.member("hal", "p7", credits_eur="1")
+    url = str(sqlite_world.db.engine.url).replace("sqlite+aiosqlite", "sqlite")
+    with running_gateway(url, registry, metrics_token="scrape-secret") as (base_url, _):
+        client = openai.AsyncOpenAI(base_url=base_url, api_key=member.inference_key, max_retries=0)
+        await client.chat.completions.create(model="chat-b", messages=MESSAGES)
+        with pytest.raises(openai.NotFoundError):
+            await client.chat.completions.create(model="nope", messages=MESSAGES)
+        root = base_url.removesuffix("/v1")
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(f"{root}/metrics")).status_code == 401
+            wrong = await http.get(f"{root}/metrics", headers={"Authorization": "Bearer no"})
+            assert wrong.status_code == 401
+            inference_key = {"Authorization": f"Bearer {member.inference_key}"}
+            assert (await http.get(f"{root}/metrics", headers=inference_key)).status_code == 401
+            text = (
+                await http.get(f"{root}/metrics", headers={"Authorization": "Bearer scrape-secret"})
+            ).text
     assert (
         'tollway_requests_total{endpoint="chat.completions",model="chat-b",'
         'provider="eu-fast",status="success"} 1.0' in text
     )
-    assert 'model="nope",provider="",status="404"} 1.0' in text
+    # A model name the registry does not know is not a label (clients could invent many).
+    assert 'model="unknown",provider="",status="404"} 1.0' in text
+    assert "nope" not in text
     assert "tollway_request_duration_seconds_bucket" in text
+
+
+async def test_metrics_are_off_without_a_token(gw: GatewayEnv) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"{gw.root}/metrics")
+    assert response.status_code == 404

@@ -84,7 +84,9 @@ class Gateway:
         try:
             return await self._handle(principal, request)
         except TollwayError as exc:
-            self.metrics.refused(endpoint=request.kind, model=request.model, status=str(exc.status))
+            # Only registry ids become labels: clients could invent unlimited model names.
+            model = request.model if request.model in self.registry.models else "unknown"
+            self.metrics.refused(endpoint=request.kind, model=model, status=str(exc.status))
             raise
 
     async def _handle(self, principal: Principal, request: InferenceRequest) -> bytes | StreamRelay:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hmac
+
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
+from tollway.errors import NotFound, Unauthorized
 from tollway.http.deps import app_state
 
 router = APIRouter(tags=["Operations"])
@@ -17,7 +20,15 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/metrics")
+@router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics of this process (one worker per scrape)."""
-    return Response(app_state(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus metrics of this process (one worker per scrape). Off unless
+    TOLLWAY_METRICS_TOKEN is set; then the scraper sends it as a bearer token."""
+    state = app_state(request)
+    expected = state.settings.metrics_token
+    if not expected:
+        raise NotFound("not found")
+    sent = request.headers.get("authorization", "")
+    if not hmac.compare_digest(sent.encode(), f"Bearer {expected}".encode()):
+        raise Unauthorized("metrics need 'Authorization: Bearer <TOLLWAY_METRICS_TOKEN>'")
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
