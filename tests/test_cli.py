@@ -28,7 +28,9 @@ def test_cli_end_to_end(database_url: str) -> None:
     again = tollway("init", "--json", database_url=database_url)
     assert again.returncode == 0
     assert KEY_PREFIX not in again.stdout + again.stderr
-    assert "already initialised" in again.stdout + again.stderr
+    repeated = orjson.loads(again.stdout)
+    assert repeated["api_key"] is None
+    assert "already initialised" in repeated["message"]
 
     plain_again = tollway("init", database_url=database_url)
     assert plain_again.returncode == 0 and KEY_PREFIX not in plain_again.stdout

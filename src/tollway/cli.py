@@ -115,23 +115,18 @@ def init(
 ) -> None:
     """Create or migrate the schema; on a new database create admin, default and a key."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        accounts = AccountService(db, system_clock)
-        if await accounts.is_initialised():
+    async def work(_settings: Settings, db: Database) -> None:
+        boot = await AccountService(db, system_clock).bootstrap()
+        if boot is None:
             message = "database already initialised: nothing changed"
             if json:
-                _print_json({"initialised": False, "message": message})
+                _print_json({"user": None, "project": None, "api_key": None, "message": message})
             else:
                 Console(stderr=True).print(message)
             return
-        boot = await accounts.bootstrap()
-        keys = KeyService(db, system_clock, key_limit=settings.key_limit)
-        key = await keys.create(
-            user_id=boot.user.id, project_id=boot.project.id, name="default", is_management=True
-        )
         if json:
             _print_json(
-                {"user": boot.user.name, "project": boot.project.name, "api_key": key.api_key}
+                {"user": boot.user.name, "project": boot.project.name, "api_key": boot.api_key}
             )
             return
         console = Console()
@@ -139,7 +134,7 @@ def init(
             f"Initialised: user [b]{boot.user.name}[/b], project [b]{boot.project.name}[/b]."
         )
         console.print("Management API key (shown once, store it now):")
-        sys.stdout.write(key.api_key + "\n")
+        sys.stdout.write(boot.api_key + "\n")
 
     run(ctx, work)
 
@@ -340,12 +335,19 @@ def demo(
 
     async def work(settings: Settings, db: Database) -> str:
         accounts = AccountService(db, system_clock)
-        if not await accounts.is_initialised():
-            await accounts.bootstrap()
+        boot = await accounts.bootstrap()
+        if boot is not None:
             await accounts.add_credits(user="admin", amount_eur="10")
+            return boot.api_key
+        # An existing database: the first key was shown once already. Replace the previous
+        # demo key by a fresh one, so repeated demos do not pile keys up to the key limit.
         user = await accounts.user("admin")
         project = await accounts.project("default")
-        key = await KeyService(db, system_clock, key_limit=settings.key_limit).create(
+        keys = KeyService(db, system_clock, key_limit=settings.key_limit)
+        for old in await keys.list(user.id):
+            if old.name.startswith("demo-"):
+                await keys.delete(user_id=user.id, name=old.name, calling_key_id=0)
+        key = await keys.create(
             user_id=user.id,
             project_id=project.id,
             name=f"demo-{secrets.token_hex(3)}",

@@ -12,9 +12,9 @@ from tollway.billing.credits import eur_to_credits
 from tollway.clock import Clock
 from tollway.errors import BadRequest, NotFound
 from tollway.ids import new_id
-from tollway.keys.secrets import NAME_PATTERN
+from tollway.keys.secrets import NAME_PATTERN, digest_of, generate_key
 from tollway.projects.service import default_config_row
-from tollway.store import accounts, configs, ledger
+from tollway.store import accounts, configs, keys, ledger
 from tollway.store.accounts import ProjectRow, UserRow
 from tollway.store.database import Database
 
@@ -25,6 +25,7 @@ ROLES = ("admin", "member")
 class Bootstrap:
     user: UserRow
     project: ProjectRow
+    api_key: str  # shown once
 
 
 class AccountService:
@@ -101,15 +102,34 @@ class AccountService:
         assert updated is not None
         return updated.balance_credits
 
-    async def is_initialised(self) -> bool:
-        async with self._db.read() as conn:
-            return await accounts.count_users(conn) > 0
-
-    async def bootstrap(self) -> Bootstrap:
-        user = await self.add_user("admin")
-        project = await self.add_project("default")
-        await self.set_membership(project=project.name, user=user.name, role="admin")
-        return Bootstrap(user, project)
+    async def bootstrap(self) -> Bootstrap | None:
+        """On an empty database, in ONE transaction: user ``admin``, project ``default``
+        (admin of it, default configuration) and a management key ``default``. None when
+        the database has users already (then nothing is written)."""
+        now = self._clock()
+        user = UserRow(new_id(), "admin", 0)
+        project = ProjectRow(new_id(), "default")
+        secret = generate_key()
+        try:
+            async with self._db.write() as conn:
+                if await accounts.count_users(conn) > 0:
+                    return None
+                await accounts.insert_user(conn, user.id, user.name, int(now))
+                await accounts.insert_project(conn, project.id, project.name, int(now))
+                await configs.insert_config(conn, default_config_row(project.id, now))
+                await accounts.upsert_membership(conn, user.id, project.id, "admin")
+                await keys.insert_key(
+                    conn,
+                    user_id=user.id,
+                    project_id=project.id,
+                    name="default",
+                    digest=digest_of(secret),
+                    is_management=True,
+                    now=int(now),
+                )
+        except IntegrityError:  # a concurrent init won the race
+            return None
+        return Bootstrap(user, project, secret)
 
 
 def _check_name(what: str, name: str) -> None:
