@@ -97,6 +97,14 @@ def registry_document(m: Mocks) -> dict[str, Any]:
                 "endpoints": [ep("eu-fast", 0.1, 0.1, upstream_model="x-mock-error-400")],
             },
             {
+                "id": "chat-keyfail",
+                "context_size": 4096,
+                "endpoints": [
+                    ep("eu-fast", 0.01, 0.01, upstream_model="x-mock-error-401"),
+                    ep("us-cheap", 0.1, 0.3),
+                ],
+            },
+            {
                 "id": "chat-tiny",
                 "context_size": 64,
                 "endpoints": [ep("eu-fast", 0.1, 0.1)],

@@ -203,6 +203,18 @@ async def test_upstream_validation_error_is_returned_as_is(gw: GatewayEnv) -> No
     with pytest.raises(openai.BadRequestError) as caught:
         await _served_by(gw, model="chat-invalid")
     assert caught.value.status_code == 400
+    # The upstream's own body, untouched: its code, not one of ours.
+    assert caught.value.code == "mock_400"
+
+
+async def test_upstream_credential_error_falls_back_and_is_not_relayed(gw: GatewayEnv) -> None:
+    await put_config(gw, preference="cost")
+    provider, meta = await _served_by(gw, model="chat-keyfail")
+    assert provider == "us-cheap"
+    failed = [c for c in meta["routing_trace"]["scored_candidates"] if c["status"] == "failed"]
+    assert [c["provider"] for c in failed] == ["eu-fast"]
+    assert "rejected the gateway's credentials" in failed[0]["error"]
+    assert "mock" not in failed[0]["error"].split(":", 1)[1]  # nothing of the upstream's body
 
 
 async def test_context_filter(gw: GatewayEnv) -> None:

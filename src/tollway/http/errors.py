@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from tollway.errors import TollwayError
+from tollway.errors import TollwayError, UpstreamRejected
 
 log = logging.getLogger("tollway.http")
 
@@ -40,6 +41,9 @@ def error_response(
 
 
 def render_tollway_error(path: str, exc: TollwayError) -> Response:
+    if isinstance(exc, UpstreamRejected) and _is_openai_error(exc.body):
+        # An upstream validation error goes back as is: its status and its body.
+        return Response(exc.body, status_code=exc.status, media_type="application/json")
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return error_response(
         path,
@@ -50,6 +54,14 @@ def render_tollway_error(path: str, exc: TollwayError) -> Response:
         param=exc.param,
         headers=headers,
     )
+
+
+def _is_openai_error(body: bytes) -> bool:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and isinstance(data.get("error"), dict)
 
 
 def describe_validation_error(exc: RequestValidationError) -> tuple[str, str | None]:

@@ -35,14 +35,25 @@ class UpstreamUnavailable(UpstreamError):
     status = 503
 
 
-class UpstreamStatusError(UpstreamError):
-    """The upstream answered with an error status; 4xx other than 408/429 is not retriable."""
+# The client's own request was invalid: returned as is, trying elsewhere would not help.
+# Every other error status (401/403: our credentials; 404: the upstream model id; 408, 429,
+# 5xx) is the provider's problem, so the next candidate is tried.
+VALIDATION_STATUSES = frozenset({400, 413, 415, 422})
 
-    def __init__(self, status: int, body: bytes) -> None:
+
+class UpstreamStatusError(UpstreamError):
+    """The upstream answered with an error status."""
+
+    def __init__(self, status: int, body: bytes, provider: str) -> None:
         self.upstream_status = status
         self.body = body
-        super().__init__(f"upstream answered {status}: {_error_message(body)}")
-        self.retriable = status in (408, 429) or status >= 500
+        if status in (401, 403):
+            # Never relay what a provider says about our credentials (it may echo the key).
+            detail = "the provider rejected the gateway's credentials"
+        else:
+            detail = _error_message(body)
+        super().__init__(f"{provider}: upstream answered {status}: {detail}")
+        self.retriable = status not in VALIDATION_STATUSES
         self.status = status if status >= 500 else 502
 
 
@@ -124,7 +135,7 @@ class UpstreamClient:
             ) as response:
                 payload = await response.read()
                 if response.status >= 300:
-                    raise UpstreamStatusError(response.status, payload)
+                    raise UpstreamStatusError(response.status, payload, provider.slug)
                 return payload
 
     async def open_stream(self, provider: Provider, path: str, body: bytes) -> UpstreamStream:
@@ -145,7 +156,7 @@ class UpstreamClient:
                 payload = b""
             finally:
                 response.close()
-            raise UpstreamStatusError(response.status, payload)
+            raise UpstreamStatusError(response.status, payload, provider.slug)
         return UpstreamStream(response)
 
 
