@@ -61,6 +61,7 @@ async def test_put_partial_update_keeps_other_fields(world: World, api: httpx.As
     # Server-owned timestamps and ids are accepted and ignored; GET → PUT round-trips.
     echoed = dict(body)
     echoed["created_at"] = "2000-01-01T00:00:00.000Z"
+    echoed["updated_at"] = 946684800  # any type: server-owned, ignored
     assert (await api.put("/api/v1/project-configs", json=echoed, headers=h)).status_code == 200
     again = (await api.get("/v1/project-configs", headers=h)).json()
     assert again["created_at"] == body["created_at"]

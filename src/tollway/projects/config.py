@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,11 +55,11 @@ class ProjectConfigUpdate(BaseModel):
     allow_overwrite: bool | None = None
     inference_config: InferenceConfigPatch | None = None
     # Echoed back by clients that PUT what they GOT; accepted and ignored.
-    id_: str | None = Field(default=None, alias="_id")
-    project_id: str | None = None
+    id_: Any = Field(default=None, alias="_id")
+    project_id: Any = None
     schema_version: Literal["v1"] | None = None
-    created_at: str | None = None
-    updated_at: str | None = None
+    created_at: Any = None  # server-owned: accepted whatever its type, and ignored
+    updated_at: Any = None
 
 
 class ProjectConfig(BaseModel):
