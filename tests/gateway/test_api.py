@@ -4,12 +4,14 @@ from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 from sqlalchemy import event
 
 from tests.gateway.conftest import GatewayEnv, Mocks, registry_document
 from tests.support.gateway import running_gateway, write_registry
+from tests.support.servers import serving
 from tests.support.world import World
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
@@ -185,3 +187,74 @@ async def test_metrics_are_off_without_a_token(gw: GatewayEnv) -> None:
     async with httpx.AsyncClient() as client:
         response = await client.get(f"{gw.root}/metrics")
     assert response.status_code == 404
+
+
+async def test_malformed_upstream_usage_is_counted_by_the_gateway(
+    sqlite_world: World, tmp_path: Any
+) -> None:
+    """An upstream reporting impossible usage (negative counts) is not believed: the gateway
+    counts the tokens itself and says so, instead of failing the served request."""
+
+    async def bad_usage_upstream(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = orjson.dumps(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "m",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "three words here"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": -5, "completion_tokens": 2, "total_tokens": -3},
+            }
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    member = await sqlite_world.member("ivy", "p6", credits_eur="1")
+    url = str(sqlite_world.db.engine.url).replace("sqlite+aiosqlite", "sqlite")
+    with serving(bad_usage_upstream, lifespan_off=True) as port:
+        registry = write_registry(
+            tmp_path / "bad.yaml",
+            {
+                "providers": [
+                    {"slug": "odd", "name": "odd", "base_url": f"http://127.0.0.1:{port}/v1"}
+                ],
+                "models": [
+                    {
+                        "id": "odd-chat",
+                        "context_size": 4096,
+                        "endpoints": [
+                            {
+                                "provider": "odd",
+                                "upstream_model": "m",
+                                "pricing": {"input_token": 1, "output_token": 1},
+                            }
+                        ],
+                    }
+                ],
+            },
+        )
+        with running_gateway(url, registry) as (base_url, _):
+            async with httpx.AsyncClient() as client:
+                response = await client.post(
+                    f"{base_url}/chat/completions",
+                    json={"model": "odd-chat", "messages": MESSAGES, "include_metadata": True},
+                    headers={"Authorization": f"Bearer {member.inference_key}"},
+                )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
+    assert body["metadata"]["routing_results"]["usage_source"] == "counted"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import openai
+import orjson
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 from sqlalchemy import text
@@ -104,24 +105,51 @@ async def test_client_gone_mid_stream_pays_for_what_streamed(
 
 
 async def test_max_tokens_lowered_to_fit_the_balance(gw: GatewayEnv) -> None:
-    poor = await gw.world.member("gus", "p1", role="member", credits_eur="0.000004")  # 4 credits
-    # Reserved: the prompt's upper bound (the JSON bytes of messages and tools, 34 + 2 = 36,
-    # at 0.05 = 1.8 credits) plus what is left for completion tokens at 0.15:
-    # floor(2.2 / 0.15) = 14 of the 1000 asked for.
-    response = await gw.client(poor.inference_key).chat.completions.create(
-        model="chat-b", messages=MESSAGES, max_tokens=1000, extra_body={"include_metadata": True}
+    balance = 7  # credits
+    poor = await gw.world.member("gus", "p1", role="member", credits_eur="0.000007")
+    raw = orjson.dumps(
+        {"model": "chat-b", "messages": MESSAGES, "max_tokens": 1000, "include_metadata": True}
     )
-    assert response.choices[0].finish_reason == "length"
-    assert response.usage is not None and response.usage.completion_tokens == 14
+    # Reserved: the prompt's bound (the body's bytes, at 0.05 credits per token) plus what is
+    # left for completion tokens at 0.15 — far fewer than the 1000 asked for.
+    room = Decimal(balance) - CHAT_B_IN * len(raw)
+    granted = int((room / CHAT_B_OUT).to_integral_value(rounding="ROUND_FLOOR"))
+    assert 1 <= granted < 16  # the mock's reply is 16 words: the cut must show
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{gw.base_url}/chat/completions",
+            content=raw,
+            headers={"Authorization": f"Bearer {poor.inference_key}"},
+        )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["choices"][0]["finish_reason"] == "length"
+    assert body["usage"]["completion_tokens"] == granted
     stats = await asyncio.to_thread(fetch_mock_stats, gw.mocks.fast)
-    assert stats["last_request"]["max_tokens"] == 14
-    metadata = getattr(response, "metadata", None)
-    assert isinstance(metadata, dict)
-    assert any(
-        "max_tokens lowered to 14" in f for f in metadata["routing_results"]["applied_filters"]
-    )
-    spent = exact_charge(response.usage.prompt_tokens, 14)
-    assert await balance_of(gw.world.db, poor.user_id) == 4 - spent
+    assert stats["last_request"]["max_tokens"] == granted
+    applied = body["metadata"]["routing_results"]["applied_filters"]
+    assert f"max_tokens lowered to {granted} to fit the balance" in applied
+    spent = exact_charge(body["usage"]["prompt_tokens"], granted)
+    assert await balance_of(gw.world.db, poor.user_id) == balance - spent
+    await assert_invariant(gw.world.db)
+
+
+async def test_n_choices_are_reserved_for(gw: GatewayEnv) -> None:
+    # 40 credits cover one choice of 100 tokens (about 5 + 15) but not three of them: with
+    # n=3 the gateway lowers max_tokens so that all three fit.
+    member = await gw.world.member("ida", "p1", role="member", credits_eur="0.000040")
+    raw = orjson.dumps({"model": "chat-b", "messages": MESSAGES, "max_tokens": 100, "n": 3})
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{gw.base_url}/chat/completions",
+            content=raw,
+            headers={"Authorization": f"Bearer {member.inference_key}"},
+        )
+    assert response.status_code == 200, response.text
+    stats = await asyncio.to_thread(fetch_mock_stats, gw.mocks.fast)
+    room = Decimal(40) - CHAT_B_IN * len(raw)
+    total = int((room / CHAT_B_OUT).to_integral_value(rounding="ROUND_FLOOR"))
+    assert stats["last_request"]["max_tokens"] == total // 3 < 100
     await assert_invariant(gw.world.db)
 
 

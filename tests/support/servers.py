@@ -15,7 +15,9 @@ STARTUP_TIMEOUT_S = 15.0
 
 
 @contextmanager
-def serving(app: Any, *, config: uvicorn.Config | None = None) -> Iterator[int]:
+def serving(
+    app: Any, *, config: uvicorn.Config | None = None, lifespan_off: bool = False
+) -> Iterator[int]:
     """Yields the port; the server stops (gracefully, bounded) when the block ends.
     ``config`` is the app's own uvicorn set-up, if it has one (its host and port are ignored:
     the server gets a socket bound here, on a free port, without a race)."""
@@ -25,7 +27,12 @@ def serving(app: Any, *, config: uvicorn.Config | None = None) -> Iterator[int]:
     port = int(sock.getsockname()[1])
     if config is None:
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, lifespan="on", log_level="warning", access_log=False
+            app,
+            host="127.0.0.1",
+            port=port,
+            lifespan="off" if lifespan_off else "on",
+            log_level="warning",
+            access_log=False,
         )
     config.timeout_graceful_shutdown = 2
     server = uvicorn.Server(config)

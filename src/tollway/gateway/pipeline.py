@@ -17,6 +17,7 @@ import orjson
 from tollway.billing.meter import Meter, Payer, Reservation, ReserveRequest, UsageRecord
 from tollway.errors import (
     BadRequest,
+    InsufficientBalance,
     NoHealthyCandidate,
     NotFound,
     TollwayError,
@@ -29,7 +30,7 @@ from tollway.gateway.config_cache import ConfigCache
 from tollway.gateway.health import HealthBook
 from tollway.gateway.metadata import Trace, build_metadata
 from tollway.gateway.metrics import Metrics
-from tollway.gateway.request import InferenceRequest, counted_prompt_tokens
+from tollway.gateway.request import InferenceRequest, counted_prompt_tokens, reported_usage
 from tollway.gateway.routing import ModelPlan, plan_model, worst_prices
 from tollway.gateway.streaming import StreamRelay
 from tollway.gateway.tasks import TaskTracker
@@ -98,11 +99,13 @@ class Gateway:
         trace = Trace(policy.preference, list(policy.applied_filters), plans)
         reservation = await self._reserve(principal, request, plans)
         if reservation.lowered:
-            request.body["max_tokens"] = reservation.max_tokens
+            per_choice = reservation.max_tokens // request.choices
+            if per_choice < 1:
+                await self.meter.settle(reservation, None)
+                raise InsufficientBalance("insufficient balance")
+            request.body["max_tokens"] = per_choice
             request.body.pop("max_completion_tokens", None)
-            trace.applied_filters.append(
-                f"max_tokens lowered to {reservation.max_tokens} to fit the balance"
-            )
+            trace.applied_filters.append(f"max_tokens lowered to {per_choice} to fit the balance")
         call = Call(principal, request, policy, trace, reservation, started)
         try:
             if request.stream:
@@ -157,12 +160,11 @@ class Gateway:
     ) -> Reservation:
         input_price, output_price = worst_prices(plans)
         if request.kind == "embeddings":
-            max_tokens = 0
-        elif request.max_tokens is not None:
-            max_tokens = request.max_tokens
+            completion_bound = 0
         else:
-            context = max(p.model.context_size for p in plans if p.ranked)
-            max_tokens = max(1, context - request.prompt_estimate)
+            # Without max_tokens a choice may run to the end of the model's context.
+            per_choice = request.max_tokens or max(p.model.context_size for p in plans if p.ranked)
+            completion_bound = per_choice * request.choices
         payer = Payer(
             request_id=f"{self._request_prefix}{next(self._request_numbers):x}",
             user_id=principal.user_id,
@@ -177,7 +179,7 @@ class Gateway:
                     input_price=input_price,
                     output_price=output_price,
                     prompt_tokens=request.prompt_upper_bound,
-                    max_tokens=max_tokens,
+                    max_tokens=completion_bound,
                 )
             )
         except Unauthorized:
@@ -324,10 +326,9 @@ class Gateway:
 
 
 def _usage_of(request: InferenceRequest, payload: dict[str, Any]) -> tuple[int, int, str]:
-    usage = payload.get("usage")
-    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
-        completion = usage.get("completion_tokens")
-        return usage["prompt_tokens"], completion if isinstance(completion, int) else 0, "upstream"
+    reported = reported_usage(payload.get("usage"))
+    if reported is not None:
+        return (*reported, "upstream")
     completion = 0
     for choice in payload.get("choices") or []:
         message = choice.get("message") if isinstance(choice, dict) else None

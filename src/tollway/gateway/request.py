@@ -4,7 +4,7 @@ forward (router fields removed). Bad input is a 400 that names the field."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -13,8 +13,12 @@ from tollway.projects.policy import ROUTER_FIELDS, RouterFieldError, parse_route
 from tollway.providers.tokens import count_prompt_tokens, count_tokens
 
 # Typical tokenizers average ~4 bytes of text per token: an estimate for context checks and
-# ranking. The reservation uses the JSON byte length instead, a strict upper bound.
+# ranking. The reservation uses the byte length of the whole request body instead (no
+# tokenizer makes more tokens than bytes of text), plus an allowance per image or audio part,
+# whose tokens do not follow from the bytes of its URL.
 BYTES_PER_TOKEN_ESTIMATE = 4
+MEDIA_PART_TOKENS_BOUND = 8192
+MEDIA_PART_TYPES = frozenset({"image_url", "input_audio", "file"})
 
 
 @dataclass(slots=True)
@@ -23,10 +27,11 @@ class InferenceRequest:
     model: str
     body: dict[str, Any]  # forwarded upstream (router fields stripped)
     router_fields: dict[str, Any]
-    prompt_upper_bound: int  # the JSON size of the prompt: no tokenizer makes more tokens
+    prompt_upper_bound: int  # see MEDIA_PART_TOKENS_BOUND
     stream: bool = False
     include_usage: bool = False
     max_tokens: int | None = None
+    choices: int = 1  # the request's `n`: every choice may use max_tokens
 
     @property
     def prompt_estimate(self) -> int:
@@ -83,17 +88,29 @@ def parse_chat(raw: bytes) -> InferenceRequest:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise BadRequest(f"{name}: must be a positive integer", param=name)
         max_tokens = value if max_tokens is None else min(max_tokens, value)
+    choices = body.get("n", 1)
+    if choices is None:
+        choices = 1
+    if not isinstance(choices, int) or isinstance(choices, bool) or not 1 <= choices <= 128:
+        raise BadRequest("n: must be an integer from 1 to 128", param="n")
     router_fields = _router_fields(body)
-    prompt_bytes = len(orjson.dumps(messages)) + len(orjson.dumps(body.get("tools") or []))
+    media_parts = sum(
+        1
+        for message in messages
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") in MEDIA_PART_TYPES
+    )
     return InferenceRequest(
         kind="chat.completions",
         model=model,
         body=body,
         router_fields=router_fields,
-        prompt_upper_bound=prompt_bytes,
+        prompt_upper_bound=len(raw) + media_parts * MEDIA_PART_TOKENS_BOUND,
         stream=stream,
         include_usage=include_usage,
         max_tokens=max_tokens,
+        choices=choices,
     )
 
 
@@ -115,7 +132,7 @@ def parse_embeddings(raw: bytes) -> InferenceRequest:
             "input: required, a string or a non-empty list of strings or token ids", param="input"
         )
     router_fields = _router_fields(body)
-    return InferenceRequest("embeddings", model, body, router_fields, len(orjson.dumps(inputs)))
+    return InferenceRequest("embeddings", model, body, router_fields, len(raw))
 
 
 def counted_prompt_tokens(request: InferenceRequest) -> int:
@@ -128,3 +145,21 @@ def counted_prompt_tokens(request: InferenceRequest) -> int:
             for i in items
         )
     return count_prompt_tokens(request.body.get("messages") or [])
+
+
+def reported_usage(usage: object) -> tuple[int, int] | None:
+    """(prompt, completion) tokens from an upstream's ``usage`` when well-formed
+    (non-negative integers; completion may be absent, as for embeddings), else None."""
+    if not isinstance(usage, dict):
+        return None
+    prompt = usage.get("prompt_tokens")
+    completion = usage.get("completion_tokens", 0)
+    if completion is None:
+        completion = 0
+    if _count(prompt) and _count(completion):
+        return prompt, completion
+    return None
+
+
+def _count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

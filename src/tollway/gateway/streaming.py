@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from tollway.gateway.metadata import build_metadata
-from tollway.gateway.request import counted_prompt_tokens
+from tollway.gateway.request import counted_prompt_tokens, reported_usage
 from tollway.providers.registry import ResolvedEndpoint
 from tollway.providers.tokens import count_tokens
 from tollway.providers.upstream import UpstreamError, UpstreamStream, is_stream_failure
@@ -121,19 +121,14 @@ class StreamRelay:
             return None  # the usage chunk is sent (or not) by _complete
         chunk["model"] = self._endpoint.model.id
         chunk["provider"] = self._endpoint.provider.slug
-        if not self._call.request.include_usage:
-            chunk.pop("usage", None)  # the gateway asked the upstream for it; the client did not
+        # The gateway sends its own usage chunk at the end (when asked): never a second one.
+        chunk.pop("usage", None)
         return sse(chunk)
 
     def _counts(self) -> tuple[int, int, str]:
-        usage = self._usage
-        if usage is not None and isinstance(usage.get("prompt_tokens"), int):
-            completion = usage.get("completion_tokens")
-            return (
-                usage["prompt_tokens"],
-                completion if isinstance(completion, int) else 0,
-                "upstream",
-            )
+        reported = reported_usage(self._usage)
+        if reported is not None:
+            return (*reported, "upstream")
         return (
             counted_prompt_tokens(self._call.request),
             count_tokens("".join(self._pieces)),
