@@ -43,7 +43,8 @@ class Authenticator:
     def __init__(self, db: Database, *, cache_size: int) -> None:
         self._db = db
         self._cache_size = cache_size
-        self._cache: OrderedDict[str, Principal] = OrderedDict()
+        self._cache: OrderedDict[str, Principal] = OrderedDict()  # least recently used first
+        self._digest_of_key: dict[int, str] = {}
 
     async def management(self, header: str | None) -> Principal:
         principal = await self._lookup(digest_of(bearer_token(header)))
@@ -55,14 +56,15 @@ class Authenticator:
         digest = digest_of(bearer_token(header))
         cached = self._cache.get(digest)
         if cached is not None:
+            self._cache.move_to_end(digest)
             return cached
         return await self._lookup(digest)
 
     def forget(self, key_id: int) -> None:
         """Drop a key from the cache (it was deleted, or found deleted by the meter)."""
-        for digest, principal in list(self._cache.items()):
-            if principal.key_id == key_id:
-                del self._cache[digest]
+        digest = self._digest_of_key.pop(key_id, None)
+        if digest is not None:
+            self._cache.pop(digest, None)
 
     async def _lookup(self, digest: str) -> Principal:
         async with self._db.read() as conn:
@@ -78,8 +80,12 @@ class Authenticator:
         if self._cache_size <= 0:
             return
         self._cache[digest] = principal
+        self._digest_of_key[principal.key_id] = digest
         while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+            _, evicted = self._cache.popitem(last=False)
+            self._digest_of_key.pop(evicted.key_id, None)
 
     def _drop(self, digest: str) -> None:
-        self._cache.pop(digest, None)
+        principal = self._cache.pop(digest, None)
+        if principal is not None:
+            self._digest_of_key.pop(principal.key_id, None)

@@ -47,8 +47,17 @@ class HealthBook:
         return health
 
     def is_open(self, endpoint: ResolvedEndpoint) -> bool:
+        """Open = skip it. When the cooldown of an open circuit has run out, the first caller
+        gets one trial (half-open) and the circuit stays open for everyone else until that
+        trial's outcome closes it (success) or re-opens it (failure)."""
         health = self._book.get(endpoint.key)
-        return health is not None and health.open_until > self._clock()
+        if health is None or health.consecutive_failures < self._threshold:
+            return False
+        now = self._clock()
+        if health.open_until > now:
+            return True
+        health.open_until = now + self._cooldown_s  # this caller's trial holds the others off
+        return False
 
     def predicted_latency_ms(self, endpoint: ResolvedEndpoint, completion_tokens: int) -> float:
         health = self.of(endpoint)
