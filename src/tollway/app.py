@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from tollway import __version__
+from tollway.accounts.service import AccountService
 from tollway.billing.budgets import BudgetService
 from tollway.billing.meter import Meter
 from tollway.billing.recovery import Recovery
@@ -35,7 +36,8 @@ def build_state(settings: Settings, registry: Registry, clock: Clock) -> AppStat
     """Build every long-lived object once; must run inside the event loop (lifespan)."""
     db = Database(settings.database_url, pool_size=settings.db_pool_size)
     projects = ProjectService(db, registry, clock)
-    auth = Authenticator(db, cache_size=settings.auth_cache_size)
+    keys = KeyService(db, clock, key_limit=settings.key_limit)
+    auth = Authenticator(keys, cache_size=settings.auth_cache_size)
     configs = ConfigCache(projects, ttl_s=settings.cache_ttl_s)
     instance_id = new_id()
     meter = Meter(db, clock, instance_id=instance_id)
@@ -49,7 +51,8 @@ def build_state(settings: Settings, registry: Registry, clock: Clock) -> AppStat
         db=db,
         registry=registry,
         auth=auth,
-        keys=KeyService(db, clock, key_limit=settings.key_limit),
+        accounts=AccountService(db, clock),
+        keys=keys,
         projects=projects,
         configs=configs,
         instance_id=instance_id,

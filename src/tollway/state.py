@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tollway.accounts.service import AccountService
 from tollway.billing.budgets import BudgetService
 from tollway.billing.meter import Meter
 from tollway.billing.recovery import Recovery
@@ -30,6 +31,7 @@ class AppState:
     db: Database
     registry: Registry
     auth: Authenticator
+    accounts: AccountService
     keys: KeyService
     projects: ProjectService
     configs: ConfigCache

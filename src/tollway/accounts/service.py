@@ -55,6 +55,14 @@ class AccountService:
             raise BadRequest(f"project '{name}' already exists") from exc
         return ProjectRow(project_id, name)
 
+    async def balance_credits(self, user_id: str) -> int:
+        """The spendable balance: funds minus open reservations (both are ledger rows)."""
+        async with self._db.read() as conn:
+            row = await accounts.user_by_id(conn, user_id)
+        if row is None:
+            raise NotFound("user not found")
+        return row.balance_credits
+
     async def user(self, name: str) -> UserRow:
         async with self._db.read() as conn:
             row = await accounts.user_by_name(conn, name)

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 from tollway.errors import Forbidden, Unauthorized
 from tollway.keys.secrets import KEY_PREFIX, digest_of
-from tollway.store import keys
-from tollway.store.database import Database
+from tollway.keys.service import KeyService
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +39,8 @@ def bearer_token(header: str | None) -> str:
 
 
 class Authenticator:
-    def __init__(self, db: Database, *, cache_size: int) -> None:
-        self._db = db
+    def __init__(self, keys: KeyService, *, cache_size: int) -> None:
+        self._keys = keys
         self._cache_size = cache_size
         self._cache: OrderedDict[str, Principal] = OrderedDict()  # least recently used first
         self._digest_of_key: dict[int, str] = {}
@@ -67,8 +66,7 @@ class Authenticator:
             self._cache.pop(digest, None)
 
     async def _lookup(self, digest: str) -> Principal:
-        async with self._db.read() as conn:
-            row = await keys.key_by_digest(conn, digest)
+        row = await self._keys.by_digest(digest)
         if row is None or not hmac.compare_digest(row.digest, digest):
             self._drop(digest)
             raise Unauthorized("invalid API key")

@@ -10,11 +10,9 @@ from pydantic import BaseModel, ConfigDict
 from starlette.responses import JSONResponse
 
 from tollway.billing.credits import credits_to_json_number
-from tollway.errors import NotFound
 from tollway.gateway.auth import Principal
 from tollway.http.deps import app_state, management_principal
 from tollway.projects.config import ProjectConfig, ProjectConfigUpdate
-from tollway.store import accounts
 
 router = APIRouter()
 Caller = Annotated[Principal, Depends(management_principal)]
@@ -144,8 +142,5 @@ async def put_project_config(
 @router.get("/v1/user/balance", tags=["Balance"], responses=_ERRORS)
 @router.get("/api/v1/user/balance", include_in_schema=False)
 async def get_balance(request: Request, caller: Caller) -> dict[str, Any]:
-    async with app_state(request).db.read() as conn:
-        user = await accounts.user_by_id(conn, caller.user_id)
-    if user is None:
-        raise NotFound("user not found")
-    return {"current_balance": credits_to_json_number(user.balance_credits), "currency": "EUR"}
+    credits = await app_state(request).accounts.balance_credits(caller.user_id)
+    return {"current_balance": credits_to_json_number(credits), "currency": "EUR"}

@@ -28,6 +28,10 @@ class KeyService:
         self._clock = clock
         self._key_limit = key_limit
 
+    async def by_digest(self, digest: str) -> KeyRow | None:
+        async with self._db.read() as conn:
+            return await keys.key_by_digest(conn, digest)
+
     async def list(self, user_id: str) -> list[KeyRow]:
         async with self._db.read() as conn:
             return await keys.keys_of_user(conn, user_id)

@@ -79,11 +79,10 @@ class ProjectService:
         self._clock = clock
 
     async def get(self, project_id: str) -> ProjectConfig:
-        async with self._db.read() as conn:
-            row = await configs.config_of_project(conn, project_id)
-        if row is None:
+        config = await self.get_or_none(project_id)
+        if config is None:
             raise NotFound("project configuration not found")
-        return config_from_row(row)
+        return config
 
     async def get_or_none(self, project_id: str) -> ProjectConfig | None:
         async with self._db.read() as conn:

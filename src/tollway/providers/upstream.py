@@ -90,7 +90,7 @@ class UpstreamStream:
 class UpstreamClient:
     """One pooled aiohttp session per process, shared by every provider."""
 
-    def __init__(self, *, limit_per_host: int = 256) -> None:
+    def __init__(self, *, limit_per_host: int) -> None:
         self._connector = aiohttp.TCPConnector(
             limit=0, limit_per_host=limit_per_host, ttl_dns_cache=300, keepalive_timeout=30
         )
