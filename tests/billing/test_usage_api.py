@@ -204,6 +204,8 @@ async def test_cost_equals_the_balance_drop(
         ({"group_by": "team"}, "group_by"),
         ({"from": "yesterday"}, "from"),
         ({"until": "2025-13-01"}, "until"),
+        ({"from": "0001-01-01T00:00:00+14:00"}, "from"),
+        ({"until": "9999-12-31T23:59:59-14:00"}, "until"),
         ({"from": "2025-03-02T00:00:00Z", "until": "2025-03-01T00:00:00Z"}, "from"),
     ],
 )

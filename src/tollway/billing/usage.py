@@ -65,11 +65,15 @@ def parse_query(
 def _parse_time(name: str, value: str) -> int:
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise BadRequest(f"{name}: not an ISO 8601 date or time: '{value}'", param=name) from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp())
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        epoch = int(moment.timestamp())
+        datetime.fromtimestamp(epoch, tz=UTC)  # the answer must be able to print it back
+    except (ValueError, OverflowError, OSError) as exc:
+        raise BadRequest(
+            f"{name}: not a usable ISO 8601 date or time: '{value}'", param=name
+        ) from exc
+    return epoch
 
 
 class UsageService:
