@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -212,3 +214,16 @@ async def test_no_key_in_plaintext_in_the_database(world: World, api: httpx.Asyn
     for secret in secrets:
         assert secret not in text
         assert secret[len(KEY_PREFIX) :] not in text
+
+
+async def test_key_limit_holds_under_concurrent_creates(
+    world: World, api: httpx.AsyncClient
+) -> None:
+    alice = await world.member("alice", "p1")  # 2 keys; the app's limit is 5
+    h = bearer(alice.management_key)
+    responses = await asyncio.gather(
+        *(api.post("/v1/manage/api-keys", json={"name": f"k{i}"}, headers=h) for i in range(8))
+    )
+    assert sorted(r.status_code for r in responses) == [201] * 3 + [400] * 5
+    listed = await api.get("/v1/manage/api-keys", headers=h)
+    assert len(listed.json()["api_keys"]) == 5

@@ -45,6 +45,7 @@ class KeyService:
         now = int(self._clock())
         try:
             async with self._db.write() as conn:
+                await accounts.lock_user(conn, user_id)  # the key limit holds under concurrency
                 if await accounts.role_of(conn, user_id, project_id) is None:
                     raise BadRequest("user is not a member of the project", param="project")
                 if await keys.key_name_taken(conn, user_id, name):

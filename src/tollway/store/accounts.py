@@ -47,6 +47,12 @@ async def user_by_id(conn: AsyncConnection, user_id: str) -> UserRow | None:
     return UserRow(row.id, row.name, row.balance_credits) if row else None
 
 
+async def lock_user(conn: AsyncConnection, user_id: str) -> None:
+    """Serialise writers of one user's rows (FOR UPDATE on PostgreSQL; SQLite's write
+    transactions are serialised already)."""
+    await conn.execute(select(users.c.id).where(users.c.id == user_id).with_for_update())
+
+
 async def insert_project(conn: AsyncConnection, project_id: str, name: str, now: int) -> None:
     await conn.execute(insert(projects).values(id=project_id, name=name, created_at=now))
 
