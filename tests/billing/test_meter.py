@@ -1,10 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, event, text
+from sqlalchemy.exc import IntegrityError
 
 from tests.billing.conftest import (
     FakeClock,
@@ -17,9 +22,12 @@ from tests.billing.conftest import (
     usage,
 )
 from tests.support.world import World
+from tollway.billing.budgets import BudgetService, NewBudget
 from tollway.billing.meter import Meter, Reservation
 from tollway.errors import InsufficientBalance, Unauthorized
+from tollway.store import one_statement
 from tollway.store.database import Database
+from tollway.store.reservations import OpenReservation
 
 
 async def test_reserve_then_settle_charges_exact_cost_rounded_up(
@@ -254,4 +262,243 @@ async def test_a_cancelled_reservation_gives_the_credits_back(world: World, mete
             await task
     assert await open_reservations(world.db) == 0
     assert await balance_of(world.db, alice.user_id) == 1_000_000
+    await assert_invariant(world.db)
+
+
+@dataclass
+class OneStatementSpy:
+    """What the one-statement reserve and settle (PostgreSQL) returned, call by call."""
+
+    reserves: list[bool] = field(default_factory=list)
+    settles: list[tuple[int, int] | None] = field(default_factory=list)
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> OneStatementSpy:
+    seen = OneStatementSpy()
+    reserve, settle = one_statement.reserve, one_statement.settle
+
+    def spy_reserve(conn: Connection, r: OpenReservation) -> bool:
+        seen.reserves.append(reserve(conn, r))
+        return seen.reserves[-1]
+
+    def spy_settle(
+        conn: Connection,
+        request_id: str,
+        *,
+        cost: int,
+        now: int,
+        usage: Mapping[str, object] | None,
+    ) -> tuple[int, int] | None:
+        seen.settles.append(settle(conn, request_id, cost=cost, now=now, usage=usage))
+        return seen.settles[-1]
+
+    monkeypatch.setattr(one_statement, "reserve", spy_reserve)
+    monkeypatch.setattr(one_statement, "settle", spy_settle)
+    return seen
+
+
+def is_postgres(db: Database) -> bool:
+    return not db.is_sqlite
+
+
+async def test_common_case_is_one_autocommit_statement_each_on_postgresql(
+    world: World, meter: Meter
+) -> None:
+    alice = await world.member("alice", "p1", credits_eur="1")
+    payer = await payer_of(world, alice)
+    await meter.settle(await meter.reserve(ask(payer)), usage(10, 20))  # budgets now cached
+    statements: list[tuple[str, object]] = []
+
+    def record(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append((statement, conn.get_execution_options().get("isolation_level")))
+
+    event.listen(world.db.sync_engine, "before_cursor_execute", record)
+    try:
+        reservation = await meter.reserve(ask(payer))
+        reserved = list(statements)
+        statements.clear()
+        assert await meter.settle(reservation, usage(10, 20)) == 30
+        settled = list(statements)
+    finally:
+        event.remove(world.db.sync_engine, "before_cursor_execute", record)
+    if is_postgres(world.db):
+        assert [level for _, level in reserved + settled] == ["AUTOCOMMIT"] * 2
+        # The key is still re-checked in the statement that debits the user.
+        assert "FROM api_keys" in reserved[0][0] and "users" in reserved[0][0]
+    else:  # BEGIN IMMEDIATE, then the transaction's statements
+        assert (len(reserved), len(settled)) == (1 + 3, 1 + 4)
+    await assert_invariant(world.db)
+
+
+async def test_concurrent_one_statement_reserves_never_overdraw(
+    world: World, database_url: str, clock: FakeClock, spy: OneStatementSpy
+) -> None:
+    """Two processes, a balance covering five worst cases, forty requests at once: on
+    PostgreSQL every one of them tries the one-statement path and exactly five win."""
+    alice = await world.member("alice", "p1")
+    await set_balance(world, alice, 5_000)
+    payer = await payer_of(world, alice)
+    second = Database(database_url, pool_size=10)
+    try:
+        meters = [Meter(world.db, clock, instance_id="a"), Meter(second, clock, instance_id="b")]
+
+        async def attempt(i: int) -> Reservation | None:
+            try:
+                return await meters[i % 2].reserve(ask(payer, prompt=500, max_tokens=500))
+            except InsufficientBalance:
+                return None
+
+        got = [r for r in await asyncio.gather(*(attempt(i) for i in range(40))) if r]
+        assert len(got) == 5 and all(r.amount_credits == 1_000 for r in got)
+        assert await balance_of(world.db, alice.user_id) == 0
+        if is_postgres(world.db):
+            assert (len(spy.reserves), spy.reserves.count(True)) == (40, 5)
+        else:
+            assert spy.reserves == []
+        await assert_invariant(world.db)
+        charged = await asyncio.gather(
+            *(meters[i % 2].settle(r, usage(500, 100 * i)) for i, r in enumerate(got))
+        )
+        assert await balance_of(world.db, alice.user_id) == 5_000 - sum(charged)
+        assert await open_reservations(world.db) == 0
+        await assert_invariant(world.db)
+    finally:
+        await second.dispose()
+
+
+async def test_one_statement_settle_charges_once_and_records_the_event(
+    world: World, meter: Meter, spy: OneStatementSpy
+) -> None:
+    alice = await world.member("alice", "p1", credits_eur="1")
+    payer = await payer_of(world, alice)
+    reservation = await meter.reserve(ask(payer, prompt=10, max_tokens=50))
+    results = await asyncio.gather(*(meter.settle(reservation, usage(10, 20)) for _ in range(6)))
+    assert results == [30] * 6
+    assert await meter.settle(reservation, None) == 30
+    if is_postgres(world.db):
+        assert spy.reserves == [True]
+        assert sorted(spy.settles, key=str) == [(60, 30)] + [None] * 6
+    assert await balance_of(world.db, alice.user_id) == 1_000_000 - 30
+    rid = reservation.request_id
+    async with world.db.read() as conn:
+        entries = (
+            await conn.execute(
+                text("SELECT entry_id, kind, amount_credits FROM ledger WHERE request_id = :r"),
+                {"r": rid},
+            )
+        ).all()
+        event_row = (
+            await conn.execute(
+                text(
+                    "SELECT user_id, project_id, key_id, key_name, endpoint, model, provider,"
+                    " prompt_tokens, completion_tokens, total_tokens, cost_credits, latency_ms,"
+                    " status, usage_source FROM usage_events WHERE request_id = :r"
+                ),
+                {"r": rid},
+            )
+        ).one()
+    assert sorted(entries) == [
+        (f"charge:{rid}", "charge", -30),
+        (f"release:{rid}", "release", 60),
+        (f"reserve:{rid}", "reserve", -60),
+    ]
+    assert tuple(event_row) == (
+        alice.user_id,
+        alice.project_id,
+        payer.key_id,
+        payer.key_name,
+        "chat.completions",
+        "m1",
+        "p1",
+        10,
+        20,
+        30,
+        30,
+        12,
+        "success",
+        "upstream",
+    )
+    await assert_invariant(world.db)
+
+
+async def test_one_statement_settle_caps_the_charge_and_writes_no_zero_charge(
+    world: World, meter: Meter, caplog: pytest.LogCaptureFixture
+) -> None:
+    alice = await world.member("alice", "p1", credits_eur="1")
+    payer = await payer_of(world, alice)
+    over = await meter.reserve(ask(payer, prompt=10, max_tokens=50))
+    with caplog.at_level(logging.WARNING, logger="tollway.billing"):
+        assert await meter.settle(over, usage(12, 80)) == 60
+    assert "more than the 60 reserved" in caplog.text
+    free = await meter.reserve(ask(payer, prompt=10, max_tokens=50))
+    assert await meter.settle(free, usage(0, 0)) == 0
+    async with world.db.read() as conn:
+        kinds = (
+            await conn.execute(
+                text("SELECT kind FROM ledger WHERE request_id = :r ORDER BY kind"),
+                {"r": free.request_id},
+            )
+        ).all()
+    assert [k for (k,) in kinds] == ["release", "reserve"]
+    assert await balance_of(world.db, alice.user_id) == 1_000_000 - 60
+    await assert_invariant(world.db)
+
+
+async def test_one_statement_reserve_falls_back_to_lower_refuse_or_401(
+    world: World, meter: Meter, spy: OneStatementSpy
+) -> None:
+    alice = await world.member("alice", "p1")
+    await set_balance(world, alice, 100)
+    payer = await payer_of(world, alice)
+    lowered = await meter.reserve(ask(payer, prompt=10, max_tokens=1000, output_price="2"))
+    assert (lowered.lowered, lowered.max_tokens, lowered.amount_credits) == (True, 45, 100)
+    with pytest.raises(InsufficientBalance):
+        await meter.reserve(ask(payer, prompt=10))
+    assert await meter.settle(lowered, usage(10, 20, output_price="2")) == 50
+    mgmt = await payer_of(world, alice, "mgmt")
+    await world.keys.delete(user_id=alice.user_id, name=payer.key_name, calling_key_id=mgmt.key_id)
+    with pytest.raises(Unauthorized):
+        await meter.reserve(ask(payer, prompt=10, max_tokens=10))
+    if is_postgres(world.db):
+        assert spy.reserves == [False, False, False]  # each decided by the transaction
+    assert await balance_of(world.db, alice.user_id) == 50
+    assert await open_reservations(world.db) == 0
+    await assert_invariant(world.db)
+
+
+async def test_a_repeated_request_id_moves_nothing(world: World, meter: Meter) -> None:
+    alice = await world.member("alice", "p1", credits_eur="1")
+    request = ask(await payer_of(world, alice))
+    await meter.reserve(request)
+    with pytest.raises(IntegrityError):
+        await meter.reserve(request)
+    assert await balance_of(world.db, alice.user_id) == 1_000_000 - 60
+    await assert_invariant(world.db)
+
+
+async def test_settle_leaves_a_reservation_holding_windows_to_the_transaction(
+    world: World, meter: Meter, clock: FakeClock, spy: OneStatementSpy
+) -> None:
+    """Even when the caller's `Reservation` does not name the windows (a cancelled reserve
+    releases with an empty one), the one-statement settle never claims a reservation that
+    holds budget windows, so the windows are given back too."""
+    alice = await world.member("alice", "p1", credits_eur="1")
+    await BudgetService(world.db, clock).create(
+        user_id=alice.user_id,
+        project_id=alice.project_id,
+        spec=NewBudget("project", "daily", 1_000),
+    )
+    payer = await payer_of(world, alice)
+    reservation = await meter.reserve(ask(payer, prompt=10, max_tokens=50))
+    assert reservation.windows
+    unnamed = Reservation(reservation.request_id, payer, 0, 0, False)
+    assert await meter.settle(unnamed, usage(10, 20)) == 30
+    if is_postgres(world.db):
+        assert spy.reserves == [] and spy.settles == [None]
+    async with world.db.read() as conn:
+        window = (
+            await conn.execute(text("SELECT spent_credits, reserved_credits FROM budget_windows"))
+        ).one()
+    assert tuple(window) == (30, 0)
     await assert_invariant(world.db)

@@ -8,9 +8,11 @@ order, decides against what it read under that lock, and debits with a condition
 was reserved, so it cannot make a balance negative either.
 
 Each transaction is one synchronous function run by `Database.run_write` (one thread hop on
-SQLite, none on PostgreSQL); the common case — no budget, the balance covering the worst
+SQLite, none on PostgreSQL). The common case — no budget, the balance covering the worst
 case — reserves in three statements (conditional debit that also re-checks the key, ledger
-row, reservation row) and settles in four.
+row, reservation row) and settles in four; on PostgreSQL each is instead ONE statement run
+without a transaction (`store/one_statement.py`: one round trip), falling back to the
+transaction when it changes nothing.
 """
 
 from __future__ import annotations
@@ -18,24 +20,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
+from decimal import Decimal
 from functools import partial
+from typing import Any
 
 from sqlalchemy import Connection
 
 from tollway.billing.budgets import describe, window_key_of
+from tollway.billing.quote import Quote
 from tollway.clock import Clock
 from tollway.errors import BudgetExceeded, InsufficientBalance, Unauthorized
 from tollway.providers.registry import Pricing
 from tollway.store import budgets as budget_store
+from tollway.store import one_statement
 from tollway.store import reservations as store
 from tollway.store.budgets import BudgetRow, WindowKey
 from tollway.store.database import Database
 from tollway.store.reservations import OpenReservation
 
 log = logging.getLogger("tollway.billing")
-
-_PRECISION = 96  # digits: enough for any token count times any registry price, exactly
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,42 +82,6 @@ class UsageRecord:
     usage_source: str
 
 
-def _ceil(value: Decimal) -> int:
-    return int(value.to_integral_value(rounding=ROUND_CEILING))
-
-
-@dataclass(frozen=True, slots=True)
-class _Quote:
-    """What a request costs at most, and at least (its prompt plus one completion token)."""
-
-    prompt: Decimal
-    output_price: Decimal
-    max_tokens: int
-
-    def cost(self, completion_tokens: int) -> int:
-        exact = Context(prec=_PRECISION)
-        return _ceil(exact.add(self.prompt, exact.multiply(self.output_price, completion_tokens)))
-
-    @property
-    def full(self) -> int:
-        return self.cost(self.max_tokens)
-
-    @property
-    def minimum(self) -> int:
-        if self.max_tokens == 0 or self.output_price == 0:
-            return self.full
-        return self.cost(1)
-
-    def tokens_within(self, room: int) -> int:
-        """The most completion tokens whose worst-case cost fits in `room` credits."""
-        exact = Context(prec=_PRECISION)
-        quotient = exact.divide(exact.subtract(Decimal(room), self.prompt), self.output_price)
-        granted = min(self.max_tokens, int(quotient.to_integral_value(rounding=ROUND_FLOOR)))
-        while granted > 1 and self.cost(granted) > room:  # the division may round up
-            granted -= 1
-        return granted
-
-
 class Meter:
     def __init__(self, db: Database, clock: Clock, *, instance_id: str) -> None:
         self._db = db
@@ -126,31 +93,70 @@ class Meter:
         budget in one transaction; lower max_tokens to what they cover, or refuse."""
         if request.prompt_tokens < 0 or request.max_tokens < 0:
             raise ValueError("token counts cannot be negative")
-        quote = _Quote(
-            Context(prec=_PRECISION).multiply(request.input_price, request.prompt_tokens),
-            request.output_price,
-            request.max_tokens,
+        quote = Quote.of(
+            request.input_price, request.prompt_tokens, request.output_price, request.max_tokens
         )
         now = int(self._clock())
         try:
-            return await self._db.run_write(partial(self._reserve, request, quote, now))
+            if self._db.is_sqlite:  # one thread hop for the whole transaction already
+                return await self._db.run_write(
+                    partial(self._reserve, request, quote, now, debit_first=True)
+                )
+            fast = await self._reserve_in_one_statement(request, quote.full, now)
+            if fast is not None:
+                return fast
+            transaction = partial(self._reserve, request, quote, now, debit_first=False)
+            return await self._db.run_write(transaction)
         except asyncio.CancelledError:
             # The transaction may have committed all the same (in its thread, or while the
-            # COMMIT was on the wire): give the credits back now rather than at shutdown.
-            # On SQLite this runs after it on the same writer thread.
+            # COMMIT or the one statement was on the wire): give the credits back now rather
+            # than at shutdown. On SQLite this runs after it on the same writer thread.
             undo = Reservation(request.payer.request_id, request.payer, 0, 0, False)
             await asyncio.shield(self.settle(undo, None))
             raise
 
+    async def _reserve_in_one_statement(
+        self, request: ReserveRequest, full: int, now: int
+    ) -> Reservation | None:
+        """PostgreSQL, no budget applying and the balance covering the worst case: reserve
+        it in one statement. None: budgets apply, the balance is short of the worst case or
+        the key is gone; nothing was written, and the transaction decides."""
+        payer = request.payer
+        index = self._db.budget_index
+        budgets = index.get(payer.project_id)
+        if budgets is None:  # one statement to read them; the transaction would read them too
+            budgets = await self._db.run_autocommit(
+                partial(index.budgets_of, project_id=payer.project_id)
+            )
+        if budget_store.applicable(budgets, user_id=payer.user_id, key_id=payer.key_id):
+            return None
+        if not await self._db.run_autocommit(
+            partial(one_statement.reserve, r=self._opened(payer, full, (), now))
+        ):
+            return None
+        return Reservation(payer.request_id, payer, full, request.max_tokens, False)
+
     def _reserve(
-        self, request: ReserveRequest, quote: _Quote, now: int, conn: Connection
+        self,
+        request: ReserveRequest,
+        quote: Quote,
+        now: int,
+        conn: Connection,
+        *,
+        debit_first: bool,
     ) -> Reservation:
         payer = request.payer
         full, minimum = quote.full, quote.minimum
         budgets = self._db.budget_index.budgets_of(conn, payer.project_id)
         applicable = budget_store.applicable(budgets, user_id=payer.user_id, key_id=payer.key_id)
-        if not applicable and store.debit_if_key_alive(
-            conn, user_id=payer.user_id, key_id=payer.key_id, amount=full
+        # `debit_first` is False when the one-statement reserve just found this not to be the
+        # common case: no need to try it again.
+        if (
+            debit_first
+            and not applicable
+            and store.debit_if_key_alive(
+                conn, user_id=payer.user_id, key_id=payer.key_id, amount=full
+            )
         ):
             # No budget, the key alive and the balance covering the worst case: what the
             # decision below would conclude, in one statement.
@@ -201,19 +207,7 @@ class Meter:
         """The balance is debited already: the ledger row and the reservation row."""
         payer = request.payer
         store.append_ledger(conn, payer.user_id, payer.request_id, now, [("reserve", -amount)])
-        store.open_reservation(
-            conn,
-            OpenReservation(
-                request_id=payer.request_id,
-                user_id=payer.user_id,
-                project_id=payer.project_id,
-                key_id=payer.key_id,
-                amount_credits=amount,
-                windows=window_keys,
-                instance_id=self.instance_id,
-                created_at=now,
-            ),
-        )
+        store.open_reservation(conn, self._opened(payer, amount, window_keys, now))
         return Reservation(
             request_id=payer.request_id,
             payer=payer,
@@ -223,6 +217,20 @@ class Meter:
             windows=window_keys,
         )
 
+    def _opened(
+        self, payer: Payer, amount: int, window_keys: tuple[WindowKey, ...], now: int
+    ) -> OpenReservation:
+        return OpenReservation(
+            request_id=payer.request_id,
+            user_id=payer.user_id,
+            project_id=payer.project_id,
+            key_id=payer.key_id,
+            amount_credits=amount,
+            windows=window_keys,
+            instance_id=self.instance_id,
+            created_at=now,
+        )
+
     async def settle(self, reservation: Reservation, usage: UsageRecord | None) -> int:
         """Release the reservation and charge exactly the usage, capped at what was reserved,
         with its usage event, in one transaction. Settling twice charges once."""
@@ -230,6 +238,21 @@ class Meter:
         if usage is not None:
             cost = usage.pricing.credits_for(usage.prompt_tokens, usage.completion_tokens)
         now = int(self._clock())
+        if not self._db.is_sqlite and not reservation.windows:
+            # PostgreSQL: claim and close in one statement. None: nothing claimed (settled
+            # already, released, or holding budget windows): the transaction tells which.
+            closed = await self._db.run_autocommit(
+                partial(
+                    one_statement.settle,
+                    request_id=reservation.request_id,
+                    cost=cost,
+                    now=now,
+                    usage=None if usage is None else _described(usage, reservation.payer),
+                )
+            )
+            if closed is not None:
+                _warn_if_capped(reservation.request_id, cost, reserved=closed[0])
+                return closed[1]
         return await self._db.run_write(partial(self._settle, reservation, usage, cost, now))
 
     def _settle(
@@ -244,37 +267,10 @@ class Meter:
         if held is None:  # settled already, or released by recovery
             return store.charged_for(conn, reservation.request_id)
         charge = min(cost, held.amount_credits)
-        if cost > charge:
-            log.warning(
-                "request %s: upstream usage costs %d credits, more than the %d reserved;"
-                " charging the reservation",
-                held.request_id,
-                cost,
-                held.amount_credits,
-            )
+        _warn_if_capped(held.request_id, cost, reserved=held.amount_credits)
         _close(conn, held, charge, now)
         if usage is not None:
-            store.record_usage(
-                conn,
-                {
-                    "request_id": held.request_id,
-                    "created_at": now,
-                    "user_id": held.user_id,
-                    "project_id": held.project_id,
-                    "key_id": held.key_id,
-                    "key_name": reservation.payer.key_name,
-                    "endpoint": usage.endpoint,
-                    "model": usage.model,
-                    "provider": usage.provider,
-                    "prompt_tokens": usage.prompt_tokens,
-                    "completion_tokens": usage.completion_tokens,
-                    "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-                    "cost_credits": charge,
-                    "latency_ms": usage.latency_ms,
-                    "status": usage.status,
-                    "usage_source": usage.usage_source,
-                },
-            )
+            _record_usage(conn, held, now, charge, _described(usage, reservation.payer))
         return charge
 
     async def release_abandoned(self, request_id: str) -> bool:
@@ -289,6 +285,45 @@ def _release_abandoned(request_id: str, now: int, conn: Connection) -> bool:
     if held is None:
         return False
     _close(conn, held, 0, now)
+    _record_usage(conn, held, now, 0, _ABORTED)
+    return True
+
+
+def _described(usage: UsageRecord, payer: Payer) -> dict[str, Any]:
+    """The `usage_events` columns that say what was served, through which key: all but who
+    paid (user, project, key id) and the cost, which come from the claimed reservation."""
+    return {
+        "key_name": payer.key_name,
+        "endpoint": usage.endpoint,
+        "model": usage.model,
+        "provider": usage.provider,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "latency_ms": usage.latency_ms,
+        "status": usage.status,
+        "usage_source": usage.usage_source,
+    }
+
+
+# What a reservation released without serving records (nothing served, no key named).
+_ABORTED: dict[str, Any] = {
+    "key_name": "",
+    "endpoint": "",
+    "model": "",
+    "provider": "",
+    "prompt_tokens": 0,
+    "completion_tokens": 0,
+    "total_tokens": 0,
+    "latency_ms": 0,
+    "status": "aborted",
+    "usage_source": "none",
+}
+
+
+def _record_usage(
+    conn: Connection, held: OpenReservation, now: int, charge: int, described: dict[str, Any]
+) -> None:
     store.record_usage(
         conn,
         {
@@ -297,20 +332,21 @@ def _release_abandoned(request_id: str, now: int, conn: Connection) -> bool:
             "user_id": held.user_id,
             "project_id": held.project_id,
             "key_id": held.key_id,
-            "key_name": "",
-            "endpoint": "",
-            "model": "",
-            "provider": "",
-            "prompt_tokens": 0,
-            "completion_tokens": 0,
-            "total_tokens": 0,
-            "cost_credits": 0,
-            "latency_ms": 0,
-            "status": "aborted",
-            "usage_source": "none",
+            "cost_credits": charge,
+            **described,
         },
     )
-    return True
+
+
+def _warn_if_capped(request_id: str, cost: int, *, reserved: int) -> None:
+    if cost > reserved:
+        log.warning(
+            "request %s: upstream usage costs %d credits, more than the %d reserved;"
+            " charging the reservation",
+            request_id,
+            cost,
+            reserved,
+        )
 
 
 def _close(conn: Connection, held: OpenReservation, charge: int, now: int) -> None:

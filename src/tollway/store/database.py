@@ -1,5 +1,5 @@
 """Engine creation for SQLite (WAL, immediate write transactions) and PostgreSQL, and the
-one-hop transactions of the hot path (`run_write`, `run_read`)."""
+one-hop transactions of the hot path (`run_write`, `run_read`, `run_autocommit`)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ class Database:
     transaction for the hot path: on SQLite in a dedicated thread over a pysqlite engine (the
     whole transaction is one thread hop; one writer thread serialises this process's writers,
     other processes wait through ``busy_timeout``); on PostgreSQL through ``run_sync`` on the
-    asyncpg engine (no thread at all).
+    asyncpg engine (no thread at all). ``run_autocommit(fn)`` runs one statement with no
+    transaction around it on PostgreSQL (saving the BEGIN and COMMIT round trips).
     """
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
@@ -61,6 +62,9 @@ class Database:
             kwargs["max_overflow"] = pool_size * 2
             kwargs["pool_pre_ping"] = False
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        # The same pool, each checkout in autocommit (asyncpg: no BEGIN, no COMMIT; switching
+        # the level is an attribute of the adapter, no round trip).
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         # Per-process cache of the budgets of each project (see BudgetIndex).
         self.budget_index = BudgetIndex()
         self._writer: ThreadPoolExecutor | None = None
@@ -102,6 +106,14 @@ class Database:
         return await asyncio.get_running_loop().run_in_executor(
             self._readers, _in_transaction, self._sync, fn, False
         )
+
+    async def run_autocommit(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn`, which executes exactly one statement (atomic by itself), without a
+        transaction around it: one round trip on PostgreSQL. On SQLite, `run_write`."""
+        if self._sync is not None:
+            return await self.run_write(fn)
+        async with self._autocommit.connect() as conn:
+            return await conn.run_sync(fn)
 
     async def _run_async(self, fn: Callable[[Connection], T]) -> T:
         async with self.engine.connect() as conn, conn.begin():

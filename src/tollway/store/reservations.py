@@ -78,6 +78,11 @@ _RECORD_USAGE = text(
 )
 
 
+def entry_id(kind: str, request_id: str) -> str:
+    """A ledger row's unique key, `<kind>:<request id>`: a request moves each kind once."""
+    return f"{kind}:{request_id}"
+
+
 def lock_payer(conn: Connection, *, user_id: str, key_id: int) -> tuple[int, bool] | None:
     """Lock the user's row (PostgreSQL: FOR UPDATE; SQLite: the write lock is already held)
     and tell, in the same statement, whether the key still exists. None: no such user."""
@@ -121,7 +126,7 @@ def append_ledger(
         raise ValueError("a request moves at most two ledger rows at once")
     kind, amount = entries[0]
     params: dict[str, object] = {
-        "entry_id": f"{kind}:{request_id}",
+        "entry_id": entry_id(kind, request_id),
         "user_id": user_id,
         "kind": kind,
         "amount": amount,
@@ -132,7 +137,7 @@ def append_ledger(
         conn.execute(_LEDGER_ONE, params)
         return
     kind2, amount2 = entries[1]
-    params.update(entry_id2=f"{kind2}:{request_id}", kind2=kind2, amount2=amount2)
+    params.update(entry_id2=entry_id(kind2, request_id), kind2=kind2, amount2=amount2)
     conn.execute(_LEDGER_TWO, params)
 
 
@@ -174,7 +179,9 @@ def claim_reservation(conn: Connection, request_id: str) -> OpenReservation | No
 
 def charged_for(conn: Connection, request_id: str) -> int:
     """What a closed request was charged (0 if it was released)."""
-    amount = conn.execute(_CHARGED, {"entry_id": f"charge:{request_id}"}).scalar_one_or_none()
+    amount = conn.execute(
+        _CHARGED, {"entry_id": entry_id("charge", request_id)}
+    ).scalar_one_or_none()
     return -int(amount) if amount is not None else 0
 
 
