@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     reservation_stale_s: float = Field(
         default=20.0, gt=0, description="An instance silent this long is presumed dead."
     )
-    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_size: int = Field(default=16, ge=1)
     upstream_connections: int = Field(
         default=4096, ge=1, description="Open connections per upstream host (streams hold one)."
     )
