@@ -183,9 +183,10 @@ async def test_deleted_key_is_refused_at_reserve(world: World, meter: Meter) -> 
 
 
 async def test_two_hundred_concurrent_reservations_never_overdraw(
-    world: World, database_url: str, clock: FakeClock
+    world: World, database_url: str, clock: FakeClock, spy: OneStatementSpy
 ) -> None:
-    """Two `Database` objects stand for two gateway processes sharing the database."""
+    """Two `Database` objects stand for two gateway processes sharing the database. On
+    PostgreSQL every request tries the one-statement path and exactly five win there."""
     alice = await world.member("alice", "p1")
     await set_balance(world, alice, 5_000)
     payer = await payer_of(world, alice)
@@ -204,12 +205,17 @@ async def test_two_hundred_concurrent_reservations_never_overdraw(
         assert len(got) == 5
         assert all(r.amount_credits == 1_000 and not r.lowered for r in got)
         assert await balance_of(world.db, alice.user_id) == 0
+        if is_postgres(world.db):
+            assert (len(spy.reserves), spy.reserves.count(True)) == (200, 5)
+        else:
+            assert spy.reserves == []
         await assert_invariant(world.db)
 
         charged = await asyncio.gather(
             *(meters[i % 2].settle(r, usage(500, 100 * i)) for i, r in enumerate(got))
         )
         assert await balance_of(world.db, alice.user_id) == 5_000 - sum(charged)
+        assert await open_reservations(world.db) == 0
         await assert_invariant(world.db)
     finally:
         await second.dispose()
@@ -329,42 +335,6 @@ async def test_common_case_is_one_autocommit_statement_each_on_postgresql(
     else:  # BEGIN IMMEDIATE, then the transaction's statements
         assert (len(reserved), len(settled)) == (1 + 3, 1 + 4)
     await assert_invariant(world.db)
-
-
-async def test_concurrent_one_statement_reserves_never_overdraw(
-    world: World, database_url: str, clock: FakeClock, spy: OneStatementSpy
-) -> None:
-    """Two processes, a balance covering five worst cases, forty requests at once: on
-    PostgreSQL every one of them tries the one-statement path and exactly five win."""
-    alice = await world.member("alice", "p1")
-    await set_balance(world, alice, 5_000)
-    payer = await payer_of(world, alice)
-    second = Database(database_url, pool_size=10)
-    try:
-        meters = [Meter(world.db, clock, instance_id="a"), Meter(second, clock, instance_id="b")]
-
-        async def attempt(i: int) -> Reservation | None:
-            try:
-                return await meters[i % 2].reserve(ask(payer, prompt=500, max_tokens=500))
-            except InsufficientBalance:
-                return None
-
-        got = [r for r in await asyncio.gather(*(attempt(i) for i in range(40))) if r]
-        assert len(got) == 5 and all(r.amount_credits == 1_000 for r in got)
-        assert await balance_of(world.db, alice.user_id) == 0
-        if is_postgres(world.db):
-            assert (len(spy.reserves), spy.reserves.count(True)) == (40, 5)
-        else:
-            assert spy.reserves == []
-        await assert_invariant(world.db)
-        charged = await asyncio.gather(
-            *(meters[i % 2].settle(r, usage(500, 100 * i)) for i, r in enumerate(got))
-        )
-        assert await balance_of(world.db, alice.user_id) == 5_000 - sum(charged)
-        assert await open_reservations(world.db) == 0
-        await assert_invariant(world.db)
-    finally:
-        await second.dispose()
 
 
 async def test_one_statement_settle_charges_once_and_records_the_event(
