@@ -5,12 +5,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 
+import httpx
 import pytest
 from sqlalchemy import select, text
 
+from tests.support.asgi import asgi_client
 from tests.support.world import Member, World
+from tollway.app import create_app
 from tollway.billing.meter import Meter, Payer, Reservation, ReserveRequest, UsageRecord
 from tollway.providers.registry import Pricing
+from tollway.settings import Settings
 from tollway.store import keys, ledger
 from tollway.store.database import Database
 from tollway.store.schema import users
@@ -127,3 +131,13 @@ async def settle_all(
     for r in reservations:
         total += await meter.settle(r, record)
     return total
+
+
+@pytest.fixture
+async def api(
+    world: World, database_url: str, clock: FakeClock
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in-process on the test's database, with the injected clock."""
+    app = create_app(Settings(database_url=database_url), clock=clock)
+    async with asgi_client(app) as client:
+        yield client

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
@@ -14,13 +13,10 @@ from tests.billing.conftest import (
     usage,
 )
 from tests.http.conftest import bearer
-from tests.support.asgi import asgi_client
 from tests.support.world import Member, World
-from tollway.app import create_app
 from tollway.billing.budgets import BudgetService, NewBudget, window_end, window_start
 from tollway.billing.meter import Meter, Payer
 from tollway.errors import BudgetExceeded
-from tollway.settings import Settings
 
 
 def ts(text: str) -> int:
@@ -199,15 +195,6 @@ async def test_deleting_a_key_deletes_its_budgets(world: World, clock: FakeClock
 
 
 # -- the HTTP API -------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def api(
-    world: World, database_url: str, clock: FakeClock
-) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(database_url=database_url), clock=clock)
-    async with asgi_client(app) as client:
-        yield client
 
 
 async def test_budget_api_roundtrip(world: World, api: httpx.AsyncClient, meter: Meter) -> None:

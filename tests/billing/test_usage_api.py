@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -9,11 +8,8 @@ from sqlalchemy import text
 
 from tests.billing.conftest import MONDAY_10H, FakeClock, ask, balance_of, payer_of, usage
 from tests.http.conftest import bearer
-from tests.support.asgi import asgi_client
 from tests.support.world import Member, World
-from tollway.app import create_app
 from tollway.billing.meter import Meter
-from tollway.settings import Settings
 
 HOUR = 3600
 RANGE = {"from": "2025-03-01T00:00:00Z", "until": "2025-12-31T00:00:00Z"}
@@ -53,15 +49,6 @@ async def people(world: World, meter: Meter, clock: FakeClock) -> dict[str, Memb
     await meter.release_abandoned(str(rid))
     clock.now = MONDAY_10H + 3 * HOUR
     return {"alice": alice, "bob": bob}
-
-
-@pytest.fixture
-async def api(
-    world: World, database_url: str, clock: FakeClock
-) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(database_url=database_url), clock=clock)
-    async with asgi_client(app) as client:
-        yield client
 
 
 async def report(api: httpx.AsyncClient, member: Member, **params: str) -> dict[str, Any]:
