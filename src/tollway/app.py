@@ -22,6 +22,8 @@ from tollway.gateway.pipeline import Gateway
 from tollway.gateway.tasks import TaskTracker
 from tollway.http import budgets, health, inference, management, usage
 from tollway.http.errors import install_error_handlers
+from tollway.http.limits import BodyLimit
+from tollway.http.openapi import install_openapi
 from tollway.ids import new_id
 from tollway.keys.service import KeyService
 from tollway.projects.service import ProjectService
@@ -114,6 +116,8 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    install_openapi(app)
     app.include_router(health.router)
     app.include_router(inference.router)
     app.include_router(management.router)

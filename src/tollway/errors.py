@@ -3,11 +3,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+# Error messages never grow with the input: a value echoed back is cut to QUOTE_CHARS, a list
+# of offenders names LIST_ITEMS and counts the rest, and the edge cuts any message at
+# MESSAGE_CHARS whatever built it.
+QUOTE_CHARS = 64
+LIST_ITEMS = 5
+MESSAGE_CHARS = 1024
+
+
+def excerpt(value: object, limit: int = QUOTE_CHARS) -> str:
+    """`value` as text for a message, cut to `limit` characters (with the size left out)."""
+    text = str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
+def listing(items: Iterable[str], limit: int = LIST_ITEMS, separator: str = "; ") -> str:
+    """The first `limit` items joined, and how many more there are."""
+    shown: list[str] = []
+    more = 0
+    for item in items:
+        if len(shown) < limit:
+            shown.append(item)
+        else:
+            more += 1
+    return separator.join(shown) + (f"{separator}and {more} more" if more else "")
+
 
 class TollwayError(Exception):
     status = 500
     openai_type = "server_error"
     code: str | None = None
+    # False: retrying cannot succeed (the official SDKs read `x-should-retry`).
+    should_retry: bool | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -32,6 +63,7 @@ class InsufficientBalance(TollwayError):
     status = 402
     openai_type = "insufficient_quota"
     code = "insufficient_balance"
+    should_retry = False
 
 
 class Forbidden(TollwayError):
@@ -45,10 +77,17 @@ class NotFound(TollwayError):
     code = "not_found"
 
 
+class PayloadTooLarge(TollwayError):
+    status = 413
+    openai_type = "invalid_request_error"
+    code = "request_too_large"
+
+
 class BudgetExceeded(TollwayError):
     status = 429
     openai_type = "rate_limit_error"
     code = "budget_exceeded"
+    should_retry = False
 
 
 class NoHealthyCandidate(TollwayError):

@@ -29,6 +29,17 @@ class Settings(BaseSettings):
     upstream_connections: int = Field(
         default=4096, ge=1, description="Open connections per upstream host (streams hold one)."
     )
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (413 beyond it); chat bodies carry "
+        "base64 images, so the default is Anthropic's 32 MiB.",
+    )
+    max_management_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest Management API request body (a name, a budget, a configuration).",
+    )
     metrics_token: str | None = Field(
         default=None,
         description="Bearer token that GET /metrics requires; unset = no /metrics endpoint.",

@@ -280,7 +280,7 @@ async def test_budget_api_is_for_project_admins_with_management_keys(
     for method, path, body in [
         ("GET", "/v1/manage/budgets", None),
         ("POST", "/v1/manage/budgets", payload),
-        ("DELETE", "/v1/manage/budgets", {"id": "x"}),
+        ("DELETE", "/v1/manage/budgets", {"id": "0" * 24}),
     ]:
         as_member = await api.request(method, path, json=body, headers=bearer(bob.management_key))
         assert as_member.status_code == 403, (method, as_member.text)

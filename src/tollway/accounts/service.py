@@ -141,5 +141,5 @@ class AccountService:
 
 
 def _check_name(what: str, name: str) -> None:
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise BadRequest(f"{what} name must be 1-64 characters of A-Z a-z 0-9 . _ -")

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.billing.credits import credits_to_eur
 from tollway.clock import Clock
-from tollway.errors import BadRequest, Forbidden, NotFound
+from tollway.errors import BadRequest, Forbidden, NotFound, excerpt
 from tollway.ids import new_id
 from tollway.store import accounts, keys
 from tollway.store import budgets as store
@@ -70,13 +70,24 @@ def window_key_of(budget: BudgetRow, *, user_id: str, key_id: int, now: float) -
     )
 
 
-def describe(budget: BudgetRow, start: int) -> str:
-    """The 429 message: which budget, its limit, and when it resets."""
+def describe(budget: BudgetRow, start: int, *, needed: int, left: int) -> str:
+    """The 429 message: which budget, what the request needs against what is left of it
+    (in EUR), and when it resets."""
+    state = (
+        "is used up"
+        if left <= 0
+        else f"has {eur(left)} EUR left; this request needs at least {eur(needed)} EUR"
+    )
     return (
         f"budget exceeded: {budget.period} {budget.scope} budget {budget.id} "
-        f"(limit {credits_to_eur(budget.limit_credits).normalize():f} EUR) is used up; "
+        f"(limit {eur(budget.limit_credits)} EUR) {state}; "
         f"it resets at {iso_utc(window_end(budget.period, start))}"
     )
+
+
+def eur(credits: int) -> str:
+    """Credits as an exact EUR amount for a message: 1500000 → '1.5', 0 → '0'."""
+    return f"{credits_to_eur(credits).normalize():f}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +154,7 @@ class BudgetService:
                     raise BadRequest("user_id: required for a 'user' budget", param="user_id")
                 if await accounts.role_of(conn, spec.user_id, project_id) is None:
                     raise BadRequest(
-                        f"user_id: user '{spec.user_id}' is not a member of the project",
+                        f"user_id: user '{excerpt(spec.user_id)}' is not a member of the project",
                         param="user_id",
                     )
                 target_user = spec.user_id
@@ -154,7 +165,8 @@ class BudgetService:
                 key = await keys.key_by_name(conn, owner, spec.key_name)
                 if key is None or key.project_id != project_id:
                     raise BadRequest(
-                        f"key_name: user '{owner}' has no API key '{spec.key_name}' "
+                        f"key_name: user '{excerpt(owner)}' has no API key "
+                        f"'{excerpt(spec.key_name)}' "
                         "in this project",
                         param="key_name",
                     )
@@ -179,7 +191,7 @@ class BudgetService:
         async with self._db.write() as conn:
             await _require_admin(conn, user_id, project_id)
             if not await store.delete_budget(conn, project_id, budget_id):
-                raise NotFound(f"budget '{budget_id}' not found")
+                raise NotFound(f"budget '{excerpt(budget_id)}' not found")
         self._db.budget_index.invalidate(project_id)
 
 

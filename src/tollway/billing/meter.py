@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from tollway.billing.budgets import describe, window_key_of
+from tollway.billing.budgets import describe, eur, window_key_of
 from tollway.billing.quote import Quote
 from tollway.clock import Clock
 from tollway.errors import BudgetExceeded, InsufficientBalance, Unauthorized
@@ -166,7 +166,10 @@ class Meter:
             raise Unauthorized("invalid API key")
         balance = locked[0]
         if balance < minimum:
-            raise InsufficientBalance("insufficient balance")
+            raise InsufficientBalance(
+                f"insufficient balance: this request needs at least {eur(minimum)} EUR, "
+                f"{eur(max(balance, 0))} EUR left"
+            )
         held: dict[WindowKey, BudgetRow] = {
             window_key_of(b, user_id=payer.user_id, key_id=payer.key_id, now=now): b
             for b in applicable
@@ -181,7 +184,7 @@ class Meter:
                 budget = held[key]
                 left = budget.limit_credits - window.spent_credits - window.reserved_credits
                 if left < minimum:
-                    raise BudgetExceeded(describe(budget, key[2]))
+                    raise BudgetExceeded(describe(budget, key[2], needed=minimum, left=left))
                 room = min(room, left)
             held = {k: b for k, b in held.items() if k in windows}
         amount, granted = full, request.max_tokens

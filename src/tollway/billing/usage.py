@@ -9,7 +9,7 @@ from typing import Any
 from tollway.billing.budgets import iso_utc
 from tollway.billing.credits import credits_to_json_number
 from tollway.clock import Clock
-from tollway.errors import BadRequest
+from tollway.errors import BadRequest, excerpt
 from tollway.store import accounts
 from tollway.store import usage as store
 from tollway.store.database import Database
@@ -71,7 +71,7 @@ def _parse_time(name: str, value: str) -> int:
         datetime.fromtimestamp(epoch, tz=UTC)  # the answer must be able to print it back
     except (ValueError, OverflowError, OSError) as exc:
         raise BadRequest(
-            f"{name}: not a usable ISO 8601 date or time: '{value}'", param=name
+            f"{name}: not a usable ISO 8601 date or time: '{excerpt(value)}'", param=name
         ) from exc
     return epoch
 

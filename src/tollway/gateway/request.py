@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-import orjson
-
 from tollway.errors import BadRequest
+from tollway.jsonbody import parse_json_body
 from tollway.projects.policy import ROUTER_FIELDS, RouterFieldError, parse_router_fields
 from tollway.providers.tokens import count_prompt_tokens, count_tokens
 
@@ -39,10 +38,7 @@ class InferenceRequest:
 
 
 def _load(raw: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest("malformed JSON body") from exc
+    body = parse_json_body(raw)  # strict: a lone surrogate is a 400 naming its field
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
     return body

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Request
@@ -13,12 +12,14 @@ from tollway.billing.budgets import BudgetView, NewBudget, iso_utc
 from tollway.billing.credits import CREDITS_PER_EUR, credits_to_json_number
 from tollway.errors import BadRequest
 from tollway.gateway.auth import Principal
-from tollway.http.deps import app_state, management_principal
+from tollway.http.deps import ManagementRoute, app_state, management_principal
+from tollway.http.fields import EurAmount, KeyName, ObjectId
 
-router = APIRouter()
+router = APIRouter(route_class=ManagementRoute)
 Caller = Annotated[Principal, Depends(management_principal)]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Bad Request - Invalid input."},
     401: {"description": "Unauthorized - Missing or invalid token."},
     403: {"description": "Forbidden - Not a management key, or not a project admin."},
     500: {"description": "Internal server error."},
@@ -29,18 +30,18 @@ class CreateBudgetBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     scope: Literal["project", "each_user", "user", "each_key", "key"]
     period: Literal["daily", "weekly", "monthly"]
-    limit: Decimal = Field(ge=0, allow_inf_nan=False, description="EUR per period.")
-    user_id: str | None = Field(
+    limit: EurAmount = Field(description="EUR per period.")
+    user_id: ObjectId | None = Field(
         default=None,
         description="The user of a 'user' budget, or the owner of the key of a 'key' "
         "budget (default: the caller).",
     )
-    key_name: str | None = Field(default=None, description="The key of a 'key' budget.")
+    key_name: KeyName | None = Field(default=None, description="The key of a 'key' budget.")
 
 
 class DeleteBudgetBody(BaseModel):
-    model_config = ConfigDict(strict=True)
-    id: str
+    model_config = ConfigDict(strict=True, extra="forbid")
+    id: ObjectId
 
 
 def render_budget(view: BudgetView) -> dict[str, Any]:
@@ -82,7 +83,7 @@ async def list_budgets(request: Request, caller: Caller) -> dict[str, Any]:
     "/v1/manage/budgets",
     tags=["Budgets"],
     status_code=201,
-    responses=_ERRORS | {400: {"description": "Invalid input."}},
+    responses=_ERRORS,
 )
 async def create_budget(
     request: Request, caller: Caller, body: Annotated[CreateBudgetBody, Body()]

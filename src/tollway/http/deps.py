@@ -1,12 +1,19 @@
-"""Request-scoped access to the application state and the caller's identity."""
+"""Request-scoped access to the application state and the caller's identity, and the route
+class of the Management API: authenticate first, then read the body."""
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, cast
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.routing import APIRoute
+from starlette.responses import Response
 
 from tollway.gateway.auth import Principal
+from tollway.http.limits import lower_body_limit
+from tollway.http.openapi import BEARER
+from tollway.jsonbody import parse_json_body
 from tollway.state import AppState
 
 
@@ -14,5 +21,35 @@ def app_state(request: Request) -> AppState:
     return cast(AppState, request.app.state.tollway)
 
 
-async def management_principal(request: Request) -> Principal:
+async def management_principal(
+    request: Request,
+    _documented: Annotated[object, Depends(BEARER)] = None,
+) -> Principal:
+    principal = getattr(request.state, "principal", None)
+    if isinstance(principal, Principal):  # authenticated by ManagementRoute already
+        return principal
     return await app_state(request).auth.management(request.headers.get("authorization"))
+
+
+class ManagementRoute(APIRoute):
+    """FastAPI reads a route's body before it resolves any dependency, authentication
+    included: an anonymous client could make every process buffer whatever it sends. Here
+    the caller is authenticated first; then the body is read within the Management API's
+    limit and checked to be strict JSON (a 400 naming the field of a lone surrogate) before
+    FastAPI parses and validates it (a second parse of at most a few kilobytes)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def authenticate_then_read(request: Request) -> Response:
+            state = app_state(request)
+            request.state.principal = await state.auth.management(
+                request.headers.get("authorization")
+            )
+            lower_body_limit(request.scope, state.settings.max_management_body_bytes)
+            body = await request.body()
+            if body:
+                parse_json_body(body)
+            return await handler(request)
+
+        return authenticate_then_read

@@ -1,4 +1,5 @@
-"""Render every error in the shape its API promises; never a stack trace to the client."""
+"""Render every error in the shape its API promises, bounded in size; never a stack trace to
+the client."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tollway.errors import TollwayError, UpstreamRejected
+from tollway.errors import MESSAGE_CHARS, TollwayError, UpstreamRejected, excerpt, listing
 
 log = logging.getLogger("tollway.http")
 
@@ -19,7 +21,8 @@ OPENAI_PATHS = ("/v1/chat/completions", "/v1/embeddings", "/v1/models")
 
 
 def uses_openai_shape(path: str) -> bool:
-    return path.startswith(OPENAI_PATHS)
+    """The inference API's paths (and anything under them) answer in OpenAI's shape."""
+    return any(path == base or path.startswith(base + "/") for base in OPENAI_PATHS)
 
 
 def error_response(
@@ -33,6 +36,8 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     body: dict[str, Any]
+    message = excerpt(message, MESSAGE_CHARS)
+    param = None if param is None else excerpt(param, 120)
     if uses_openai_shape(path):
         body = {"error": {"message": message, "type": openai_type, "code": code, "param": param}}
     else:
@@ -44,7 +49,11 @@ def render_tollway_error(path: str, exc: TollwayError) -> Response:
     if isinstance(exc, UpstreamRejected) and _is_openai_error(exc.body):
         # An upstream validation error goes back as is: its status and its body.
         return Response(exc.body, status_code=exc.status, media_type="application/json")
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    headers: dict[str, str] = {}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if exc.should_retry is False:
+        headers["x-should-retry"] = "false"
     return error_response(
         path,
         exc.status,
@@ -65,17 +74,24 @@ def _is_openai_error(body: bytes) -> bool:
 
 
 def describe_validation_error(exc: RequestValidationError) -> tuple[str, str | None]:
-    """One line naming the offending field(s), and the first field's dotted name."""
+    """One line naming the offending fields (the first few; the rest counted), and the first
+    field's dotted name. Names come from the input (unknown fields), so they are cut too."""
     parts: list[str] = []
     first: str | None = None
     for error in exc.errors():
-        loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")]
         if error.get("type") == "json_invalid":
             return "malformed JSON body", None
-        name = ".".join(loc) or "body"
+        loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")]
+        name = excerpt(".".join(loc), 120) or "body"
         first = first or name
-        parts.append(f"{name}: {error.get('msg', 'invalid value')}")
-    return "invalid input: " + "; ".join(parts), first
+        parts.append(f"{name}: {_MESSAGES.get(error.get('type', ''), error.get('msg', ''))}")
+    return listing(parts), first
+
+
+_MESSAGES = {
+    "extra_forbidden": "unknown field",
+    "missing": "required",
+}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -89,21 +105,62 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(request.url.path, 400, message, param=param)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
+        # Starlette's own: no route (404), a method the path does not have (405, with Allow).
         assert isinstance(exc, StarletteHTTPException)
+        path = request.url.path
+        if exc.status_code == 404:
+            message = f"not found: {request.method} {excerpt(path)}"
+        elif exc.status_code == 405:
+            message = f"method not allowed: {request.method} {excerpt(path)}"
+        else:
+            message = str(exc.detail)
         return error_response(
-            request.url.path,
+            path,
             exc.status_code,
-            str(exc.detail),
+            message,
             openai_type="not_found_error" if exc.status_code == 404 else "invalid_request_error",
-        )
-
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unhandled error on %s %s: %r", request.method, request.url.path, exc)
-        return error_response(
-            request.url.path, 500, "internal server error", openai_type="server_error"
+            code="not_found" if exc.status_code == 404 else None,
+            headers=dict(exc.headers or {}),
         )
 
     app.add_exception_handler(TollwayError, on_tollway_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(Exception, on_unexpected)
+    app.add_middleware(CatchUnexpected)
+
+
+class CatchUnexpected:
+    """Anything no handler took is a 500 in the API's shape, logged without request bodies or
+    keys. It answers instead of re-raising (as Starlette's outermost handler does), so the
+    server keeps the keep-alive connection instead of resetting it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:  # half a response is out: only closing the connection is honest
+                raise
+            log.error(
+                "unhandled error on %s %s: %s",
+                scope["method"],
+                excerpt(scope["path"]),
+                excerpt(repr(exc), 500),
+            )
+            response = error_response(
+                scope["path"], 500, "internal server error", openai_type="server_error"
+            )
+            await response(scope, receive, send)

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from tollway.errors import BadRequest
 from tollway.gateway.auth import Principal
 from tollway.gateway.request import InferenceRequest, parse_chat, parse_embeddings
 from tollway.gateway.streaming import StreamRelay
 from tollway.http.deps import app_state
+from tollway.http.openapi import BEARER, CHAT_BODY, EMBEDDINGS_BODY, INFERENCE_ERRORS, json_body
 from tollway.providers.registry import Registry
 from tollway.state import AppState
 
 router = APIRouter(tags=["Inference"])
-
-_OPENAPI_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"type": "object"}}},
-    }
-}
+_AUTHENTICATED = [Depends(BEARER)]  # documents the bearer scheme; the handler authenticates
 
 
 class RelayResponse(StreamingResponse):
@@ -52,7 +46,13 @@ async def _serve(state: AppState, principal: Principal, parsed: InferenceRequest
     return Response(result, media_type="application/json")
 
 
-@router.post("/v1/chat/completions", openapi_extra=_OPENAPI_BODY)
+# Each handler authenticates before it reads the body (within TOLLWAY_MAX_BODY_BYTES).
+@router.post(
+    "/v1/chat/completions",
+    openapi_extra=json_body(CHAT_BODY),
+    responses=INFERENCE_ERRORS,
+    dependencies=_AUTHENTICATED,
+)
 async def chat_completions(request: Request) -> Response:
     """OpenAI chat completions, streaming or not, with Tollway's router fields."""
     state = app_state(request)
@@ -60,7 +60,12 @@ async def chat_completions(request: Request) -> Response:
     return await _serve(state, principal, parse_chat(await request.body()))
 
 
-@router.post("/v1/embeddings", openapi_extra=_OPENAPI_BODY)
+@router.post(
+    "/v1/embeddings",
+    openapi_extra=json_body(EMBEDDINGS_BODY),
+    responses=INFERENCE_ERRORS,
+    dependencies=_AUTHENTICATED,
+)
 async def embeddings(request: Request) -> Response:
     """OpenAI embeddings, with Tollway's router fields."""
     state = app_state(request)
@@ -104,9 +109,8 @@ async def models(
     request: Request,
     tag: list[str] = Query(default=[]),  # noqa: B008
     eu_native: bool = False,
-    currency: str = "EUR",
+    currency: Literal["EUR"] = "EUR",
 ) -> dict[str, Any]:
-    """The models this gateway serves, priced at their cheapest provider (EUR per 1M tokens)."""
-    if currency.upper() != "EUR":
-        raise BadRequest("currency: only EUR is supported", param="currency")
+    """The models this gateway serves, priced at their cheapest provider (EUR per 1M tokens).
+    Prices are in EUR only; any other `currency` is a 400."""
     return list_models(app_state(request).registry, tags=tag, eu_native=eu_native)

@@ -11,13 +11,15 @@ from starlette.responses import JSONResponse
 
 from tollway.billing.credits import credits_to_json_number
 from tollway.gateway.auth import Principal
-from tollway.http.deps import app_state, management_principal
+from tollway.http.deps import ManagementRoute, app_state, management_principal
+from tollway.http.fields import KeyName
 from tollway.projects.config import ProjectConfig, ProjectConfigUpdate
 
-router = APIRouter()
+router = APIRouter(route_class=ManagementRoute)
 Caller = Annotated[Principal, Depends(management_principal)]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Bad Request - Invalid input."},
     401: {"description": "Unauthorized - Missing or invalid token."},
     403: {"description": "Forbidden - The provided API key is not a management key."},
     500: {"description": "Internal server error."},
@@ -30,14 +32,14 @@ def _responses(status: int, description: str) -> dict[int | str, dict[str, Any]]
 
 
 class CreateKeyBody(BaseModel):
-    model_config = ConfigDict(strict=True)
-    name: str
+    model_config = ConfigDict(strict=True, extra="forbid")
+    name: KeyName
     is_management_key: bool = False
 
 
 class DeleteKeyBody(BaseModel):
-    model_config = ConfigDict(strict=True)
-    name: str
+    model_config = ConfigDict(strict=True, extra="forbid")
+    name: KeyName
 
 
 @router.get("/v1/manage/api-keys", tags=["API keys"], responses=_ERRORS)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from tollway.billing.usage import parse_query
 from tollway.gateway.auth import Principal
-from tollway.http.deps import app_state, management_principal
+from tollway.http.deps import ManagementRoute, app_state, management_principal
 
-router = APIRouter()
+router = APIRouter(route_class=ManagementRoute)
 Caller = Annotated[Principal, Depends(management_principal)]
 
 
@@ -21,15 +21,18 @@ Caller = Annotated[Principal, Depends(management_principal)]
         400: {"description": "Bad Request - A bad bucket, group_by, or date."},
         401: {"description": "Unauthorized - Missing or invalid token."},
         403: {"description": "Forbidden - The provided API key is not a management key."},
+        500: {"description": "Internal server error."},
     },
 )
 async def get_usage(
     request: Request,
     caller: Caller,
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    until: str | None = None,
-    bucket: str | None = None,
-    group_by: str | None = None,
+    from_: Annotated[
+        str | None, Query(alias="from", description="ISO 8601; default: today 00:00 UTC.")
+    ] = None,
+    until: Annotated[str | None, Query(description="ISO 8601; default: now.")] = None,
+    bucket: Literal["1h", "6h", "1d", "1w", "1M", "1Y"] | None = None,
+    group_by: Literal["none", "user", "user_key", "model", "provider"] | None = None,
 ) -> dict[str, Any]:
     state = app_state(request)
     query = parse_query(state.clock, from_, until, bucket, group_by)

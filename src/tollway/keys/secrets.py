@@ -7,7 +7,10 @@ import re
 import secrets
 
 KEY_PREFIX = "tw-"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Names of keys, users and projects. The text form is the JSON Schema `pattern` (where `$` is
+# the end of the text); Python's `$` would also match before a final newline, hence fullmatch.
+NAME_REGEX = r"^[A-Za-z0-9._-]{1,64}$"
+NAME_PATTERN = re.compile(NAME_REGEX.removeprefix("^").removesuffix("$"))
 
 
 def generate_key() -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 
 from tollway.clock import Clock
-from tollway.errors import BadRequest, NotFound
+from tollway.errors import BadRequest, NotFound, excerpt
 from tollway.keys.secrets import NAME_PATTERN, digest_of, generate_key
 from tollway.store import accounts, keys
 from tollway.store.database import Database
@@ -39,7 +39,7 @@ class KeyService:
     async def create(
         self, *, user_id: str, project_id: str, name: str, is_management: bool
     ) -> CreatedKey:
-        if not NAME_PATTERN.match(name):
+        if not NAME_PATTERN.fullmatch(name):
             raise BadRequest("name: must be 1-64 characters of A-Z a-z 0-9 . _ -", param="name")
         secret = generate_key()
         now = int(self._clock())
@@ -50,7 +50,7 @@ class KeyService:
                     raise BadRequest("user is not a member of the project", param="project")
                 if await keys.key_name_taken(conn, user_id, name):
                     raise BadRequest(
-                        f"name: an API key named '{name}' already exists", param="name"
+                        f"name: an API key named '{excerpt(name)}' already exists", param="name"
                     )
                 if await keys.count_keys(conn, user_id) >= self._key_limit:
                     raise BadRequest(
@@ -67,7 +67,7 @@ class KeyService:
                 )
         except IntegrityError as exc:  # a concurrent create with the same name won the race
             raise BadRequest(
-                f"name: an API key named '{name}' already exists", param="name"
+                f"name: an API key named '{excerpt(name)}' already exists", param="name"
             ) from exc
         return CreatedKey(name, secret, now, is_management)
 
@@ -75,7 +75,7 @@ class KeyService:
         async with self._db.write() as conn:
             row = await keys.key_by_name(conn, user_id, name)
             if row is None:
-                raise NotFound(f"API key '{name}' not found")
+                raise NotFound(f"API key '{excerpt(name)}' not found")
             if row.id == calling_key_id:
                 raise BadRequest(
                     "name: cannot delete the API key used for this request", param="name"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from tollway.clock import Clock
-from tollway.errors import BadRequest, Forbidden, NotFound
+from tollway.errors import BadRequest, Forbidden, NotFound, excerpt, listing
 from tollway.ids import new_id
 from tollway.projects.config import (
     SCHEMA_VERSION,
@@ -50,13 +50,13 @@ def config_from_row(row: ConfigRow) -> ProjectConfig:
 def registry_problems(config: InferenceConfig, registry: Registry) -> list[str]:
     """Every way the configuration disagrees with the provider registry."""
     problems = [
-        f"allowed_providers: unknown provider '{slug}'"
-        for slug in config.allowed_providers or []
+        f"allowed_providers: unknown provider '{excerpt(slug)}'"
+        for slug in dict.fromkeys(config.allowed_providers or [])
         if slug not in registry.providers
     ]
     problems += [
-        f"blacklisted_models: unknown model '{model_id}'"
-        for model_id in config.blacklisted_models
+        f"blacklisted_models: unknown model '{excerpt(model_id)}'"
+        for model_id in dict.fromkeys(config.blacklisted_models)
         if model_id not in registry.models
     ]
     if not problems and not routable_models(Policy.from_config(config), registry):
@@ -114,7 +114,7 @@ class ProjectService:
             )
             problems = registry_problems(inference, self._registry)
             if problems:
-                raise BadRequest("registry validation failed: " + "; ".join(problems))
+                raise BadRequest("registry validation failed: " + listing(problems))
             await configs.update_config(
                 conn,
                 project_id,
