@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tollway.errors import MESSAGE_CHARS, TollwayError, UpstreamRejected, excerpt, listing
@@ -112,6 +113,8 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"not found: {request.method} {excerpt(path)}"
         elif exc.status_code == 405:
             message = f"method not allowed: {request.method} {excerpt(path)}"
+            # Starlette's Allow names the methods of the first route of the path only.
+            exc.headers = {"Allow": ", ".join(allowed_methods(request))}
         else:
             message = str(exc.detail)
         return error_response(
@@ -127,6 +130,15 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_middleware(CatchUnexpected)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.url.path):
+            methods |= route.methods
+    return sorted(methods)
 
 
 class CatchUnexpected:
