@@ -56,8 +56,10 @@ class Run:
     failures: list[str] = field(default_factory=list)
 
     def record(self, event: EngineEvent) -> None:
-        if isinstance(event, NonFatalError | FatalError):
+        if isinstance(event, NonFatalError):
             self.failures.append(f"{event.label}: error {excerpt(repr(event.value), 300)}")
+        if isinstance(event, FatalError):
+            self.failures.append(f"engine error {excerpt(repr(event.exception), 300)}")
         if not isinstance(event, ScenarioFinished | FuzzScenarioFinished):
             return
         recorder = event.recorder
