@@ -13,7 +13,7 @@ from starlette.responses import Response
 from tollway.gateway.auth import Principal
 from tollway.http.limits import lower_body_limit
 from tollway.http.openapi import BEARER
-from tollway.jsonbody import parse_json_body
+from tollway.jsonbody import parse_json_body_exact
 from tollway.state import AppState
 
 
@@ -35,8 +35,8 @@ class ManagementRoute(APIRoute):
     """FastAPI reads a route's body before it resolves any dependency, authentication
     included: an anonymous client could make every process buffer whatever it sends. Here
     the caller is authenticated first; then the body is read within the Management API's
-    limit and checked to be strict JSON (a 400 naming the field of a lone surrogate) before
-    FastAPI parses and validates it (a second parse of at most a few kilobytes)."""
+    limit and parsed strictly (a 400 naming the field of a lone surrogate; fractions exact),
+    and FastAPI validates what was parsed."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -48,8 +48,23 @@ class ManagementRoute(APIRoute):
             )
             lower_body_limit(request.scope, state.settings.max_management_body_bytes)
             body = await request.body()
-            if body:
-                parse_json_body(body)
-            return await handler(request)
+            if not body:
+                return await handler(request)
+            return await handler(_Parsed(request, body, parse_json_body_exact(body)))
 
         return authenticate_then_read
+
+
+class _Parsed(Request):
+    """The request as FastAPI's handler sees it: the body already read and parsed."""
+
+    def __init__(self, request: Request, raw: bytes, value: Any) -> None:
+        super().__init__(request.scope, request.receive)
+        self.raw = raw
+        self.value = value
+
+    async def body(self) -> bytes:
+        return self.raw
+
+    async def json(self) -> Any:
+        return self.value
