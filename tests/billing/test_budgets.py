@@ -80,13 +80,29 @@ async def test_project_budget_lowers_then_refuses_with_reset_time(
         await meter.reserve(ask(payer, prompt=10, max_tokens=50))
     message = refused.value.message
     assert budget_id in message and "daily" in message and "project" in message
-    assert "0.0001 EUR" in message
+    assert "(limit 0.0001 EUR) is used up" in message  # 60 + 40 of 100: nothing left
     assert "resets at 2025-03-11T00:00:00Z" in message
     assert refused.value.status == 429
     # Settling frees what was not used: 20 + 15 spent of 100.
     await meter.settle(first, usage(10, 10))
     await meter.settle(second, usage(10, 5))
     assert await fits(meter, payer, prompt=10, max_tokens=50)  # 35 + 60 <= 100
+    await assert_invariant(world.db)
+
+
+async def test_a_refusal_says_what_the_request_needs_and_what_is_left(
+    world: World, meter: Meter, clock: FakeClock
+) -> None:
+    alice = await world.member("alice", "p1", credits_eur="1")
+    await add_budget(world, clock, alice, "project", 100)
+    payer = await payer_of(world, alice)
+    held = await meter.reserve(ask(payer, prompt=45, max_tokens=50))  # 95 of 100
+    with pytest.raises(BudgetExceeded) as refused:
+        await meter.reserve(ask(payer, prompt=10, max_tokens=50))
+    message = refused.value.message
+    assert "used up" not in message
+    assert "has 0.000005 EUR left; this request needs at least 0.00001" in message
+    await meter.settle(held, usage(45, 50))
     await assert_invariant(world.db)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import httpx2
 import openai
 import orjson
 import pytest
@@ -100,6 +101,49 @@ async def test_insufficient_balance_is_402(gw: GatewayEnv) -> None:
         )
     assert caught.value.status_code == 402
     assert "insufficient balance" in str(caught.value)
+
+
+async def test_refusals_that_cannot_succeed_tell_the_sdk_not_to_retry(gw: GatewayEnv) -> None:
+    """402 and a budget's 429 carry `x-should-retry: false`: the official SDK, which retries
+    429 by default, sends each request once."""
+    broke = await gw.world.member("erin", "p1", role="member")  # no credits
+    sent: list[str] = []
+
+    async def count(request: httpx2.Request) -> None:
+        sent.append(request.url.path)
+
+    # The SDK's own HTTP client (httpx2), with a hook that counts what it sends.
+    async with httpx2.AsyncClient(event_hooks={"request": [count]}) as http_client:
+        sdk = openai.AsyncOpenAI(
+            base_url=gw.base_url,
+            api_key=broke.inference_key,
+            max_retries=3,
+            http_client=http_client,
+        )
+        with pytest.raises(openai.APIStatusError) as caught:
+            await sdk.chat.completions.create(model="chat-a", messages=MESSAGES)
+        assert caught.value.status_code == 402
+        assert caught.value.response.headers["x-should-retry"] == "false"
+        assert "needs at least" in str(caught.value) and "0 EUR left" in str(caught.value)
+        assert len(sent) == 1
+        async with httpx.AsyncClient() as client:
+            created = await client.post(
+                f"{gw.base_url}/manage/budgets",
+                json={"scope": "project", "period": "daily", "limit": 0},
+                headers=gw.mgmt_headers(),
+            )
+        assert created.status_code == 201
+        sdk = openai.AsyncOpenAI(
+            base_url=gw.base_url,
+            api_key=gw.member.inference_key,
+            max_retries=3,
+            http_client=http_client,
+        )
+        with pytest.raises(openai.RateLimitError) as limited:
+            await sdk.chat.completions.create(model="chat-a", messages=MESSAGES)
+        assert limited.value.response.headers["x-should-retry"] == "false"
+        assert "is used up" in str(limited.value)
+        assert len(sent) == 2
 
 
 async def test_key_deleted_elsewhere_is_refused_on_next_inference(
