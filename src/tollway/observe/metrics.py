@@ -37,6 +37,9 @@ class Metrics:
         # prometheus_client chose its value store from the same variable when it was first
         # imported: set (by `metrics_directory`) before the worker started, never changed.
         self.multiprocess_dir = os.environ.get(MULTIPROC_ENV) or None
+        if self.multiprocess_dir is not None:
+            # A dead worker's pid, reused by this one: never inherit its gauges' values.
+            mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
