@@ -109,12 +109,13 @@ def install_error_handlers(app: FastAPI) -> None:
         # Starlette's own: no route (404), a method the path does not have (405, with Allow).
         assert isinstance(exc, StarletteHTTPException)
         path = request.url.path
+        headers = dict(exc.headers or {})
         if exc.status_code == 404:
             message = f"not found: {request.method} {excerpt(path)}"
         elif exc.status_code == 405:
             message = f"method not allowed: {request.method} {excerpt(path)}"
             # Starlette's Allow names the methods of the first route of the path only.
-            exc.headers = {"Allow": ", ".join(allowed_methods(request))}
+            headers["Allow"] = ", ".join(allowed_methods(request))
         else:
             message = str(exc.detail)
         return error_response(
@@ -123,7 +124,7 @@ def install_error_handlers(app: FastAPI) -> None:
             message,
             openai_type="not_found_error" if exc.status_code == 404 else "invalid_request_error",
             code="not_found" if exc.status_code == 404 else None,
-            headers=dict(exc.headers or {}),
+            headers=headers,
         )
 
     app.add_exception_handler(TollwayError, on_tollway_error)
