@@ -163,3 +163,14 @@ async def gw(sqlite_world: World, mocks: Mocks, tmp_path: Path) -> AsyncIterator
     url = str(sqlite_world.db.engine.url).replace("sqlite+aiosqlite", "sqlite")
     with running_gateway(url, registry) as (base_url, _app):
         yield GatewayEnv(base_url, member, sqlite_world, mocks)
+
+
+@pytest.fixture
+async def gw_both(
+    world: World, database_url: str, mocks: Mocks, tmp_path: Path
+) -> AsyncIterator[GatewayEnv]:
+    """`gw` on each backend (SQLite and PostgreSQL), for the tests that check money."""
+    registry = write_registry(tmp_path / "registry.yaml", registry_document(mocks))
+    member = await world.member("alice", "p1", credits_eur="10")
+    with running_gateway(database_url, registry) as (base_url, _app):
+        yield GatewayEnv(base_url, member, world, mocks)

@@ -87,7 +87,7 @@ class Gateway:
         except TollwayError as exc:
             # Only registry ids become labels: clients could invent unlimited model names.
             model = request.model if request.model in self.registry.models else "unknown"
-            self.metrics.refused(endpoint=request.kind, model=model, status=str(exc.status))
+            self.metrics.refused(endpoint=request.endpoint, model=model, status=str(exc.status))
             raise
 
     async def _handle(self, principal: Principal, request: InferenceRequest) -> bytes | StreamRelay:
@@ -313,7 +313,7 @@ class Gateway:
         source: str,
     ) -> UsageRecord:
         return UsageRecord(
-            endpoint=call.request.kind,
+            endpoint=call.request.endpoint,
             model=endpoint.model.id,
             provider=endpoint.provider.slug,
             prompt_tokens=prompt,

@@ -5,7 +5,7 @@ counted by the gateway itself when the upstream sent no usage)."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -69,7 +69,7 @@ class StreamRelay:
         self._gateway.metrics.open_streams.inc()
         self._counted_open = True
 
-    async def iterate(self) -> AsyncIterator[bytes]:
+    async def iterate(self) -> AsyncGenerator[bytes]:
         status = "client_disconnected"
         try:
             event = self._first
