@@ -36,7 +36,7 @@ from tollway.gateway.streaming import StreamRelay
 from tollway.gateway.tasks import TaskTracker
 from tollway.projects.policy import Policy, effective_policy
 from tollway.providers.registry import Model, Registry, ResolvedEndpoint
-from tollway.providers.tokens import content_text, count_tokens
+from tollway.providers.tokens import answer_tokens
 from tollway.providers.upstream import UpstreamClient, UpstreamError, UpstreamStatusError
 
 PATHS = {"chat.completions": "/chat/completions", "embeddings": "/embeddings"}
@@ -331,9 +331,8 @@ def _usage_of(request: InferenceRequest, payload: dict[str, Any]) -> tuple[int, 
         return (*reported, "upstream")
     completion = 0
     for choice in payload.get("choices") or []:
-        message = choice.get("message") if isinstance(choice, dict) else None
-        if isinstance(message, dict):
-            completion += count_tokens(content_text(message.get("content")))
+        if isinstance(choice, dict):
+            completion += answer_tokens(choice.get("message"))
     return counted_prompt_tokens(request), completion, "counted"
 
 
