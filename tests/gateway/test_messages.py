@@ -15,6 +15,7 @@ import httpx
 import orjson
 import pytest
 from anthropic.types import MessageParam, ToolParam
+from sqlalchemy import text
 
 from tests.billing.conftest import assert_invariant, balance_of, open_reservations
 from tests.gateway.conftest import GatewayEnv
@@ -131,8 +132,8 @@ async def test_streaming_matches_the_whole_message(
     whole = await claude.messages.create(model="chat-b", max_tokens=100, messages=HELLO)
     pieces: list[str] = []
     async with claude.messages.stream(model="chat-b", max_tokens=100, messages=HELLO) as stream:
-        async for text in stream.text_stream:
-            pieces.append(text)
+        async for piece in stream.text_stream:
+            pieces.append(piece)
         final = await stream.get_final_message()
     assert len(pieces) == DEFAULT_REPLY_TOKENS
     assert "".join(pieces) == text_of(whole)
@@ -467,5 +468,8 @@ async def test_message_charges_equal_usage(gw_both: GatewayEnv) -> None:
     assert streamed.usage.output_tokens == whole.usage.output_tokens
     assert start - after_whole == expected
     assert after_whole - after_stream == expected
+    async with db.read() as conn:
+        rows = (await conn.execute(text("SELECT endpoint, cost_credits FROM usage_events"))).all()
+    assert [(endpoint, int(cost)) for endpoint, cost in rows] == [("messages", expected)] * 2
     await assert_invariant(db)
     assert await open_reservations(db) == 0
