@@ -110,6 +110,11 @@ def registry_document(m: Mocks) -> dict[str, Any]:
                 "endpoints": [ep("eu-fast", 0.05, 0.15, upstream_model="mock-no-usage")],
             },
             {
+                "id": "chat-cut",
+                "context_size": 4096,
+                "endpoints": [ep("eu-fast", 0.05, 0.15, upstream_model="x-mock-cut-3")],
+            },
+            {
                 "id": "chat-tiny",
                 "context_size": 64,
                 "endpoints": [ep("eu-fast", 0.1, 0.1)],

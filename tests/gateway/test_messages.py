@@ -4,10 +4,12 @@ errors, charges and fallback."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -19,7 +21,9 @@ from sqlalchemy import text
 
 from tests.billing.conftest import assert_invariant, balance_of, open_reservations
 from tests.gateway.conftest import GatewayEnv
-from tests.support.mock_server import fetch_mock_stats
+from tests.gateway.test_streaming import slow_stream_gateway  # noqa: F401 (fixture)
+from tests.support.mock_server import fetch_mock_stats, wait_for_mock_stats
+from tests.support.world import World
 from tollway.providers.mock_replies import DEFAULT_REPLY_TOKENS, words_for
 from tollway.providers.tokens import count_tokens
 
@@ -449,6 +453,23 @@ async def test_fallback_from_a_failing_provider_with_metadata(
     assert final.usage.output_tokens == 10
 
 
+async def test_upstream_broken_mid_stream_is_an_error_event(
+    claude: anthropic.AsyncAnthropic,
+) -> None:
+    received: list[str] = []
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        async with claude.messages.stream(
+            model="chat-cut", max_tokens=100, messages=HELLO
+        ) as stream:
+            async for piece in stream.text_stream:
+                received.append(piece)
+    assert len(received) == 3  # what streamed before the upstream broke
+    assert caught.value.body == {
+        "type": "error",
+        "error": {"type": "api_error", "message": "eu-fast: stream ended early"},
+    }
+
+
 async def test_message_charges_equal_usage(gw_both: GatewayEnv) -> None:
     db, user = gw_both.world.db, gw_both.member.user_id
     start = await balance_of(db, user)
@@ -473,3 +494,43 @@ async def test_message_charges_equal_usage(gw_both: GatewayEnv) -> None:
     assert [(endpoint, int(cost)) for endpoint, cost in rows] == [("messages", expected)] * 2
     await assert_invariant(db)
     assert await open_reservations(db) == 0
+
+
+async def test_client_gone_mid_message_stream_pays_for_what_streamed(
+    slow_stream_gateway: tuple[str, str, str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The translated stream settles like any other: the upstream is closed and what
+    streamed is charged."""
+    base_url, key, upstream = slow_stream_gateway
+    root = base_url.removesuffix("/v1")
+    body = {"model": "slow-chat", "max_tokens": 100, "messages": HELLO, "stream": True}
+    async with (
+        httpx.AsyncClient() as http,
+        http.stream("POST", f"{root}/v1/messages", json=body, headers={"x-api-key": key}) as r,
+    ):
+        lines = r.aiter_lines()
+        deltas = 0
+        while deltas < 3:
+            if (await anext(lines)) == "event: content_block_delta":
+                deltas += 1
+    stats = await asyncio.to_thread(wait_for_mock_stats, upstream, "aborted_streams", 1)
+    assert stats["aborted_streams"] == 1
+    world = World(f"sqlite:///{tmp_path / 'slow.db'}")
+    try:
+        row = None
+        for _ in range(200):
+            async with world.db.read() as conn:
+                query = text("SELECT endpoint, completion_tokens, status FROM usage_events")
+                row = (await conn.execute(query)).first()
+            if row is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert row is not None, "the disconnected stream was never settled"
+        endpoint, completion, status = row
+        assert (endpoint, status) == ("messages", "client_disconnected")
+        assert 3 <= completion < DEFAULT_REPLY_TOKENS
+        await assert_invariant(world.db)
+        assert await open_reservations(world.db) == 0
+    finally:
+        await world.close()
