@@ -14,16 +14,22 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tollway.dialects.anthropic.errors import error_body as anthropic_error_body
 from tollway.errors import MESSAGE_CHARS, TollwayError, UpstreamRejected, excerpt, listing
 
 log = logging.getLogger("tollway.http")
 
 OPENAI_PATHS = ("/v1/chat/completions", "/v1/embeddings", "/v1/models")
+ANTHROPIC_PATHS = ("/v1/messages",)
 
 
 def uses_openai_shape(path: str) -> bool:
     """The inference API's paths (and anything under them) answer in OpenAI's shape."""
     return any(path == base or path.startswith(base + "/") for base in OPENAI_PATHS)
+
+
+def uses_anthropic_shape(path: str) -> bool:
+    return path.startswith(ANTHROPIC_PATHS)
 
 
 def error_response(
@@ -39,7 +45,9 @@ def error_response(
     body: dict[str, Any]
     message = excerpt(message, MESSAGE_CHARS)
     param = None if param is None else excerpt(param, 120)
-    if uses_openai_shape(path):
+    if uses_anthropic_shape(path):
+        body = anthropic_error_body(status, message)
+    elif uses_openai_shape(path):
         body = {"error": {"message": message, "type": openai_type, "code": code, "param": param}}
     else:
         body = {"error": message}
@@ -48,6 +56,8 @@ def error_response(
 
 def render_tollway_error(path: str, exc: TollwayError) -> Response:
     if isinstance(exc, UpstreamRejected) and _is_openai_error(exc.body):
+        if uses_anthropic_shape(path):  # the upstream's own words, in Anthropic's shape
+            return error_response(path, exc.status, _error_message(exc.body))
         # An upstream validation error goes back as is: its status and its body.
         return Response(exc.body, status_code=exc.status, media_type="application/json")
     headers: dict[str, str] = {}
@@ -72,6 +82,12 @@ def _is_openai_error(body: bytes) -> bool:
     except orjson.JSONDecodeError:
         return False
     return isinstance(data, dict) and isinstance(data.get("error"), dict)
+
+
+def _error_message(body: bytes) -> str:
+    error = orjson.loads(body)["error"]
+    message = error.get("message")
+    return (message if isinstance(message, str) else "the upstream refused the request")[:1000]
 
 
 def describe_validation_error(exc: RequestValidationError) -> tuple[str, str | None]:

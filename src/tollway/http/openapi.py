@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.security import HTTPBearer
 
-from tollway.http.errors import uses_openai_shape
+from tollway.http.errors import uses_anthropic_shape, uses_openai_shape
 
 # Documents `Authorization: Bearer <key>` on the operations that depend on it; authentication
 # itself is done by the Authenticator (auto_error=False: this object never refuses anything).
@@ -40,6 +40,18 @@ _OPENAI_ERROR_SCHEMA: dict[str, Any] = {
         }
     },
 }
+_ANTHROPIC_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "error"],
+    "properties": {
+        "type": {"const": "error"},
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+        },
+    },
+}
 _BAD_REQUEST = "Bad Request - Invalid input; the message names the field."
 _TOO_LARGE = "Content Too Large - The body is over the configured limit."
 
@@ -63,6 +75,17 @@ CHAT_BODY: dict[str, Any] = {
         "max_tokens": {"type": ["integer", "null"], "minimum": 1},
         "max_completion_tokens": {"type": ["integer", "null"], "minimum": 1},
         "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 128},
+        **_ROUTER_FIELDS,
+    },
+}
+MESSAGES_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["model", "max_tokens", "messages"],
+    "properties": {
+        "model": {"type": "string", "minLength": 1},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "messages": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+        "stream": {"type": "boolean"},
         **_ROUTER_FIELDS,
     },
 }
@@ -115,8 +138,15 @@ def _truthful(document: dict[str, Any]) -> dict[str, Any]:
         schemas.pop(unused, None)
     schemas["ErrorResponse"] = _ERROR_SCHEMA
     schemas["OpenAIError"] = _OPENAI_ERROR_SCHEMA
+    schemas["AnthropicError"] = _ANTHROPIC_ERROR_SCHEMA
     for path, operations in document.get("paths", {}).items():
-        shape = "OpenAIError" if uses_openai_shape(path) else "ErrorResponse"
+        shape = (
+            "AnthropicError"
+            if uses_anthropic_shape(path)
+            else "OpenAIError"
+            if uses_openai_shape(path)
+            else "ErrorResponse"
+        )
         ref = f"#/components/schemas/{shape}"
         for operation in operations.values():
             responses: dict[str, Any] = operation.setdefault("responses", {})
