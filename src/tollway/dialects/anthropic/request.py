@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 
 from tollway.errors import BadRequest
-from tollway.jsonbody import parse_json_body
 from tollway.gateway.request import InferenceRequest, parse_chat
+from tollway.jsonbody import parse_json_body
 from tollway.projects.policy import ROUTER_FIELDS
 
 # Fields accepted and not forwarded (ROUTER_FIELDS are handled by the chat parser).
