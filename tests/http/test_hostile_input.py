@@ -282,6 +282,21 @@ async def test_lone_surrogate_in_inference_bodies_is_400_in_openai_shape(
         assert error["param"] == param
         assert error["message"].startswith(f"{param}: not valid Unicode")
         assert error["type"] == "invalid_request_error"
+    anthropic = await api.post(
+        "/v1/messages",
+        content=('{"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "$"}]}')
+        .replace("$", SURROGATE)
+        .encode(),
+        headers={"x-api-key": alice.inference_key, "content-type": "application/json"},
+    )
+    assert anthropic.status_code == 400
+    assert anthropic.json() == {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": "messages.0.content: not valid Unicode (a lone UTF-16 surrogate escape)",
+        },
+    }
     number = await api.post(
         "/v1/chat/completions",
         content=b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 1e400}',
