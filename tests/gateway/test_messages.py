@@ -419,10 +419,11 @@ async def test_insufficient_balance_is_a_402_billing_error(
         with pytest.raises(anthropic.APIStatusError) as caught:
             await broke_client.messages.create(model="chat-b", max_tokens=10, messages=HELLO)
     assert caught.value.status_code == 402
-    assert caught.value.body == {
-        "type": "error",
-        "error": {"type": "billing_error", "message": "insufficient balance"},
-    }
+    body = caught.value.body
+    assert isinstance(body, dict) and body["type"] == "error"
+    assert body["error"]["type"] == "billing_error"
+    assert body["error"]["message"].startswith("insufficient balance: this request needs")
+    assert caught.value.response.headers["x-should-retry"] == "false"
 
 
 async def test_fallback_from_a_failing_provider_with_metadata(

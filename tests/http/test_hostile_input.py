@@ -314,7 +314,7 @@ async def test_unknown_paths_are_404_in_one_shape_per_api(
         response = await api.get(path)
         assert response.status_code == 404
         assert response.json() == {"error": f"not found: GET {path}"}
-    for path in ("/v1/chat/completions/x", "/v1/models/x/y", "/v1/embeddings/x"):
+    for path in ("/v1/chat/completions/x", "/v1/chat/completions/x/y", "/v1/embeddings/x"):
         response = await api.post(path)
         assert response.status_code == 404
         assert response.json() == {
