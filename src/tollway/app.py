@@ -20,7 +20,8 @@ from tollway.gateway.health import HealthBook
 from tollway.gateway.metrics import Metrics
 from tollway.gateway.pipeline import Gateway
 from tollway.gateway.tasks import TaskTracker
-from tollway.http import budgets, health, inference, management, usage
+from tollway.console.routes import mount_console
+from tollway.http import budgets, health, inference, management, models, usage
 from tollway.http.errors import install_error_handlers
 from tollway.ids import new_id
 from tollway.keys.service import KeyService
@@ -119,6 +120,8 @@ def create_app(
     app.include_router(management.router)
     app.include_router(budgets.router)
     app.include_router(usage.router)
+    app.include_router(models.router)
+    mount_console(app)
     return app
 
 
