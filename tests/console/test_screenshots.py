@@ -34,7 +34,7 @@ def traffic(site: Site) -> None:
     assert site.api("POST", "/v1/manage/budgets", json=budget).status_code == 201
     budget = {"scope": "each_key", "period": "monthly", "limit": "0.0002"}
     assert site.api("POST", "/v1/manage/budgets", json=budget).status_code == 201
-    for fields in ({}, {"preference": "cost"}, {"allowed_providers": ["demo-eu"]}, {}):
+    for fields in ({}, {"allowed_providers": ["demo-cheap"]}, {"allowed_providers": ["demo-eu"]}, {}):
         assert site.chat(max_tokens=32, **fields).status_code == 200
     assert site.chat("tollway-demo-small", max_tokens=32).status_code == 200
     for _ in range(3):  # opens the circuit of the always-failing provider

@@ -18,6 +18,9 @@ const sessionBox = document.getElementById('session');
 
 // What the pages share within this tab, in memory only (never in storage).
 const shared = { me: null, playgroundKey: null };
+// Each navigation gets a number; a slow page that finishes after the next navigation began
+// is dropped instead of replacing the newer page.
+let navigation = 0;
 
 function signInMessage(error) {
   if (error.status === 403) {
@@ -83,6 +86,8 @@ function showSession(me) {
 }
 
 async function route() {
+  navigation += 1;
+  const current = navigation;
   if (!session.key) {
     renderSignIn();
     return;
@@ -91,6 +96,7 @@ async function route() {
   const page = PAGES[name] ? name : 'overview';
   try {
     shared.me = shared.me ?? await api('/v1/manage/me');
+    if (current !== navigation) return;
   } catch (error) {
     if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
       signOut(signInMessage(error));
@@ -110,12 +116,14 @@ async function route() {
   main.setAttribute('aria-busy', 'true');
   try {
     const view = await PAGES[page].render(ctx);
+    if (current !== navigation) return;
     clear(main).append(view);
   } catch (error) {
+    if (current !== navigation) return;
     if (!(error instanceof ApiError)) throw error;
     clear(main).append(alertBox(error.message));
   } finally {
-    main.removeAttribute('aria-busy');
+    if (current === navigation) main.removeAttribute('aria-busy');
   }
   const heading = main.querySelector('h1');
   document.title = `${heading ? heading.textContent : 'Console'} · Tollway`;
