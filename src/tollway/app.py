@@ -14,13 +14,13 @@ from tollway.billing.meter import Meter
 from tollway.billing.recovery import Recovery
 from tollway.billing.usage import UsageService
 from tollway.clock import Clock, system_clock
+from tollway.console.routes import mount_console
 from tollway.gateway.auth import Authenticator
 from tollway.gateway.config_cache import ConfigCache
 from tollway.gateway.health import HealthBook
 from tollway.gateway.metrics import Metrics
 from tollway.gateway.pipeline import Gateway
 from tollway.gateway.tasks import TaskTracker
-from tollway.console.routes import mount_console
 from tollway.http import budgets, health, inference, management, models, usage
 from tollway.http.errors import install_error_handlers
 from tollway.ids import new_id

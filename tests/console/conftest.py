@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,9 +48,10 @@ class Site:
         headers = {"Authorization": f"Bearer {key or self.admin.management_key}"}
         return httpx.request(method, f"{self.root}{path}", headers=headers, timeout=10, **kwargs)
 
-    def chat(self, model: str = "tollway-demo-chat", key: str | None = None, **fields: Any) -> Any:
+    def chat(self, model: str = "tollway-demo-chat", **fields: Any) -> httpx.Response:
+        """A chat with the admin's inference key; ``fields`` go into the body."""
         body = {"model": model, "messages": [{"role": "user", "content": "hi"}], **fields}
-        return self.api("POST", "/v1/chat/completions", key or self.admin.inference_key, json=body)
+        return self.api("POST", "/v1/chat/completions", self.admin.inference_key, json=body)
 
     def reset_config(self) -> None:
         body = {
@@ -123,8 +124,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             yield Site(f"http://127.0.0.1:{port}", admin, member)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    """One Chromium for this package (a launch costs seconds); each test gets a fresh
+    context, so no cookie, storage or cache crosses from one test to the next. Package
+    scope, not session: Playwright's sync API keeps an event loop marked as running on
+    this thread until it stops, which the asyncio tests of other packages cannot share
+    (so every test in this package is synchronous)."""
     if not CHROMIUM.exists():
         reason = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
         if os.environ.get("CI"):
@@ -180,8 +186,9 @@ def unlabelled_controls(page: Page) -> list[str]:
     result: list[str] = page.evaluate(
         """() => [...document.querySelectorAll('input, select, textarea, button')]
             .filter((el) => !el.closest('[hidden]'))
-            .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
-                && !el.getAttribute('aria-labelledby') && !(el.tagName === 'BUTTON' && el.textContent.trim()))
+            .filter((el) => !(el.labels && el.labels.length))
+            .filter((el) => !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby'))
+            .filter((el) => !(el.tagName === 'BUTTON' && el.textContent.trim()))
             .map((el) => el.outerHTML.slice(0, 120))"""
     )
     return result

@@ -63,9 +63,10 @@ def test_the_apis_validation_error_is_shown_at_its_field(page: Page, site: Site)
     expect(error).to_have_text("unknown model 'no-such-model'")
     expect(blacklist).to_have_attribute("aria-invalid", "true")
     expect(blacklist).to_be_focused()
-    assert site.api("GET", "/v1/project-configs").json()["inference_config"][
-        "blacklisted_models"
-    ] == []
+    assert (
+        site.api("GET", "/v1/project-configs").json()["inference_config"]["blacklisted_models"]
+        == []
+    )
 
     # A problem that names no field is shown for the whole form.
     blacklist.fill("")

@@ -34,8 +34,8 @@ def traffic(site: Site) -> None:
     assert site.api("POST", "/v1/manage/budgets", json=budget).status_code == 201
     budget = {"scope": "each_key", "period": "monthly", "limit": "0.0002"}
     assert site.api("POST", "/v1/manage/budgets", json=budget).status_code == 201
-    for fields in ({}, {"allowed_providers": ["demo-cheap"]}, {"allowed_providers": ["demo-eu"]}, {}):
-        assert site.chat(max_tokens=32, **fields).status_code == 200
+    for providers in (None, ["demo-cheap"], ["demo-eu"], None):
+        assert site.chat(max_tokens=32, allowed_providers=providers).status_code == 200
     assert site.chat("tollway-demo-small", max_tokens=32).status_code == 200
     for _ in range(3):  # opens the circuit of the always-failing provider
         assert site.chat("flaky-chat", max_tokens=32).status_code >= 500
@@ -53,6 +53,10 @@ def test_every_page_renders_and_is_labelled(page: Page, site: Site, tmp_path: Pa
             expect(page.locator("#served-provider")).not_to_be_empty()
         assert unlabelled_controls(page) == [], route
         shoot(page, route, tmp_path)
+        if route == "requests" and page.locator("#log-unavailable").count() == 0:
+            page.locator("tbody tr").filter(has_text="flaky-chat").first.get_by_role("link").click()
+            expect(page.locator("#attempts")).to_contain_text("failed")
+            shoot(page, "request-detail", tmp_path)
 
 
 def test_phone_width_has_no_horizontal_scroll(phone: Page, site: Site, tmp_path: Path) -> None:

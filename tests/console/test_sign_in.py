@@ -52,11 +52,23 @@ def test_sign_in_keeps_the_key_in_the_tab_only_and_sign_out_forgets_it(
 
 def test_keyboard_reaches_every_page_through_the_navigation(page: Page, site: Site) -> None:
     sign_in(page, site)
-    page.evaluate("() => document.activeElement.blur()")
-    page.keyboard.press("Tab")  # from the top of the page, the skip link comes first
-    expect(page.locator(".skip-link")).to_be_focused()
-    for name, heading in [("API keys", "API keys"), ("Models", "Models")]:
-        page.get_by_role("link", name=name).focus()
-        page.keyboard.press("Enter")
-        expect(page.get_by_role("heading", name=heading, level=1)).to_be_visible()
-        expect(page.get_by_role("link", name=name)).to_have_attribute("aria-current", "page")
+    main = page.locator("main")
+    expect(main).to_be_focused()  # a new page moves the focus to its content
+    page.keyboard.press("Shift+Tab")
+    expect(page.get_by_role("button", name="Sign out")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    expect(page.get_by_role("link", name="Models")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Models", level=1)).to_be_visible()
+    expect(page.get_by_role("link", name="Models")).to_have_attribute("aria-current", "page")
+    expect(main).to_be_focused()
+    for _ in range(7):  # Sign out, Models, Playground, Requests, Budgets, Configuration, API keys
+        page.keyboard.press("Shift+Tab")
+    expect(page.get_by_role("link", name="API keys")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="API keys", level=1)).to_be_visible()
+
+    skip = page.locator(".skip-link")  # hidden off-screen until focused
+    assert (skip.bounding_box() or {"x": -1.0})["x"] < 0
+    skip.focus()
+    assert (skip.bounding_box() or {"x": -1.0})["x"] >= 0

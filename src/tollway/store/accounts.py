@@ -66,7 +66,9 @@ async def project_by_name(conn: AsyncConnection, name: str) -> ProjectRow | None
 
 async def project_by_id(conn: AsyncConnection, project_id: str) -> ProjectRow | None:
     row = (
-        await conn.execute(select(projects.c.id, projects.c.name).where(projects.c.id == project_id))
+        await conn.execute(
+            select(projects.c.id, projects.c.name).where(projects.c.id == project_id)
+        )
     ).first()
     return ProjectRow(row.id, row.name) if row else None
 

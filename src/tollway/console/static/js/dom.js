@@ -1,4 +1,4 @@
-// Building DOM without innerHTML: text is always text, so nothing from the API can inject markup.
+// Building DOM from elements and text nodes, never from HTML strings: nothing from the API can inject markup.
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
