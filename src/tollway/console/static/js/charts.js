@@ -5,7 +5,7 @@ import { h, svg } from './dom.js';
 
 const W = 640;
 const H = 200;
-const PAD = { top: 12, right: 8, bottom: 26, left: 64 };
+const PAD = { top: 12, right: 8, bottom: 30, left: 96 };
 
 /** points: [{label, value}]; format: value → text. */
 export function columnChart(title, points, format) {
@@ -45,7 +45,7 @@ export function shareChart(title, rows, format) {
   const sorted = [...rows].sort((a, b) => b.value - a.value);
   const rowH = 28;
   const height = Math.max(sorted.length, 1) * rowH;
-  const labelW = 200;
+  const labelW = 220;
   const barMax = W - labelW - 170;
   const chart = svg('svg', {
     viewBox: `0 0 ${W} ${height}`, class: 'chart share', role: 'img',
