@@ -72,3 +72,17 @@ def test_keyboard_reaches_every_page_through_the_navigation(page: Page, site: Si
     assert (skip.bounding_box() or {"x": -1.0})["x"] < 0
     skip.focus()
     assert (skip.bounding_box() or {"x": -1.0})["x"] >= 0
+
+
+def test_a_key_deleted_elsewhere_ends_the_session(page: Page, site: Site) -> None:
+    created = site.api(
+        "POST", "/v1/manage/api-keys", json={"name": "short-lived", "is_management_key": True}
+    )
+    key = created.json()["api_key"]
+    sign_in(page, site, key=key)
+    gone = site.api("DELETE", "/v1/manage/api-keys", json={"name": "short-lived"})
+    assert gone.status_code == 200
+    page.get_by_role("link", name="API keys").click()
+    expect(page.get_by_label("Management key")).to_be_visible()
+    expect(page.get_by_role("status").filter(has_text="stopped working")).to_be_visible()
+    assert stored_key(page) is None

@@ -73,6 +73,7 @@ function renderSignIn(reason) {
 }
 
 function signOut(reason) {
+  navigation += 1; // a page still loading with the old key must not replace the sign-in
   session.signOut();
   shared.me = null;
   shared.playgroundKey = null;

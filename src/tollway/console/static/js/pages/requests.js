@@ -21,8 +21,11 @@ function statusBadge(status) {
   return h('span', { class: `badge ${status === 'success' ? 'success' : 'failed'}` }, status);
 }
 
+/** A datetime-local value ("2026-11-26T10:00", seconds optional), read as UTC. */
 function localInputToIso(value) {
-  return value ? new Date(`${value}:00Z`).toISOString() : '';
+  if (!value) return '';
+  const date = new Date(`${value.length === 16 ? `${value}:00` : value}Z`);
+  return Number.isNaN(date.getTime()) ? '' : date.toISOString();
 }
 
 function filterForm(models, providers, values, onApply) {
