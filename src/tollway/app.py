@@ -34,7 +34,11 @@ from tollway.store.database import Database
 
 def build_state(settings: Settings, registry: Registry, clock: Clock) -> AppState:
     """Build every long-lived object once; must run inside the event loop (lifespan)."""
-    db = Database(settings.database_url, pool_size=settings.db_pool_size)
+    db = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        sqlite_busy_timeout_s=settings.sqlite_busy_timeout_s,
+    )
     projects = ProjectService(db, registry, clock)
     keys = KeyService(db, clock, key_limit=settings.key_limit)
     auth = Authenticator(keys, cache_size=settings.auth_cache_size)
@@ -78,6 +82,7 @@ def build_state(settings: Settings, registry: Registry, clock: Clock) -> AppStat
             clock,
             heartbeat_s=settings.heartbeat_s,
             stale_s=settings.reservation_stale_s,
+            shutdown_settle_s=settings.shutdown_settle_s,
         ),
         budgets=BudgetService(db, clock),
         usage=UsageService(db, clock),
