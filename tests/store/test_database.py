@@ -45,9 +45,12 @@ async def test_a_sqlite_file_locked_past_the_busy_timeout_is_unavailable(tmp_pat
         with pytest.raises(DatabaseUnavailable):
             async with db.write() as conn:
                 await conn.execute(text("DELETE FROM instances"))
-        # Reads go on in WAL mode: the database answers, it is writes that wait.
-        assert await db.ping() is True
+        # Reads go on in WAL mode, but this process cannot write: not ready.
+        async with db.read() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM users"))).scalar_one() == 0
+        assert await db.ping(timeout_s=0.2) is False
         lock.up()
+        assert await db.ping() is True
         await db.run_write(lambda conn: conn.execute(text("DELETE FROM instances")))
     finally:
         lock.up()

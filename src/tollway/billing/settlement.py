@@ -114,24 +114,24 @@ class PendingSettlements:
                 delay = FIRST_RETRY_S
 
     async def _attempt_all(self) -> bool:
-        """One pass over what is pending; False when the database is still refusing."""
+        """One pass over what is pending; False when something is left for the next pass."""
+        done = True
         for request_id, item in list(self._pending.items()):
             try:
                 await self._meter.settle(item.reservation, item.usage)
             except DatabaseUnavailable:
-                return False
+                return False  # still down: the others would fail the same way
             except Exception as exc:  # a bug, not an outage: bounded retries, then release
                 item.failures += 1
                 log.error("settlement of %s failed: %s", request_id, _reason(exc))
-                if item.failures < MAX_FAILED_ATTEMPTS:
-                    return False
-                if not await self._give_up(request_id, item):
-                    return False
+                if item.failures < MAX_FAILED_ATTEMPTS or not await self._give_up(request_id, item):
+                    done = False
+                    continue
             else:
                 waited = time.monotonic() - item.since
                 log.info("deferred settlement of %s landed after %.1f s", request_id, waited)
             self._pending.pop(request_id, None)
-        return True
+        return done
 
     async def _give_up(self, request_id: str, item: _Pending) -> bool:
         try:

@@ -197,8 +197,14 @@ class Database:
                 return await conn.run_sync(fn)
 
     async def ping(self, timeout_s: float = 2.0) -> bool:
-        """Whether the database answers a trivial query within `timeout_s` (readiness)."""
+        """Whether the database answers within `timeout_s` (readiness). On SQLite, whether
+        this process could write: reads go on while another process holds the write lock,
+        so the probe takes the lock (and rolls back) on a connection of its own, off the
+        writer thread, waiting at most `timeout_s` for it."""
         try:
+            if self._sync is not None:
+                path = make_url(self.url).database or ""
+                return await asyncio.to_thread(_sqlite_can_write, path, timeout_s)
             async with asyncio.timeout(timeout_s), self.read() as conn:
                 await conn.exec_driver_sql("SELECT 1")
         except (DatabaseUnavailable, TimeoutError):
@@ -240,6 +246,19 @@ def _in_transaction(engine: Engine, fn: Callable[[Connection], T], write: bool) 
             conn.execution_options(tollway_write=True)
         with conn.begin():
             return fn(conn)
+
+
+def _sqlite_can_write(path: str, timeout_s: float) -> bool:
+    try:
+        conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    return True
 
 
 def null_pool_engine(url: str) -> AsyncEngine:
