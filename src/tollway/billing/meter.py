@@ -134,12 +134,17 @@ class Meter:
                 return fast
             transaction = partial(self._reserve, request, quote, now, debit_first=False)
             return await self._db.run_write(transaction)
-        except (asyncio.CancelledError, DatabaseUnavailable):
+        except asyncio.CancelledError:
             # The transaction may have committed all the same (in its thread, or while the
             # COMMIT or the one statement was on the wire): give the credits back now rather
             # than at shutdown. On SQLite this runs after it on the same writer thread.
             undo = Reservation(request_id, request.payer, 0, 0, False)
             await asyncio.shield(self.settle_durably(undo, None))
+            raise
+        except DatabaseUnavailable as exc:
+            # The same doubt, the database away: the retrier releases it once it is back
+            # (no attempt now, which would only make the 503 wait for a second failure).
+            self.pending.add(Reservation(request_id, request.payer, 0, 0, False), None, exc)
             raise
         except BaseException:  # refused (401, 402, 429) or a bug: nothing was written
             self._unsettled.discard(request_id)
