@@ -25,13 +25,17 @@ from tests.support.outage import Outage, database_outage, reconnected
 from tests.support.world import World
 from tollway.billing.meter import Meter
 from tollway.billing.recovery import Recovery
-from tollway.billing.settlement import MAX_RETRY_S
+from tollway.billing.settlement import FIRST_RETRY_S, MAX_FAILED_ATTEMPTS, MAX_RETRY_S
 from tollway.errors import DatabaseUnavailable
 from tollway.store.database import Database
 
 # After the database is back, every pending settlement lands within the longest backoff
 # plus the time to write it; generous, since the machine is shared.
 LANDS_WITHIN_S = MAX_RETRY_S + 8
+# A settlement failing for a bug: MAX_FAILED_ATTEMPTS attempts with the backoff between.
+MAX_ATTEMPTS_WITHIN_S = (
+    sum(min(FIRST_RETRY_S * 2**i, MAX_RETRY_S) for i in range(MAX_FAILED_ATTEMPTS)) + 8
+)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -152,3 +156,28 @@ async def test_a_reservation_whose_undo_failed_is_reconciled_by_the_live_instanc
     assert await meter.settle(in_flight, usage(10, 5)) == 15
     assert await balance_of(world.db, alice.user_id) == 1_000_000 - 15
     await assert_invariant(world.db)
+
+
+async def test_a_settlement_that_fails_for_a_bug_is_released_not_held_forever(
+    world: World, clock: FakeClock
+) -> None:
+    alice = await world.member("alice", "p1", credits_eur="1")
+    meter = Meter(world.db, clock, instance_id="live")
+    reservation = await meter.reserve(ask(await payer_of(world, alice)))
+    async with world.db.write() as conn:  # a usage event already there: the insert must fail
+        await conn.execute(
+            text(
+                "INSERT INTO usage_events (request_id, created_at, user_id, project_id, key_id,"
+                " key_name, endpoint, model, provider, prompt_tokens, completion_tokens,"
+                " total_tokens, cost_credits, latency_ms, status, usage_source) VALUES"
+                " (:r, 0, :u, :p, NULL, '', '', '', '', 0, 0, 0, 0, 0, 'error', 'none')"
+            ),
+            {"r": reservation.request_id, "u": alice.user_id, "p": alice.project_id},
+        )
+    assert await meter.settle_durably(reservation, usage(10, 20)) == 30
+    assert len(meter.pending) == 1
+    await eventually_no_holds(world.db, MAX_ATTEMPTS_WITHIN_S)
+    assert len(meter.pending) == 0 and not meter.is_open(reservation.request_id)
+    assert await balance_of(world.db, alice.user_id) == 1_000_000  # released, uncharged
+    await assert_invariant(world.db)
+    await meter.pending.close(0)

@@ -8,8 +8,9 @@ reservation by `DELETE … RETURNING` and its ledger entry ids are unique, so a 
 that did commit (the connection broke after the COMMIT) charges nothing twice.
 
 An error that is not about availability (a bug: a constraint, a value the schema refuses) is
-retried `MAX_FAILED_ATTEMPTS` times, then the reservation is released uncharged and the loss
-logged: a hold must never outlive the bug that blocked its settlement.
+retried `MAX_FAILED_ATTEMPTS` times, then the reservation is released uncharged (without a
+usage event, which may be what was refused) and the loss logged: a hold must never outlive
+the bug that blocked its settlement.
 
 On shutdown `close` keeps trying for a bounded time; what is still pending then stays in the
 database as an open reservation of this instance, which a sweeper (another replica, or this
@@ -134,12 +135,11 @@ class PendingSettlements:
         return done
 
     async def _give_up(self, request_id: str, item: _Pending) -> bool:
-        try:
-            await self._meter.release_abandoned(request_id)
+        try:  # released without a usage event: the event may be what the schema refused
+            await self._meter.settle(item.reservation, None)
         except Exception as exc:  # still failing: keep it pending, retried with the backoff
             log.error("release of %s failed: %s", request_id, _reason(exc))
             return False
-        self._meter.forget(request_id)
         log.error(
             "settlement of %s failed %d times: reservation of %d credits released uncharged",
             request_id,
