@@ -29,6 +29,7 @@ from tollway.state import AppState
 
 STREAMS = 6
 CALLS = 6
+REFUSED = 6  # half of them streams
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -94,11 +95,17 @@ async def test_a_database_outage_under_streams_and_calls_loses_no_money(
             await wait_for_holds(world, STREAMS + CALLS, 30)  # every request holds credits
             outage.down()
 
-            # During the outage: refused cleanly, alive, not ready.
-            refused = await client.post(url, json=chat(), headers=headers)
-            assert refused.status_code == 503, refused.text
-            assert refused.headers["retry-after"] == "2"
-            assert refused.json()["error"]["code"] == "database_unavailable"
+            # During the outage: refused cleanly (no 500, no reset), alive, not ready.
+            refused = await asyncio.gather(
+                *(
+                    client.post(url, json=chat(stream=i % 2 == 0), headers=headers)
+                    for i in range(REFUSED)
+                )
+            )
+            for response in refused:
+                assert response.status_code == 503, response.text
+                assert response.headers["retry-after"] == "2"
+                assert response.json()["error"]["code"] == "database_unavailable"
             assert (await client.get(f"{root}/health")).status_code == 200
             ready = await client.get(f"{root}/ready")
             assert ready.status_code == 503
@@ -117,9 +124,9 @@ async def test_a_database_outage_under_streams_and_calls_loses_no_money(
             for response in await asyncio.gather(*calls):
                 assert response.status_code == 200, response.text
                 assert response.json()["choices"][0]["message"]["content"]
-            # Every settlement deferred, and the refused request's undo (its reservation
+            # Every settlement deferred, and each refused request's undo (its reservation
             # may have committed before the connection failed: released once it is back).
-            assert len(state.meter.pending) == STREAMS + CALLS + 1
+            assert len(state.meter.pending) == STREAMS + CALLS + REFUSED
 
             outage.up()
             back = time.monotonic()
