@@ -40,7 +40,11 @@ def build_state(
     settings: Settings, registry: Registry, clock: Clock, tracer: Tracer | None = None
 ) -> AppState:
     """Build every long-lived object once; must run inside the event loop (lifespan)."""
-    db = Database(settings.database_url, pool_size=settings.db_pool_size)
+    db = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        sqlite_busy_timeout_s=settings.sqlite_busy_timeout_s,
+    )
     projects = ProjectService(db, registry, clock)
     keys = KeyService(db, clock, key_limit=settings.key_limit)
     auth = Authenticator(keys, cache_size=settings.auth_cache_size)
@@ -91,6 +95,7 @@ def build_state(
             clock,
             heartbeat_s=settings.heartbeat_s,
             stale_s=settings.reservation_stale_s,
+            shutdown_settle_s=settings.shutdown_settle_s,
         ),
         budgets=BudgetService(db, clock),
         usage=UsageService(db, clock),
