@@ -65,6 +65,8 @@ def render_tollway_error(path: str, exc: TollwayError) -> Response:
         headers["WWW-Authenticate"] = "Bearer"
     if exc.should_retry is False:
         headers["x-should-retry"] = "false"
+    if exc.retry_after_s is not None:
+        headers["Retry-After"] = str(exc.retry_after_s)
     return error_response(
         path,
         exc.status,
@@ -72,7 +74,7 @@ def render_tollway_error(path: str, exc: TollwayError) -> Response:
         openai_type=exc.openai_type,
         code=exc.code,
         param=exc.param,
-        headers=headers,
+        headers=headers or None,
     )
 
 
