@@ -9,10 +9,10 @@ from fastapi import APIRouter, Depends, Request
 
 from tollway.gateway.auth import Principal
 from tollway.gateway.health import HealthBook
-from tollway.http.deps import app_state, management_principal
+from tollway.http.deps import ManagementRoute, app_state, management_principal
 from tollway.providers.registry import Registry, ResolvedEndpoint
 
-router = APIRouter()
+router = APIRouter(route_class=ManagementRoute)
 Caller = Annotated[Principal, Depends(management_principal)]
 
 
