@@ -44,7 +44,7 @@ def test_console_root_is_the_page_and_needs_no_key(site: Site) -> None:
     assert js.headers["content-type"].startswith(("text/javascript", "application/javascript"))
     missing = httpx.get(f"{site.console}js/nope.js")
     assert missing.status_code == 404
-    assert missing.json() == {"error": "Not Found"}
+    assert missing.json() == {"error": "not found: GET /console/js/nope.js"}  # one 404 shape
 
 
 def test_nothing_inline_nothing_from_elsewhere_nothing_unsafe() -> None:
