@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -162,6 +163,11 @@ def _wait_for_health(root: str, process: subprocess.Popen[str]) -> None:
     raise AssertionError("the demo did not become ready")
 
 
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def test_a_second_demo_checks_its_ports_before_replacing_the_key(tmp_path: Path) -> None:
     database_url = f"sqlite:///{tmp_path / 'demo.db'}"
     port, mock_port = free_port(), free_port()
@@ -224,12 +230,18 @@ def test_a_second_demo_checks_its_ports_before_replacing_the_key(tmp_path: Path)
         assert httpx.get(f"{root}/v1/user/balance", headers=headers).status_code == 200
         keys = orjson.loads(tollway("keys", "list", "--json", database_url=database_url).stdout)
         assert [k["name"] for k in keys["api_keys"]] == ["default"]
+        # Stopping the demo (SIGTERM to it alone) stops its mock provider too.
+        demo.terminate()
+        assert demo.wait(timeout=30) != 0
+        deadline = time.monotonic() + 15
+        while _port_in_use(mock_port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _port_in_use(mock_port), "the demo's mock provider outlived it"
     finally:
-        os.killpg(demo.pid, signal.SIGTERM)
         try:
-            demo.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(demo.pid, signal.SIGKILL)
-            demo.wait()
+            os.killpg(demo.pid, signal.SIGKILL)  # whatever of the demo's group is left
+        except ProcessLookupError:
+            pass
+        demo.wait()
         if demo.stdout:
             demo.stdout.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -233,6 +234,9 @@ def demo(
     mock = subprocess.Popen(
         [sys.executable, "-m", "tollway", "mock-provider", "--port", str(mock_port)]
     )
+    # uvicorn re-raises a SIGTERM once it has shut down; with the default handler that would
+    # end this process before `finally` stops the mock, leaving it running. Exit instead.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         if not _wait_for_listener(mock, "127.0.0.1", mock_port, timeout_s=30):
             fail(f"the demo's mock provider did not start on port {mock_port}")
@@ -258,6 +262,10 @@ def _bind_problem(host: str, port: int) -> str | None:
         except OSError as exc:
             return exc.strerror or str(exc)
     return None
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _wait_for_listener(

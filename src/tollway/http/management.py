@@ -1,4 +1,4 @@
-"""The Management API (CONTRACT §3.1, §3.2, §3.4): keys, project configuration, balance."""
+"""The Management API (docs/api.md): keys, project configuration, balance."""
 
 from __future__ import annotations
 
