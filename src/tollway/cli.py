@@ -52,10 +52,11 @@ app.add_typer(providers_app, name="providers")
 def _root(
     ctx: typer.Context,
     database_url: Annotated[
-        str | None, typer.Option(help="Database URL (env TOLLWAY_DATABASE_URL).")
+        str | None, typer.Option(metavar="URL", help="Database URL (env TOLLWAY_DATABASE_URL).")
     ] = None,
     providers: Annotated[
-        str | None, typer.Option(help="Provider registry YAML (env TOLLWAY_PROVIDERS).")
+        str | None,
+        typer.Option(metavar="PATH", help="Provider registry YAML (env TOLLWAY_PROVIDERS)."),
     ] = None,
 ) -> None:
     overrides = {"database_url": database_url, "providers": providers}
@@ -96,7 +97,9 @@ def init(
 @app.command()
 def serve(
     ctx: typer.Context,
-    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    host: Annotated[
+        str | None, typer.Option(metavar="HOST", help="Bind address (default 127.0.0.1).")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8080).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default 1).")] = None,
 ) -> None:

@@ -23,7 +23,7 @@ AMOUNT_HELP = "plain decimal EUR, at most 6 decimals (no exponent, no separators
 def credits_add(
     ctx: typer.Context,
     amount_eur: Annotated[str, typer.Argument(metavar="AMOUNT_EUR", help=AMOUNT_HELP)],
-    user: Annotated[str, typer.Option(help="User name.")],
+    user: Annotated[str, typer.Option(metavar="NAME", help="User name.")],
 ) -> None:
     """Top up a user's balance by AMOUNT_EUR (one ledger row)."""
     balance = run(
@@ -38,7 +38,7 @@ def credits_add(
 @credits_app.command("adjust")
 def credits_adjust(
     ctx: typer.Context,
-    user: Annotated[str, typer.Option(help="User name.")],
+    user: Annotated[str, typer.Option(metavar="NAME", help="User name.")],
     amount: Annotated[
         str,
         typer.Option(
@@ -46,7 +46,9 @@ def credits_adjust(
             help=f"Positive refunds, negative debits; {AMOUNT_HELP}.",
         ),
     ],
-    reason: Annotated[str, typer.Option(help="Why, recorded in the ledger (≤ 200 chars).")],
+    reason: Annotated[
+        str, typer.Option(metavar="TEXT", help="Why, recorded in the ledger (≤ 200 chars).")
+    ],
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Refund or debit a balance with a reason (one `adjustment` ledger row). A debit never

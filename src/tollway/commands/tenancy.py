@@ -103,9 +103,9 @@ def projects_list(ctx: typer.Context, json: JsonFlag = False) -> None:
 @members_app.command("add")
 def members_add(
     ctx: typer.Context,
-    project: Annotated[str, typer.Option(help="Project name.")],
-    user: Annotated[str, typer.Option(help="User name.")],
-    role: Annotated[str, typer.Option(help="admin or member.")],
+    project: Annotated[str, typer.Option(metavar="NAME", help="Project name.")],
+    user: Annotated[str, typer.Option(metavar="NAME", help="User name.")],
+    role: Annotated[str, typer.Option(metavar="ROLE", help="admin or member.")],
 ) -> None:
     """Add or change a membership."""
     run(
@@ -120,8 +120,8 @@ def members_add(
 @members_app.command("list")
 def members_list(
     ctx: typer.Context,
-    project: Annotated[str | None, typer.Option(help="Only this project.")] = None,
-    user: Annotated[str | None, typer.Option(help="Only this user.")] = None,
+    project: Annotated[str | None, typer.Option(metavar="NAME", help="Only this project.")] = None,
+    user: Annotated[str | None, typer.Option(metavar="NAME", help="Only this user.")] = None,
     json: JsonFlag = False,
 ) -> None:
     """List memberships (project, user, role)."""
@@ -144,9 +144,11 @@ def members_list(
 @keys_app.command("create")
 def keys_create(
     ctx: typer.Context,
-    user: Annotated[str, typer.Option(help="User name.")],
-    project: Annotated[str, typer.Option(help="Project name.")],
-    name: Annotated[str | None, typer.Option(help="Key name (default: random).")] = None,
+    user: Annotated[str, typer.Option(metavar="NAME", help="User name.")],
+    project: Annotated[str, typer.Option(metavar="NAME", help="Project name.")],
+    name: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Key name (default: random).")
+    ] = None,
     management: Annotated[bool, typer.Option("--management", help="A management key.")] = False,
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -182,8 +184,10 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(
     ctx: typer.Context,
-    user: Annotated[str | None, typer.Option(help="Only this user's keys.")] = None,
-    project: Annotated[str | None, typer.Option(help="Only keys of this project.")] = None,
+    user: Annotated[str | None, typer.Option(metavar="NAME", help="Only this user's keys.")] = None,
+    project: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Only keys of this project.")
+    ] = None,
     json: JsonFlag = False,
 ) -> None:
     """List API keys (never their secrets: only digests are stored)."""
@@ -232,7 +236,7 @@ def keys_list(
 def keys_revoke(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The key's name.")],
-    user: Annotated[str, typer.Option(help="The key's user.")],
+    user: Annotated[str, typer.Option(metavar="NAME", help="The key's user.")],
 ) -> None:
     """Delete a user's key: refused at once by every gateway replica; its budgets go too."""
 
