@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from tollway.errors import ConfigError, TollwayError
+from tollway.errors import ConfigError, DatabaseUnavailable, TollwayError
 from tollway.providers.registry import RegistryError
 from tollway.settings import Settings
 from tollway.store.database import Database
@@ -81,6 +81,9 @@ def run(ctx: typer.Context, work: Callable[[Settings, Database], Awaitable[T]]) 
 
     try:
         return asyncio.run(main())
+    except DatabaseUnavailable as exc:
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        fail(f"database unavailable: {str(cause).splitlines()[0]}", 2)
     except TollwayError as exc:
         fail(exc.message)
     except RegistryError as exc:
