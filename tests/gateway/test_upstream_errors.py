@@ -27,6 +27,7 @@ from tests.support.broken_upstream import (
 from tests.support.gateway import running_gateway, write_registry
 from tests.support.mock_server import running_mock
 from tests.support.world import Member, World
+from tollway.providers.mock import MockSettings
 
 # Whatever would leak how the gateway reaches its upstreams.
 INTERNALS = re.compile(r"127\.0\.0\.1|localhost|:\d{4,5}\b|[A-Z]\w+(Error|Exception)\b|Errno")
@@ -47,6 +48,7 @@ FAILURES: dict[str, tuple[str, str]] = {
     "up-401": ("p-mock", "x-mock-error-401"),
     "up-422": ("p-mock", "x-mock-error-422"),
     "stream-reset": ("p-stream-reset", "mock-chat"),
+    "stream-stall": ("p-stall", "mock-chat"),
 }
 
 
@@ -69,6 +71,8 @@ def upstreams() -> Iterator[dict[str, str]]:
             "p-not-json": stack.enter_context(broken_upstream(NOT_JSON)),
             "p-not-http": stack.enter_context(broken_upstream(NOT_HTTP)),
             "p-stream-reset": stack.enter_context(broken_upstream(STREAM_THEN_RESET)),
+            # The first word at once, then one every 4 s: past the 1 s idle limit.
+            "p-stall": stack.enter_context(running_mock(MockSettings(tokens_per_second=0.25))),
         }
 
 
@@ -170,32 +174,44 @@ async def test_upstream_validation_error_is_returned_as_is(env: Env) -> None:
     assert response.json()["error"]["code"] == "mock_422"  # the upstream's own body
 
 
+async def stream_events(env: Env, model: str) -> list[Any]:
+    async with (
+        httpx.AsyncClient(timeout=30) as client,
+        client.stream(
+            "POST",
+            f"{env.base_url}/chat/completions",
+            json={"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True},
+            headers=env.headers(),
+        ) as response,
+    ):
+        assert response.status_code == 200
+        return [
+            orjson.loads(line[6:])
+            async for line in response.aiter_lines()
+            if line.startswith("data: ") and line != "data: [DONE]"
+        ]
+
+
+@pytest.mark.parametrize(
+    ("model", "message", "reason"),
+    [
+        (
+            "stream-reset",
+            "p-stream-reset: connection lost before the answer was complete",
+            "ClientPayloadError",
+        ),
+        ("stream-stall", "p-stall: timed out", "TimeoutError"),
+    ],
+)
 async def test_stream_broken_mid_way_ends_with_a_clean_error_event(
-    env: Env, caplog: pytest.LogCaptureFixture
+    env: Env, caplog: pytest.LogCaptureFixture, model: str, message: str, reason: str
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="tollway.upstream"):
-        async with (
-            httpx.AsyncClient(timeout=30) as client,
-            client.stream(
-                "POST",
-                f"{env.base_url}/chat/completions",
-                json={
-                    "model": "stream-reset",
-                    "messages": [{"role": "user", "content": "hi"}],
-                    "stream": True,
-                },
-                headers=env.headers(),
-            ) as response,
-        ):
-            assert response.status_code == 200
-            events = [
-                orjson.loads(line[6:])
-                async for line in response.aiter_lines()
-                if line.startswith("data: ") and line != "data: [DONE]"
-            ]
-    assert events[0]["choices"][0]["delta"]["content"] == "half"
-    error = events[-1]["error"]
-    assert error["message"] == "p-stream-reset: connection lost before the answer was complete"
-    assert not INTERNALS.search(error["message"])
+        events = await stream_events(env, model)
+    assert events[0]["choices"][0]["delta"]["content"]  # the stream had started
+    assert events[-1]["error"]["message"] == message
+    assert events[-1]["error"]["code"] == "upstream_error"
     logged = [r.getMessage() for r in caplog.records if r.name == "tollway.upstream"]
-    assert any("p-stream-reset" in m and "ClientPayloadError" in m for m in logged), logged
+    assert len(logged) == 1
+    assert FAILURES[model][0] in logged[0]
+    assert reason in logged[0]
