@@ -42,7 +42,9 @@ def build_state(settings: Settings, registry: Registry, clock: Clock) -> AppStat
     instance_id = new_id()
     meter = Meter(db, clock, instance_id=instance_id)
     upstream = UpstreamClient(limit_per_host=settings.upstream_connections)
-    health = HealthBook()
+    health = HealthBook(
+        failure_threshold=settings.circuit_failures, cooldown_s=settings.circuit_cooldown_s
+    )
     tasks = TaskTracker()
     metrics = Metrics()
     return AppState(

@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.support.gateway import write_registry
+from tests.support.gateway import running_gateway, write_registry
+from tests.support.mock_server import running_mock_app
+from tests.support.world import World
 from tollway.gateway.health import HealthBook
 from tollway.gateway.routing import ModelPlan, plan_model
 from tollway.projects.policy import effective_policy
+from tollway.providers.mock import MockSettings
 from tollway.providers.registry import Registry, ResolvedEndpoint, load_registry
 
 
@@ -63,24 +68,28 @@ def test_a_lost_trial_frees_itself_after_a_cooldown() -> None:
     assert book.admit(ep)
 
 
-def fallback_registry(tmp_path: Path) -> Registry:
+def fallback_document(good_url: str, flaky_url: str) -> dict[str, object]:
     def ep(provider: str) -> dict[str, object]:
         return {
             "provider": provider,
-            "upstream_model": "m",
+            "upstream_model": "mock-chat",
             "pricing": {"input_token": 1, "output_token": 1},
         }
 
-    document = {
+    return {
         "providers": [
-            {"slug": "good", "name": "good", "base_url": "http://127.0.0.1:9/v1"},
-            {"slug": "flaky", "name": "flaky", "base_url": "http://127.0.0.1:9/v1"},
+            {"slug": "good", "name": "good", "base_url": good_url},
+            {"slug": "flaky", "name": "flaky", "base_url": flaky_url},
         ],
         "models": [
             {"id": "main", "context_size": 4096, "fallback": ["spare"], "endpoints": [ep("good")]},
             {"id": "spare", "context_size": 4096, "endpoints": [ep("flaky")]},
         ],
     }
+
+
+def fallback_registry(tmp_path: Path) -> Registry:
+    document = fallback_document("http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1")
     return load_registry(write_registry(tmp_path / "registry.yaml", document))
 
 
@@ -162,3 +171,52 @@ def test_a_provider_called_only_without_streaming_is_judged_on_its_calls() -> No
         book.record_success(slow, ttft_ms=120, completion_tokens=16, total_ms=200)
     for tokens in (16, 256):
         assert book.predicted_latency_ms(fast, tokens) < book.predicted_latency_ms(slow, tokens)
+
+
+async def test_through_the_gateway_the_trial_waits_for_a_real_attempt(tmp_path: Path) -> None:
+    # `main` (served by `good`) falls back to `spare` (served by `flaky`): requests to `main`
+    # rank `spare` too. Once `flaky` recovers, the first request that needs `spare` must get
+    # its trial — not a 503 because rankings spent it.
+    with (
+        running_mock_app() as (good_url, _),
+        running_mock_app(MockSettings(error_rate=1.0, error_status=503)) as (flaky_url, flaky),
+    ):
+        document = fallback_document(good_url, flaky_url)
+        registry = write_registry(tmp_path / "registry.yaml", document)
+        url = f"sqlite:///{tmp_path / 'gw.db'}"
+        world = World(url)
+        await world.migrate()
+        member = await world.member("gil", "p1", credits_eur="1")
+        headers = {"Authorization": f"Bearer {member.inference_key}"}
+
+        async def chat(client: httpx.AsyncClient, model: str) -> httpx.Response:
+            return await client.post(
+                "/chat/completions",
+                json={
+                    "model": model,
+                    "messages": [{"role": "user", "content": "hi"}],
+                    "enable_model_fallback": True,
+                },
+                headers=headers,
+            )
+
+        try:
+            with running_gateway(url, registry, circuit_cooldown_s=2.0) as (base_url, _):
+                async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+                    for _ in range(3):
+                        assert (await chat(client, "spare")).status_code == 503
+                    refused = await chat(client, "spare")
+                    assert "circuit open" in refused.text
+                    assert flaky.stats.requests == 3
+                    await asyncio.sleep(2.2)
+                    for _ in range(3):
+                        served = await chat(client, "main")
+                        assert served.status_code == 200, served.text
+                        assert served.json()["provider"] == "good"
+                    assert flaky.stats.requests == 3
+                    flaky.settings = MockSettings()  # recovered
+                    trial = await chat(client, "spare")
+                    assert trial.status_code == 200, trial.text
+                    assert flaky.stats.requests == 4
+        finally:
+            await world.close()
