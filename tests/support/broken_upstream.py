@@ -15,20 +15,26 @@ _OK_JSON = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
 RESET_MID_BODY = _OK_JSON + b'content-length: 1000\r\n\r\n{"id": "chatcmpl-cut'
 NOT_JSON = _OK_JSON + b"content-length: 9\r\nconnection: close\r\n\r\nnot json!"
 NOT_HTTP = b"SSH-2.0-OpenSSH_9.6\r\n"
+_SSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+)
 
 
 def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+def chunked_sse(body: bytes, *, size: int) -> bytes:
+    """A complete event-stream answer carrying ``body`` in HTTP chunks of ``size`` bytes."""
+    pieces = [_chunk(body[i : i + size]) for i in range(0, len(body), size)]
+    return _SSE_HEAD + b"".join(pieces) + b"0\r\n\r\n"
+
+
 # One content event, then the connection closes inside the chunked body.
-STREAM_THEN_RESET = (
-    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
-    + _chunk(
-        b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",'
-        b'"choices":[{"index":0,"delta":{"role":"assistant","content":"half"},'
-        b'"finish_reason":null}]}\n\n'
-    )
+STREAM_THEN_RESET = _SSE_HEAD + _chunk(
+    b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",'
+    b'"choices":[{"index":0,"delta":{"role":"assistant","content":"half"},'
+    b'"finish_reason":null}]}\n\n'
 )
 
 

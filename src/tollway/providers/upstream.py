@@ -123,6 +123,11 @@ def malformed_answer(provider: Provider, reason: str) -> UpstreamError:
     return UpstreamError(f"{provider.slug}: malformed answer: {reason}")
 
 
+# The longest SSE line accepted: some upstreams send a whole long reply as one event.
+# (aiohttp's own line reader stops at 128 KiB.) Only the line being read is held.
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+
 @dataclass(slots=True)
 class UpstreamStream:
     """An open streaming response: iterate SSE ``data:`` payloads; always ``close()``.
@@ -132,14 +137,31 @@ class UpstreamStream:
     provider: Provider
 
     async def events(self) -> AsyncIterator[bytes]:
+        pending = bytearray()
         with _translated(self.provider):
-            async for raw in self.response.content:
-                line = raw.strip()
-                if line.startswith(b"data:"):
-                    yield line[5:].lstrip()
+            async for chunk in self.response.content.iter_any():
+                start, search = 0, len(pending)  # only new bytes can hold a new line end
+                pending += chunk
+                while (end := pending.find(b"\n", search)) != -1:
+                    data = _data(pending[start:end])
+                    start = search = end + 1
+                    if data is not None:
+                        yield data
+                del pending[:start]
+                if len(pending) > MAX_EVENT_BYTES:
+                    raise malformed_answer(self.provider, "an event longer than 16 MiB")
+            data = _data(pending)
+            if data is not None:
+                yield data
 
     def close(self) -> None:
         self.response.close()
+
+
+def _data(line: bytearray) -> bytes | None:
+    """The payload of an SSE ``data:`` line, else None (comments, other fields, blanks)."""
+    stripped = bytes(line).strip()
+    return stripped[5:].lstrip() if stripped.startswith(b"data:") else None
 
 
 class UpstreamClient:
