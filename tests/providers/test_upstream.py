@@ -57,11 +57,11 @@ async def read_events(client: UpstreamClient, provider: Provider) -> list[bytes]
 async def test_an_event_longer_than_aiohttp_lines_is_read_whole(
     client: UpstreamClient, tmp_path: Path
 ) -> None:
-    # A whole long reply in one event (300 KB), as some upstreams send it, cut into
+    # A whole long reply in one event (1.5 MB), as some upstreams send it, cut into
     # HTTP chunks that split lines anywhere; plus comments and CRLF line ends.
-    big = orjson.dumps({"choices": [{"delta": {"content": "x" * 300_000}}]})
+    big = orjson.dumps({"choices": [{"delta": {"content": "x" * 1_500_000}}]})
     body = b": keep-alive\r\n\r\ndata: " + big + b'\r\n\r\ndata: {"n":2}\n\ndata: [DONE]\n\n'
-    with broken_upstream(chunked_sse(body, size=7_001)) as url:
+    with broken_upstream(chunked_sse(body, size=65_537)) as url:
         events = await read_events(client, provider_at(tmp_path, url))
     assert events == [big, b'{"n":2}', b"[DONE]"]
 

@@ -124,7 +124,7 @@ def malformed_answer(provider: Provider, reason: str) -> UpstreamError:
 
 
 # The longest SSE line accepted: some upstreams send a whole long reply as one event.
-# (aiohttp's own line reader stops at 128 KiB.) Only the line being read is held.
+# (aiohttp's own line reader stops at 512 KiB.) Only the line being read is held.
 MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 
