@@ -13,10 +13,11 @@ from tollway.clock import Clock
 from tollway.gateway.auth import Authenticator
 from tollway.gateway.config_cache import ConfigCache
 from tollway.gateway.health import HealthBook
-from tollway.gateway.metrics import Metrics
 from tollway.gateway.pipeline import Gateway
 from tollway.gateway.tasks import TaskTracker
 from tollway.keys.service import KeyService
+from tollway.observe.metrics import Metrics
+from tollway.observe.tracing import Tracer
 from tollway.projects.service import ProjectService
 from tollway.providers.registry import Registry
 from tollway.providers.upstream import UpstreamClient
@@ -41,6 +42,7 @@ class AppState:
     health: HealthBook
     tasks: TaskTracker
     metrics: Metrics
+    tracer: Tracer
     gateway: Gateway
     recovery: Recovery
     budgets: BudgetService

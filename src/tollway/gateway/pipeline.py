@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from tollway.billing.meter import Meter, Payer, Reservation, ReserveRequest, UsageRecord
+from tollway.billing.meter import Payer, Reservation, ReserveRequest, UsageRecord
 from tollway.errors import (
     BadRequest,
     InsufficientBalance,
@@ -29,11 +29,13 @@ from tollway.gateway.auth import Authenticator, Principal
 from tollway.gateway.config_cache import ConfigCache
 from tollway.gateway.health import HealthBook
 from tollway.gateway.metadata import Trace, build_metadata
-from tollway.gateway.metrics import Metrics
+from tollway.gateway.observed import Attempt, ObservedMeter
 from tollway.gateway.request import InferenceRequest, counted_prompt_tokens, reported_usage
 from tollway.gateway.routing import ModelPlan, plan_model, worst_prices
 from tollway.gateway.streaming import StreamRelay
 from tollway.gateway.tasks import TaskTracker
+from tollway.observe.metrics import Metrics
+from tollway.observe.tracing import Tracer
 from tollway.projects.policy import Policy, effective_policy
 from tollway.providers.registry import Model, Registry, ResolvedEndpoint
 from tollway.providers.tokens import content_text, count_tokens
@@ -60,12 +62,13 @@ class Gateway:
         *,
         registry: Registry,
         configs: ConfigCache,
-        meter: Meter,
+        meter: ObservedMeter,
         upstream: UpstreamClient,
         health: HealthBook,
         auth: Authenticator,
         tasks: TaskTracker,
         metrics: Metrics,
+        tracer: Tracer,
         instance_id: str,
     ) -> None:
         self.registry = registry
@@ -76,6 +79,7 @@ class Gateway:
         self.auth = auth
         self.tasks = tasks
         self.metrics = metrics
+        self.tracer = tracer
         # Request ids: this process's random instance id + a counter (unique across
         # processes and restarts, and cheaper than a uuid4 per request).
         self._request_prefix = instance_id + "-"
@@ -92,12 +96,17 @@ class Gateway:
 
     async def _handle(self, principal: Principal, request: InferenceRequest) -> bytes | StreamRelay:
         started = time.perf_counter()
-        model = self._model(request)
-        config = await self.configs.get(principal.project_id)
-        policy = effective_policy(config, request.router_fields)
-        plans = self._plans(model, policy, request)
+        with self.tracer.span("tollway.policy", stream=request.stream) as span:
+            model = self._model(request)
+            span.set("tollway.model", model.id)
+            config = await self.configs.get(principal.project_id)
+            policy = effective_policy(config, request.router_fields)
+        with self.tracer.span("tollway.route") as span:
+            plans = self._plans(model, policy, request)
+            span.set("tollway.candidates", sum(len(p.ranked) for p in plans))
         trace = Trace(policy.preference, list(policy.applied_filters), plans)
         reservation = await self._reserve(principal, request, plans)
+        self.tracer.current().set("tollway.request_id", reservation.request_id)
         if reservation.lowered:
             per_choice = reservation.max_tokens // request.choices
             if per_choice < 1:
@@ -199,6 +208,15 @@ class Gateway:
         if not call.trace.tried_models or call.trace.tried_models[-1] != plan.model.id:
             call.trace.tried_models.append(plan.model.id)
 
+    def _attempt(self, call: Call, endpoint: ResolvedEndpoint) -> Attempt:
+        return Attempt.of(
+            self.metrics,
+            self.tracer,
+            endpoint,
+            number=len(call.trace.status) + 1,
+            after_failure=bool(call.trace.errors),
+        )
+
     def _failed(self, call: Call, endpoint: ResolvedEndpoint, exc: UpstreamError) -> None:
         call.trace.failed(endpoint, exc.message)
         self.metrics.upstream_failures.labels(endpoint.provider.slug).inc()
@@ -220,9 +238,10 @@ class Gateway:
             self._note_model(call, plan)
             attempt_started = time.perf_counter()
             try:
-                payload = await self.upstream.post_json(
-                    endpoint.provider, path, self._upstream_body(call, endpoint)
-                )
+                with self._attempt(call, endpoint):
+                    payload = await self.upstream.post_json(
+                        endpoint.provider, path, self._upstream_body(call, endpoint)
+                    )
             except UpstreamError as exc:
                 last = exc
                 self._failed(call, endpoint, exc)
@@ -271,11 +290,12 @@ class Gateway:
             self._note_model(call, plan)
             attempt_started = time.perf_counter()
             try:
-                stream = await self.upstream.open_stream(
-                    endpoint.provider, "/chat/completions", self._upstream_body(call, endpoint)
-                )
-                relay = StreamRelay(self, call, endpoint, stream, attempt_started)
-                await relay.prime()
+                with self._attempt(call, endpoint):
+                    stream = await self.upstream.open_stream(
+                        endpoint.provider, "/chat/completions", self._upstream_body(call, endpoint)
+                    )
+                    relay = StreamRelay(self, call, endpoint, stream, attempt_started)
+                    await relay.prime()
             except UpstreamError as exc:  # failed or broken before the first byte: next one
                 last = exc
                 self._failed(call, endpoint, exc)

@@ -61,7 +61,11 @@ class StreamRelay:
             self._stream.close()
             raise
         self._ttft_ms = (time.perf_counter() - self._attempt_started) * 1000
-        self._gateway.metrics.open_streams.inc()
+        metrics = self._gateway.metrics
+        metrics.ttft.labels(self._endpoint.model.id, self._endpoint.provider.slug).observe(
+            self._ttft_ms / 1000
+        )
+        metrics.open_streams.inc()
         self._counted_open = True
 
     async def iterate(self) -> AsyncIterator[bytes]:

@@ -45,6 +45,14 @@ class RelayResponse(StreamingResponse):
             self.relay.finalize()
 
 
+async def _authenticate(state: AppState, request: Request) -> Principal:
+    with state.tracer.span("tollway.auth") as span:
+        principal = await state.auth.inference(request.headers.get("authorization"))
+        span.set("tollway.project_id", principal.project_id)
+        span.set("tollway.key_id", principal.key_id)
+    return principal
+
+
 async def _serve(state: AppState, principal: Principal, parsed: InferenceRequest) -> Response:
     result = await state.gateway.handle(principal, parsed)
     if isinstance(result, StreamRelay):
@@ -56,7 +64,7 @@ async def _serve(state: AppState, principal: Principal, parsed: InferenceRequest
 async def chat_completions(request: Request) -> Response:
     """OpenAI chat completions, streaming or not, with Tollway's router fields."""
     state = app_state(request)
-    principal = await state.auth.inference(request.headers.get("authorization"))
+    principal = await _authenticate(state, request)
     return await _serve(state, principal, parse_chat(await request.body()))
 
 
@@ -64,7 +72,7 @@ async def chat_completions(request: Request) -> Response:
 async def embeddings(request: Request) -> Response:
     """OpenAI embeddings, with Tollway's router fields."""
     state = app_state(request)
-    principal = await state.auth.inference(request.headers.get("authorization"))
+    principal = await _authenticate(state, request)
     return await _serve(state, principal, parse_embeddings(await request.body()))
 
 
