@@ -14,7 +14,12 @@ from tollway.gateway.metadata import build_metadata
 from tollway.gateway.request import counted_prompt_tokens, reported_usage
 from tollway.providers.registry import ResolvedEndpoint
 from tollway.providers.tokens import count_tokens
-from tollway.providers.upstream import UpstreamError, UpstreamStream, malformed_answer
+from tollway.providers.upstream import (
+    UpstreamError,
+    UpstreamStream,
+    ended_early,
+    malformed_answer,
+)
 
 if TYPE_CHECKING:
     from tollway.gateway.pipeline import Call, Gateway
@@ -87,8 +92,7 @@ class StreamRelay:
                     event = None
             if not finished:
                 status = "error"
-                cut = malformed_answer(self._endpoint.provider, "stream ended before [DONE]")
-                yield sse(_stream_error(cut.message))
+                yield sse(_stream_error(ended_early(self._endpoint.provider).message))
                 return
             for tail in await self._complete():
                 yield tail

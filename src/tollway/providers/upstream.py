@@ -128,6 +128,12 @@ def malformed_answer(provider: Provider, reason: str) -> UpstreamError:
 MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 
+def ended_early(provider: Provider) -> UpstreamError:
+    """A stream that closed cleanly before ``[DONE]``: logged, 502."""
+    log.warning("upstream %s: the stream closed before [DONE]", provider.slug)
+    return UpstreamDisconnected(f"{provider.slug}: stream ended early")
+
+
 @dataclass(slots=True)
 class UpstreamStream:
     """An open streaming response: iterate SSE ``data:`` payloads; always ``close()``.
