@@ -220,3 +220,21 @@ async def test_through_the_gateway_the_trial_waits_for_a_real_attempt(tmp_path: 
                     assert flaky.stats.requests == 4
         finally:
             await world.close()
+
+
+def test_circuit_state_is_read_without_spending_the_trial() -> None:
+    clock = Clock()
+    book = HealthBook(failure_threshold=2, cooldown_s=30, clock=clock)
+    ep = endpoint()
+    assert book.circuit(ep) == "closed"
+    book.record_failure(ep)
+    assert book.circuit(ep) == "closed"
+    book.record_failure(ep)
+    assert book.circuit(ep) == "open"
+    clock.now += 31
+    assert book.circuit(ep) == "half_open"
+    assert book.circuit(ep) == "half_open"  # reading twice changes nothing
+    assert book.admit(ep)  # so the trial is still there for a request
+    assert book.circuit(ep) == "half_open"  # while the trial runs
+    book.record_success(ep, completion_tokens=5, total_ms=20)
+    assert book.circuit(ep) == "closed"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from tollway.providers.registry import ResolvedEndpoint
 
@@ -26,6 +27,7 @@ from tollway.providers.registry import ResolvedEndpoint
 # lengths): samples spread by ≫ 2 tokens decide the slope themselves; samples of one length
 # leave the hinted slope, scaled to the measured level.
 PRIOR_SPREAD_TOKENS2 = 4.0
+Circuit = Literal["closed", "open", "half_open"]
 
 
 @dataclass(slots=True)
@@ -124,6 +126,14 @@ class HealthBook:
         if health is not None and health.consecutive_failures >= self._threshold:
             health.trial_until = self._clock() + self._cooldown_s
         return True
+
+    def circuit(self, endpoint: ResolvedEndpoint) -> Circuit:
+        """The circuit's state, read without side effects: ``half_open`` = the cooldown has
+        run out and the next attempt is (or its trial in flight is) the trial."""
+        health = self._book.get(endpoint.key)
+        if health is None or health.consecutive_failures < self._threshold:
+            return "closed"
+        return "open" if health.open_until > self._clock() else "half_open"
 
     def release(self, endpoint: ResolvedEndpoint) -> None:
         """The attempt ended without a verdict on the endpoint: give the trial back."""
