@@ -6,8 +6,7 @@ the first token, ``b``: ms per generated token), fitted by exponentially weighte
 over its samples. A non-streamed call is one point ``(tokens, total ms)``; a stream gives two,
 ``(0, time to first token)`` and ``(tokens, total ms)``. While the samples span too few
 lengths to fix the slope (every call asked for the same length), the line keeps the shape of
-the provider's hints, scaled to pass through the samples: a ridge prior of
-``PRIOR_SPREAD_TOKENS2`` on the slope does both at once.
+the provider's hints, scaled to pass through the samples (``MIN_SPREAD_TOKENS2``).
 
 Breaker: ``is_open`` is a pure check used while ranking; the half-open trial is taken by
 ``admit`` when an attempt is actually made, and ends with ``record_success``,
@@ -23,10 +22,9 @@ from typing import Literal
 
 from tollway.providers.registry import ResolvedEndpoint
 
-# How strongly the hinted slope holds (in tokens² of weighted spread of the samples'
-# lengths): samples spread by ≫ 2 tokens decide the slope themselves; samples of one length
-# leave the hinted slope, scaled to the measured level.
-PRIOR_SPREAD_TOKENS2 = 4.0
+# The weighted variance of the samples' lengths (tokens²) from which they decide the slope
+# themselves (least squares); below it, the hinted slope scaled to the measured level.
+MIN_SPREAD_TOKENS2 = 1.0
 Circuit = Literal["closed", "open", "half_open"]
 
 
@@ -63,9 +61,11 @@ class EndpointHealth:
         mean_x, mean_y = self.sx / self.w, self.sy / self.w
         spread = max(self.sxx / self.w - mean_x * mean_x, 0.0)
         covariance = self.sxy / self.w - mean_x * mean_y
-        hinted = self.hint_ms + self.hint_ms_per_token * mean_x
-        prior_slope = self.hint_ms_per_token * (mean_y / hinted if hinted > 0 else 1.0)
-        slope = (covariance + PRIOR_SPREAD_TOKENS2 * prior_slope) / (spread + PRIOR_SPREAD_TOKENS2)
+        if spread >= MIN_SPREAD_TOKENS2:
+            slope = covariance / spread
+        else:
+            hinted = self.hint_ms + self.hint_ms_per_token * mean_x
+            slope = self.hint_ms_per_token * (mean_y / hinted if hinted > 0 else 1.0)
         intercept = mean_y - slope * mean_x
         if slope < 0:  # faster when longer: noise; the level is all we know
             slope, intercept = 0.0, mean_y
