@@ -58,9 +58,11 @@ def build_state(
     metrics = Metrics()
     tracer = tracer or Tracer()
     health = HealthBook(
+        failure_threshold=settings.circuit_failures,
+        cooldown_s=settings.circuit_cooldown_s,
         on_circuit=lambda ep, is_open: metrics.circuit_changed(
             ep.model.id, ep.provider.slug, is_open
-        )
+        ),
     )
     tasks = TaskTracker()
     return AppState(

@@ -56,6 +56,14 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest Management API request body (a name, a budget, a configuration).",
     )
+    circuit_failures: int = Field(
+        default=3,
+        ge=1,
+        description="Consecutive upstream failures that open an endpoint's circuit.",
+    )
+    circuit_cooldown_s: float = Field(
+        default=30.0, gt=0, description="How long an open circuit waits before its trial."
+    )
     metrics_token: str | None = Field(
         default=None,
         description="Bearer token that GET /metrics requires; unset = no /metrics endpoint.",

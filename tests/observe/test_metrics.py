@@ -21,6 +21,15 @@ async def test_every_family_counts_real_requests(world: World, registry_path: Pa
     before = await world.accounts.balance_credits(member.user_id)
     with running_gateway(world_url(world), registry_path, metrics_token=TOKEN) as (base, _):
         client = openai.AsyncOpenAI(base_url=base, api_key=member.inference_key, max_retries=0)
+        # Cost keeps the cheap eu-broken first: by speed, eu-quant's measured calls would
+        # soon outrank eu-broken's hints.
+        async with httpx.AsyncClient() as http:
+            configured = await http.put(
+                f"{base}/project-configs",
+                json={"active": True, "inference_config": {"preference": "cost"}},
+                headers={"Authorization": f"Bearer {member.management_key}"},
+            )
+        assert configured.status_code == 200, configured.text
         for _ in range(4):  # eu-broken fails (503), eu-quant serves; its circuit opens at 3
             await client.chat.completions.create(
                 model="chat-flaky", messages=[{"role": "user", "content": "hi"}]

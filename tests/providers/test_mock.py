@@ -124,6 +124,22 @@ def test_max_tokens_cuts_the_reply_with_finish_reason_length(
     assert body["usage"]["completion_tokens"] == 5
 
 
+@pytest.mark.parametrize(
+    ("fields", "honoured"),
+    [
+        ({"max_tokens": 9, "max_completion_tokens": 4}, 4),  # vLLM, SGLang
+        ({"max_tokens": 4, "max_completion_tokens": 9}, 9),
+        ({"max_tokens": 9, "n_predict": 3}, 3),  # llama.cpp
+        ({"max_tokens": 5, "max_completion_tokens": None}, 5),
+    ],
+)
+def test_the_bound_is_read_like_upstreams_do(
+    client: httpx.Client, fields: dict[str, Any], honoured: int
+) -> None:
+    body = chat(client, **fields).json()
+    assert body["usage"]["completion_tokens"] == honoured
+
+
 def test_max_tokens_above_the_reply_length_stops_normally(client: httpx.Client) -> None:
     body = chat(client, max_tokens=DEFAULT_REPLY_TOKENS).json()
     assert body["choices"][0]["finish_reason"] == "stop"

@@ -1,5 +1,17 @@
-"""Live measurements per endpoint (EWMA of time to first token and tokens/s) and a circuit
-breaker. Each replica measures for itself: no shared state, no round trips."""
+"""Live measurements per endpoint (a latency line fitted to every served call) and a circuit
+breaker. Each replica measures for itself: no shared state, no round trips.
+
+Speed: an endpoint's latency is modelled as ``a + b * completion_tokens`` (``a``: ms before
+the first token, ``b``: ms per generated token), fitted by exponentially weighted least squares
+over its samples. A non-streamed call is one point ``(tokens, total ms)``; a stream gives two,
+``(0, time to first token)`` and ``(tokens, total ms)``. While the samples span too few
+lengths to fix the slope (every call asked for the same length), the line keeps the shape of
+the provider's hints, scaled to pass through the samples (``MIN_SPREAD_TOKENS2``).
+
+Breaker: ``is_open`` is a pure check used while ranking; the half-open trial is taken by
+``admit`` when an attempt is actually made, and ends with ``record_success``,
+``record_failure`` or ``release`` (no verdict: cancelled, or the client's own error).
+"""
 
 from __future__ import annotations
 
@@ -10,16 +22,56 @@ from typing import Literal
 
 from tollway.providers.registry import ResolvedEndpoint
 
+# The weighted variance of the samples' lengths (tokens²) from which they decide the slope
+# themselves (least squares); below it, the hinted slope scaled to the measured level.
+MIN_SPREAD_TOKENS2 = 1.0
 Circuit = Literal["closed", "open", "half_open"]
 
 
 @dataclass(slots=True)
 class EndpointHealth:
-    ttft_ms: float
-    tokens_per_second: float
+    hint_ms: float  # the registry's hints, the prior line
+    hint_ms_per_token: float
+    ttft_ms: float  # the fitted line
+    ms_per_token: float
+    # Exponentially weighted sums over the samples (x = completion tokens, y = ms).
+    w: float = 0.0
+    sx: float = 0.0
+    sy: float = 0.0
+    sxx: float = 0.0
+    sxy: float = 0.0
     samples: int = 0
     consecutive_failures: int = 0
     open_until: float = 0.0
+    trial_until: float = 0.0  # a half-open trial is in flight until then
+
+    def add(self, points: tuple[tuple[float, float], ...], keep: float) -> None:
+        """Age the old samples by ``keep``, add the new points and refit."""
+        self.w, self.sx, self.sy = self.w * keep, self.sx * keep, self.sy * keep
+        self.sxx, self.sxy = self.sxx * keep, self.sxy * keep
+        for x, y in points:
+            self.w += 1.0
+            self.sx += x
+            self.sy += y
+            self.sxx += x * x
+            self.sxy += x * y
+        self._fit()
+
+    def _fit(self) -> None:
+        mean_x, mean_y = self.sx / self.w, self.sy / self.w
+        spread = max(self.sxx / self.w - mean_x * mean_x, 0.0)
+        covariance = self.sxy / self.w - mean_x * mean_y
+        if spread >= MIN_SPREAD_TOKENS2:
+            slope = covariance / spread
+        else:
+            hinted = self.hint_ms + self.hint_ms_per_token * mean_x
+            slope = self.hint_ms_per_token * (mean_y / hinted if hinted > 0 else 1.0)
+        intercept = mean_y - slope * mean_x
+        if slope < 0:  # faster when longer: noise; the level is all we know
+            slope, intercept = 0.0, mean_y
+        elif intercept < 0:
+            slope, intercept = (mean_y / mean_x if mean_x > 0 else 0.0), 0.0
+        self.ttft_ms, self.ms_per_token = intercept, slope
 
 
 class HealthBook:
@@ -37,7 +89,7 @@ class HealthBook:
         clock: Callable[[], float] = time.monotonic,
         on_circuit: Callable[[ResolvedEndpoint, bool], None] | None = None,
     ) -> None:
-        self._alpha = alpha
+        self._keep = 1.0 - alpha
         self._threshold = failure_threshold
         self._cooldown_s = cooldown_s
         self._clock = clock
@@ -48,64 +100,93 @@ class HealthBook:
         health = self._book.get(endpoint.key)
         if health is None:
             hints = endpoint.provider.hints
-            health = EndpointHealth(hints.ttft_ms, hints.tokens_per_second)
+            per_token = 1000.0 / max(hints.tokens_per_second, 1e-3)
+            health = EndpointHealth(hints.ttft_ms, per_token, hints.ttft_ms, per_token)
             self._book[endpoint.key] = health
         return health
 
+    # -- circuit breaker ------------------------------------------------------------------
+
     def is_open(self, endpoint: ResolvedEndpoint) -> bool:
-        """Open = skip it. When the cooldown of an open circuit has run out, the first caller
-        gets one trial (half-open) and the circuit stays open for everyone else until that
-        trial's outcome closes it (success) or re-opens it (failure)."""
+        """Open = skip it: failing and cooling down, or its half-open trial is in flight.
+        Pure: ranking may ask as often as it likes."""
         health = self._book.get(endpoint.key)
         if health is None or health.consecutive_failures < self._threshold:
             return False
         now = self._clock()
-        if health.open_until > now:
-            return True
-        health.open_until = now + self._cooldown_s  # this caller's trial holds the others off
-        return False
+        return health.open_until > now or health.trial_until > now
+
+    def admit(self, endpoint: ResolvedEndpoint) -> bool:
+        """An attempt is about to be made: True if it may go ahead. After the cooldown the
+        first caller takes the one half-open trial (held until its outcome, at most one
+        cooldown); a caller that ranked it before someone else took the trial gets False."""
+        if self.is_open(endpoint):
+            return False
+        health = self._book.get(endpoint.key)
+        if health is not None and health.consecutive_failures >= self._threshold:
+            health.trial_until = self._clock() + self._cooldown_s
+        return True
 
     def circuit(self, endpoint: ResolvedEndpoint) -> Circuit:
-        """The circuit's state, read without side effects (``is_open`` spends the trial):
-        ``half_open`` = the cooldown has run out and the next request is the trial."""
+        """The circuit's state, read without side effects: ``half_open`` = the cooldown has
+        run out and the next attempt is (or its trial in flight is) the trial."""
         health = self._book.get(endpoint.key)
         if health is None or health.consecutive_failures < self._threshold:
             return "closed"
         return "open" if health.open_until > self._clock() else "half_open"
 
-    def predicted_latency_ms(self, endpoint: ResolvedEndpoint, completion_tokens: int) -> float:
-        health = self.of(endpoint)
-        return health.ttft_ms + 1000.0 * completion_tokens / max(health.tokens_per_second, 1e-3)
+    def release(self, endpoint: ResolvedEndpoint) -> None:
+        """The attempt ended without a verdict on the endpoint: give the trial back."""
+        health = self._book.get(endpoint.key)
+        if health is not None:
+            health.trial_until = 0.0
 
-    def record_success(
-        self, endpoint: ResolvedEndpoint, *, ttft_ms: float, completion_tokens: int, total_ms: float
-    ) -> None:
+    def record_alive(self, endpoint: ResolvedEndpoint) -> None:
+        """The endpoint answered: close its circuit."""
         health = self.of(endpoint)
-        a = self._alpha if health.samples else 1.0
-        health.ttft_ms += a * (ttft_ms - health.ttft_ms)
-        generation_s = max(total_ms - ttft_ms, 0.0) / 1000.0
-        if completion_tokens > 1 and generation_s > 0:
-            tps = completion_tokens / generation_s
-            health.tokens_per_second += a * (tps - health.tokens_per_second)
-        health.samples += 1
         if health.consecutive_failures >= self._threshold and self._on_circuit is not None:
             self._on_circuit(endpoint, False)
         health.consecutive_failures = 0
-        health.open_until = 0.0
+        health.open_until = health.trial_until = 0.0
 
     def record_failure(self, endpoint: ResolvedEndpoint) -> None:
         health = self.of(endpoint)
         health.consecutive_failures += 1
+        health.trial_until = 0.0
         if health.consecutive_failures >= self._threshold:
             health.open_until = self._clock() + self._cooldown_s
             if health.consecutive_failures == self._threshold and self._on_circuit is not None:
                 self._on_circuit(endpoint, True)
 
+    # -- speed ----------------------------------------------------------------------------
+
+    def record_success(
+        self,
+        endpoint: ResolvedEndpoint,
+        *,
+        completion_tokens: int,
+        total_ms: float,
+        ttft_ms: float | None = None,
+    ) -> None:
+        """A served call: ``(completion_tokens, total_ms)`` is a point of the endpoint's line;
+        a stream also gives ``ttft_ms``, the line's value before the first token."""
+        health = self.of(endpoint)
+        point = (float(completion_tokens), total_ms)
+        points = (point,) if ttft_ms is None else ((0.0, ttft_ms), point)
+        health.add(points, self._keep)
+        health.samples += 1
+        self.record_alive(endpoint)
+
+    def predicted_latency_ms(self, endpoint: ResolvedEndpoint, completion_tokens: int) -> float:
+        health = self.of(endpoint)
+        return health.ttft_ms + health.ms_per_token * completion_tokens
+
     def snapshot(self, endpoint: ResolvedEndpoint) -> dict[str, float | int]:
         health = self.of(endpoint)
         return {
             "ttft_ms": round(health.ttft_ms, 3),
-            "tokens_per_second": round(health.tokens_per_second, 3),
+            "ms_per_token": round(health.ms_per_token, 3),
+            "tokens_per_second": round(1000.0 / max(health.ms_per_token, 1e-3), 3),
             "samples": health.samples,
             "consecutive_failures": health.consecutive_failures,
         }

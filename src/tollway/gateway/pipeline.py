@@ -119,8 +119,7 @@ class Gateway:
             if per_choice < 1:
                 await self.settle(reservation, None)
                 raise InsufficientBalance("insufficient balance")
-            request.body["max_tokens"] = per_choice
-            request.body.pop("max_completion_tokens", None)
+            request.limit_completion(per_choice)
             trace.applied_filters.append(f"max_tokens lowered to {per_choice} to fit the balance")
         call = Call(principal, request, policy, trace, reservation, started)
         try:
@@ -243,6 +242,7 @@ class Gateway:
         if exc.retriable:
             self.health.record_failure(endpoint)
             return
+        self.health.release(endpoint)  # the client's own mistake says nothing of the endpoint
         assert isinstance(exc, UpstreamStatusError)
         raise UpstreamRejected(exc.message, status=exc.upstream_status, body=exc.body)
 
@@ -252,25 +252,22 @@ class Gateway:
         path = PATHS[call.request.kind]
         last: UpstreamError | None = None
         for plan, endpoint in self._candidates(call):
+            if not self.health.admit(endpoint):
+                continue  # its half-open trial went to another request since ranking
             self._note_model(call, plan)
             attempt_started = time.perf_counter()
             try:
                 with self._attempt(call, endpoint):
-                    raw = await self.upstream.post_json(
+                    payload = await self.upstream.post_json(
                         endpoint.provider, path, self._upstream_body(call, endpoint)
                     )
-                    payload = orjson.loads(raw)
-                    if not isinstance(payload, dict):
-                        slug = endpoint.provider.slug
-                        raise UpstreamError(f"{slug}: answer is not a JSON object")
-            except orjson.JSONDecodeError:
-                last = UpstreamError(f"{endpoint.provider.slug}: answer is not JSON")
-                self._failed(call, endpoint, last)
-                continue
             except UpstreamError as exc:
                 last = exc
                 self._failed(call, endpoint, exc)
                 continue
+            except BaseException:
+                self.health.release(endpoint)
+                raise
             elapsed_ms = (time.perf_counter() - attempt_started) * 1000
             call.trace.succeeded(endpoint)
             return await self._finish(call, endpoint, payload, elapsed_ms)
@@ -280,9 +277,7 @@ class Gateway:
         self, call: Call, endpoint: ResolvedEndpoint, payload: dict[str, Any], elapsed_ms: float
     ) -> bytes:
         prompt, completion, source = _usage_of(call.request, payload)
-        self.health.record_success(
-            endpoint, ttft_ms=elapsed_ms, completion_tokens=completion, total_ms=elapsed_ms
-        )
+        self.health.record_success(endpoint, completion_tokens=completion, total_ms=elapsed_ms)
         record = self.usage_record(
             call, endpoint, prompt=prompt, completion=completion, status="success", source=source
         )
@@ -309,6 +304,8 @@ class Gateway:
     async def _open_stream(self, call: Call) -> StreamRelay:
         last: UpstreamError | None = None
         for plan, endpoint in self._candidates(call):
+            if not self.health.admit(endpoint):
+                continue  # its half-open trial went to another request since ranking
             self._note_model(call, plan)
             attempt_started = time.perf_counter()
             try:
@@ -318,10 +315,14 @@ class Gateway:
                     )
                     relay = StreamRelay(self, call, endpoint, stream, attempt_started)
                     await relay.prime()
-            except UpstreamError as exc:  # also broken before the first byte: try the next one
+            except UpstreamError as exc:  # failed or broken before the first byte: next one
                 last = exc
                 self._failed(call, endpoint, exc)
                 continue
+            except BaseException:
+                self.health.release(endpoint)
+                raise
+            self.health.record_alive(endpoint)
             call.trace.succeeded(endpoint)
             return relay
         raise _all_failed(last)

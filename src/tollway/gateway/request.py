@@ -18,6 +18,12 @@ from tollway.providers.tokens import count_prompt_tokens, count_tokens
 BYTES_PER_TOKEN_ESTIMATE = 4
 MEDIA_PART_TOKENS_BOUND = 8192
 MEDIA_PART_TYPES = frozenset({"image_url", "input_audio", "file"})
+# Every field an OpenAI-compatible server may read as the completion bound, some ahead of
+# `max_tokens` (vLLM and SGLang read `max_completion_tokens` first, llama.cpp `n_predict`;
+# `max_new_tokens` is the Hugging Face name). Each one a client sends is a bound: the smallest
+# is reserved, and the upstream receives exactly that, as `max_tokens` alone — the one field
+# every such server honours (Mistral refuses `max_completion_tokens`).
+COMPLETION_BOUND_FIELDS = ("max_completion_tokens", "max_tokens", "n_predict", "max_new_tokens")
 
 
 @dataclass(slots=True)
@@ -30,7 +36,7 @@ class InferenceRequest:
     stream: bool = False
     include_usage: bool = False
     max_tokens: int | None = None
-    choices: int = 1  # the request's `n`: every choice may use max_tokens
+    choices: int = 1  # the request's `n` (or `best_of`, if larger): each may use max_tokens
     dialect_endpoint: str | None = None  # the public endpoint when not `kind` ("messages")
 
     @property
@@ -41,6 +47,11 @@ class InferenceRequest:
     @property
     def prompt_estimate(self) -> int:
         return max(1, self.prompt_upper_bound // BYTES_PER_TOKEN_ESTIMATE)
+
+    def limit_completion(self, per_choice: int) -> None:
+        """Lower the completion bound (to fit the balance), in what is forwarded too."""
+        self.max_tokens = per_choice
+        self.body["max_tokens"] = per_choice
 
 
 def _load(raw: bytes) -> dict[str, Any]:
@@ -82,19 +93,8 @@ def parse_chat(raw: bytes) -> InferenceRequest:
     if options is not None and not isinstance(options, dict):
         raise BadRequest("stream_options: must be an object", param="stream_options")
     include_usage = bool(options and options.get("include_usage") is True)
-    max_tokens: int | None = None
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise BadRequest(f"{name}: must be a positive integer", param=name)
-        max_tokens = value if max_tokens is None else min(max_tokens, value)
-    choices = body.get("n", 1)
-    if choices is None:
-        choices = 1
-    if not isinstance(choices, int) or isinstance(choices, bool) or not 1 <= choices <= 128:
-        raise BadRequest("n: must be an integer from 1 to 128", param="n")
+    max_tokens = _completion_bound(body)
+    choices = max(_choices(body, "n"), _choices(body, "best_of"))
     router_fields = _router_fields(body)
     media_parts = sum(
         1
@@ -114,6 +114,31 @@ def parse_chat(raw: bytes) -> InferenceRequest:
         max_tokens=max_tokens,
         choices=choices,
     )
+
+
+def _completion_bound(body: dict[str, Any]) -> int | None:
+    """The smallest bound among COMPLETION_BOUND_FIELDS, left in the body as `max_tokens`."""
+    bound: int | None = None
+    for name in COMPLETION_BOUND_FIELDS:
+        value = body.pop(name, None)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise BadRequest(f"{name}: must be a positive integer", param=name)
+        bound = value if bound is None else min(bound, value)
+    if bound is not None:
+        body["max_tokens"] = bound
+    return bound
+
+
+def _choices(body: dict[str, Any], name: str) -> int:
+    """`n`, or vLLM's `best_of` (sequences generated, of which `n` are returned)."""
+    value = body.get(name)
+    if value is None:
+        return 1
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 128:
+        raise BadRequest(f"{name}: must be an integer from 1 to 128", param=name)
+    return value
 
 
 def parse_embeddings(raw: bytes) -> InferenceRequest:

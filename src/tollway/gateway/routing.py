@@ -3,8 +3,8 @@
 Scores (lower is better):
 - ``cost``: expected price in credits of this request (prompt estimate * input price +
   expected completion * output price).
-- ``speed``: predicted latency in ms (EWMA time to first token + expected completion /
-  EWMA tokens per second; the registry's hints before any traffic).
+- ``speed``: predicted latency in ms of the expected completion, on the line fitted to every
+  call the endpoint served (``gateway/health.py``; the registry's hints before any traffic).
 - ``balanced``: 0.5 * cost / cheapest cost + 0.5 * latency / fastest latency, over the
   candidates left after filtering — 1.0 is an endpoint both cheapest and fastest.
 """

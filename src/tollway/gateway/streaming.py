@@ -16,7 +16,12 @@ from tollway.gateway.metadata import build_metadata
 from tollway.gateway.request import counted_prompt_tokens, reported_usage
 from tollway.providers.registry import ResolvedEndpoint
 from tollway.providers.tokens import count_tokens
-from tollway.providers.upstream import UpstreamError, UpstreamStream, is_stream_failure
+from tollway.providers.upstream import (
+    UpstreamError,
+    UpstreamStream,
+    ended_early,
+    malformed_answer,
+)
 
 if TYPE_CHECKING:
     from tollway.gateway.pipeline import Call, Gateway
@@ -59,14 +64,9 @@ class StreamRelay:
             self._first = await anext(self._events)
         except StopAsyncIteration:
             self._stream.close()
-            slug = self._endpoint.provider.slug
-            raise UpstreamError(f"{slug}: stream ended before any data") from None
-        except Exception as exc:
+            raise malformed_answer(self._endpoint.provider, "stream had no data") from None
+        except BaseException:  # read errors arrive translated (UpstreamError), or cancellation
             self._stream.close()
-            if is_stream_failure(exc):
-                raise UpstreamError(
-                    f"{self._endpoint.provider.slug}: stream broken: {exc!r}"
-                ) from exc
             raise
         self._ttft_ms = (time.perf_counter() - self._attempt_started) * 1000
         metrics = self._gateway.metrics
@@ -94,16 +94,14 @@ class StreamRelay:
                     event = None
             if not finished:
                 status = "error"
-                yield sse(_stream_error(f"{self._endpoint.provider.slug}: stream ended early"))
+                yield sse(_stream_error(ended_early(self._endpoint.provider).message))
                 return
             for tail in await self._complete():
                 yield tail
             status = "success"
-        except Exception as exc:
-            if not is_stream_failure(exc):
-                raise
+        except UpstreamError as exc:  # a read error, translated at the seam (and logged there)
             status = "error"
-            yield sse(_stream_error(f"{self._endpoint.provider.slug}: stream broken: {exc!r}"))
+            yield sse(_stream_error(exc.message))
         finally:
             self.finalize(status)
 

@@ -10,6 +10,9 @@ Endpoints: `POST /v1/chat/completions` (streaming and not), `POST /v1/embeddings
 process, plus the last request body) and `POST /_mock/reset` (zero the counters). With
 `api_key` set (`--require-key`), `/v1/` calls without `Authorization: Bearer <key>` get 401.
 
+The completion bound is read like upstreams read it: `n_predict` (llama.cpp) or
+`max_completion_tokens` (vLLM, SGLang) ahead of `max_tokens` (`requested_max_tokens`).
+
 Test hooks, read from the request's `model` name so one process serves every behaviour:
 
 - `mock-error-<status>` (400..599): answer that status with an OpenAI-shaped error body,

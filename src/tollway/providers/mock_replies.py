@@ -114,13 +114,21 @@ def required_model(body: Mapping[str, Any]) -> str:
     return model
 
 
+# Read in this order, the first one present wins: llama.cpp reads `n_predict` ahead of
+# `max_tokens`, vLLM and SGLang read `max_completion_tokens` ahead of it. The mock honours
+# all three as the most permissive upstream would, so tests see what a gateway forwards.
+BOUND_FIELDS = ("n_predict", "max_completion_tokens", "max_tokens")
+
+
 def requested_max_tokens(body: Mapping[str, Any]) -> int | None:
-    value = body.get("max_completion_tokens", body.get("max_tokens"))
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise MockRejection(400, "'max_tokens' must be a positive integer")
-    return value
+    for name in BOUND_FIELDS:
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise MockRejection(400, f"'{name}' must be a positive integer")
+        return value
+    return None
 
 
 def embedding_inputs(value: object) -> list[str]:

@@ -1,21 +1,33 @@
 """The pooled HTTP client to upstream providers. Foreign exceptions are translated here, at
-the seam, into one small tree the router understands (retriable or not)."""
+the seam, into one small tree the router understands (retriable or not, and the status the
+client gets). Client-facing messages name the provider's slug and what happened, never an
+address or an exception class; the full reason is logged (logger ``tollway.upstream``)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
 
 from tollway.providers.registry import Provider
 
+log = logging.getLogger("tollway.upstream")
+
+# What an upstream failure becomes for the client (docs/gateway.md, "Upstream errors"):
+# nothing reached the provider → 503; the provider took too long → 504; the provider was
+# reached but its answer was broken, an error or unusable → 502.
+LOGGED_BODY_BYTES = 500
+
 
 class UpstreamError(Exception):
-    """An attempt at one endpoint failed."""
+    """An attempt at one endpoint failed; ``message`` is safe to show a client."""
 
     retriable = True
     status = 502
@@ -30,9 +42,15 @@ class UpstreamTimeout(UpstreamError):
 
 
 class UpstreamUnavailable(UpstreamError):
-    """Connection refused or reset: nothing was received."""
+    """No connection could be made (refused, DNS, TLS handshake): nothing was sent."""
 
     status = 503
+
+
+class UpstreamDisconnected(UpstreamError):
+    """The connection was reset or closed before the answer was complete."""
+
+    status = 502
 
 
 # The client's own request was invalid: returned as is, trying elsewhere would not help.
@@ -41,20 +59,37 @@ class UpstreamUnavailable(UpstreamError):
 VALIDATION_STATUSES = frozenset({400, 413, 415, 422})
 
 
+def client_status(upstream_status: int) -> int:
+    """The status a client gets when an upstream's error status was the last failure:
+    overloaded or unavailable → 503, timed out → 504, anything else → 502 (a provider's 500
+    is not the gateway's)."""
+    if upstream_status in (429, 503):
+        return 503
+    if upstream_status in (408, 504):
+        return 504
+    return 502
+
+
 class UpstreamStatusError(UpstreamError):
     """The upstream answered with an error status."""
 
     def __init__(self, status: int, body: bytes, provider: str) -> None:
         self.upstream_status = status
         self.body = body
+        self.retriable = status not in VALIDATION_STATUSES
         if status in (401, 403):
             # Never relay what a provider says about our credentials (it may echo the key).
-            detail = "the provider rejected the gateway's credentials"
+            message = f"{provider}: the provider rejected the gateway's credentials"
+        elif not self.retriable:
+            # The client's own mistake: the upstream's words are what the client needs.
+            message = f"{provider}: upstream answered {status}: {_error_message(body)}"
+        elif status == 429:
+            message = f"{provider}: upstream answered 429 (rate limited)"
         else:
-            detail = _error_message(body)
-        super().__init__(f"{provider}: upstream answered {status}: {detail}")
-        self.retriable = status not in VALIDATION_STATUSES
-        self.status = status if status >= 500 else 502
+            # The detail of a provider's own failure (stack traces, internal hosts) is logged.
+            message = f"{provider}: upstream answered {status}"
+        super().__init__(message)
+        self.status = status if not self.retriable else client_status(status)
 
 
 def _error_message(body: bytes) -> str:
@@ -65,26 +100,74 @@ def _error_message(body: bytes) -> str:
     if isinstance(data, dict):
         err = data.get("error")
         if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return str(err["message"])
+            return str(err["message"])[:200]
         if isinstance(err, str):
-            return err
+            return err[:200]
     return body[:200].decode("utf-8", "replace")
+
+
+def _status_error(provider: Provider, status: int, body: bytes) -> UpstreamStatusError:
+    error = UpstreamStatusError(status, body, provider.slug)
+    if status in (401, 403):
+        detail = "(body not logged: it may echo the credentials)"
+    else:
+        detail = body[:LOGGED_BODY_BYTES].decode("utf-8", "replace")
+    level = logging.INFO if not error.retriable else logging.WARNING
+    log.log(level, "upstream %s answered %d: %s", provider.slug, status, detail)
+    return error
+
+
+def malformed_answer(provider: Provider, reason: str) -> UpstreamError:
+    """A 2xx answer the gateway cannot use (not JSON, no data, …): logged, 502."""
+    log.warning("upstream %s: malformed answer: %s", provider.slug, reason)
+    return UpstreamError(f"{provider.slug}: malformed answer: {reason}")
+
+
+# The longest SSE line accepted: some upstreams send a whole long reply as one event.
+# (aiohttp's own line reader stops at 512 KiB.) Only the line being read is held.
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+
+def ended_early(provider: Provider) -> UpstreamError:
+    """A stream that closed cleanly before ``[DONE]``: logged, 502."""
+    log.warning("upstream %s: the stream closed before [DONE]", provider.slug)
+    return UpstreamDisconnected(f"{provider.slug}: stream ended early")
 
 
 @dataclass(slots=True)
 class UpstreamStream:
-    """An open streaming response: iterate SSE ``data:`` payloads; always ``close()``."""
+    """An open streaming response: iterate SSE ``data:`` payloads; always ``close()``.
+    Read errors are translated like every other upstream failure."""
 
     response: aiohttp.ClientResponse
+    provider: Provider
 
     async def events(self) -> AsyncIterator[bytes]:
-        async for raw in self.response.content:
-            line = raw.strip()
-            if line.startswith(b"data:"):
-                yield line[5:].lstrip()
+        pending = bytearray()
+        with _translated(self.provider):
+            async for chunk in self.response.content.iter_any():
+                start, search = 0, len(pending)  # only new bytes can hold a new line end
+                pending += chunk
+                while (end := pending.find(b"\n", search)) != -1:
+                    data = _data(pending[start:end])
+                    start = search = end + 1
+                    if data is not None:
+                        yield data
+                del pending[:start]
+                if len(pending) > MAX_EVENT_BYTES:
+                    raise malformed_answer(self.provider, "an event longer than 16 MiB")
+            data = _data(pending)
+            if data is not None:
+                yield data
 
     def close(self) -> None:
         self.response.close()
+
+
+def _data(line: bytearray) -> bytes | None:
+    """The payload of an SSE ``data:`` line, else None (comments, other fields, blanks)."""
+    stripped = bytes(line).strip()
+    return stripped[5:].lstrip() if stripped.startswith(b"data:") else None
 
 
 class UpstreamClient:
@@ -126,8 +209,9 @@ class UpstreamClient:
             self._targets[provider.slug] = target
         return target
 
-    async def post_json(self, provider: Provider, path: str, body: bytes) -> bytes:
-        """POST and return the body of a 2xx answer; anything else raises UpstreamError."""
+    async def post_json(self, provider: Provider, path: str, body: bytes) -> dict[str, Any]:
+        """POST and return the JSON object of a 2xx answer; anything else raises
+        UpstreamError."""
         target = self._target(provider)
         with _translated(provider):
             async with self._session.post(
@@ -135,8 +219,14 @@ class UpstreamClient:
             ) as response:
                 payload = await response.read()
                 if response.status >= 300:
-                    raise UpstreamStatusError(response.status, payload, provider.slug)
-                return payload
+                    raise _status_error(provider, response.status, payload)
+        try:
+            answer = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise malformed_answer(provider, "not JSON") from None
+        if not isinstance(answer, dict):
+            raise malformed_answer(provider, "not a JSON object")
+        return answer
 
     async def open_stream(self, provider: Provider, path: str, body: bytes) -> UpstreamStream:
         """Open a streaming POST; errors before the body starts raise UpstreamError. The
@@ -156,8 +246,8 @@ class UpstreamClient:
                 payload = b""
             finally:
                 response.close()
-            raise UpstreamStatusError(response.status, payload, provider.slug)
-        return UpstreamStream(response)
+            raise _status_error(provider, response.status, payload)
+        return UpstreamStream(response, provider)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,17 +262,25 @@ class _Target:
 
 @contextmanager
 def _translated(provider: Provider) -> Iterator[None]:
-    """Translate aiohttp's exceptions into the UpstreamError tree, naming the provider."""
+    """Translate aiohttp's exceptions into the UpstreamError tree: the client's message says
+    what happened; the log line says how (the exception, with the address)."""
     try:
         yield
     except TimeoutError as exc:
-        raise UpstreamTimeout(f"{provider.slug}: timed out") from exc
-    except aiohttp.ClientConnectionError as exc:
-        raise UpstreamUnavailable(f"{provider.slug}: {exc.__class__.__name__}: {exc}") from exc
-    except aiohttp.ClientError as exc:
-        raise UpstreamError(f"{provider.slug}: {exc.__class__.__name__}: {exc}") from exc
+        raise _logged(UpstreamTimeout, provider, "timed out", exc) from exc
+    except aiohttp.ClientConnectorError as exc:  # refused, DNS, TLS: nothing was sent
+        raise _logged(UpstreamUnavailable, provider, "cannot connect", exc) from exc
+    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+        raise _logged(
+            UpstreamDisconnected, provider, "connection lost before the answer was complete", exc
+        ) from exc
+    except (aiohttp.ClientError, HttpProcessingError) as exc:  # e.g. an invalid HTTP answer
+        raise _logged(UpstreamError, provider, "malformed answer", exc) from exc
 
 
-def is_stream_failure(exc: BaseException) -> bool:
-    """Errors raised while reading an open stream."""
-    return isinstance(exc, (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError))
+def _logged(
+    kind: type[UpstreamError], provider: Provider, what: str, exc: BaseException
+) -> UpstreamError:
+    reason = f"{exc.__class__.__name__}: {exc}"
+    log.warning("upstream %s: %s: %s", provider.slug, what, reason)
+    return kind(f"{provider.slug}: {what}")

@@ -1,0 +1,83 @@
+"""The upstream client against real servers on loopback: SSE events however they are cut,
+and failures translated at the seam."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.support.broken_upstream import broken_upstream, chunked_sse, refused_url
+from tests.support.gateway import write_registry
+from tollway.providers.registry import Provider, load_registry
+from tollway.providers.upstream import UpstreamClient, UpstreamError
+
+
+def provider_at(tmp_path: Path, url: str) -> Provider:
+    document: dict[str, object] = {
+        "providers": [{"slug": "up", "name": "up", "base_url": url, "timeout_s": 5}],
+        "models": [
+            {
+                "id": "m",
+                "context_size": 4096,
+                "endpoints": [
+                    {
+                        "provider": "up",
+                        "upstream_model": "m",
+                        "pricing": {"input_token": 1, "output_token": 1},
+                    }
+                ],
+            }
+        ],
+    }
+    provider = load_registry(write_registry(tmp_path / "r.yaml", document)).provider("up")
+    assert provider is not None
+    return provider
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[UpstreamClient]:
+    upstream = UpstreamClient(limit_per_host=4)
+    try:
+        yield upstream
+    finally:
+        await upstream.close()
+
+
+async def read_events(client: UpstreamClient, provider: Provider) -> list[bytes]:
+    stream = await client.open_stream(provider, "/chat/completions", b"{}")
+    try:
+        return [event async for event in stream.events()]
+    finally:
+        stream.close()
+
+
+async def test_an_event_longer_than_aiohttp_lines_is_read_whole(
+    client: UpstreamClient, tmp_path: Path
+) -> None:
+    # A whole long reply in one event (1.5 MB), as some upstreams send it, cut into
+    # HTTP chunks that split lines anywhere; plus comments and CRLF line ends.
+    big = orjson.dumps({"choices": [{"delta": {"content": "x" * 1_500_000}}]})
+    body = b": keep-alive\r\n\r\ndata: " + big + b'\r\n\r\ndata: {"n":2}\n\ndata: [DONE]\n\n'
+    with broken_upstream(chunked_sse(body, size=65_537)) as url:
+        events = await read_events(client, provider_at(tmp_path, url))
+    assert events == [big, b'{"n":2}', b"[DONE]"]
+
+
+async def test_an_event_without_a_line_end_before_the_close_is_still_read(
+    client: UpstreamClient, tmp_path: Path
+) -> None:
+    with broken_upstream(chunked_sse(b"data: {}\n\ndata: [DONE]", size=5)) as url:
+        events = await read_events(client, provider_at(tmp_path, url))
+    assert events == [b"{}", b"[DONE]"]
+
+
+async def test_refused_connection_names_the_provider_only(
+    client: UpstreamClient, tmp_path: Path
+) -> None:
+    with pytest.raises(UpstreamError) as caught:
+        await client.post_json(provider_at(tmp_path, refused_url()), "/chat/completions", b"{}")
+    assert caught.value.status == 503
+    assert caught.value.message == "up: cannot connect"
