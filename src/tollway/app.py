@@ -20,10 +20,13 @@ from tollway.gateway.health import HealthBook
 from tollway.gateway.metrics import Metrics
 from tollway.gateway.pipeline import Gateway
 from tollway.gateway.tasks import TaskTracker
-from tollway.http import budgets, health, inference, management, usage
+from tollway.http import budgets, health, inference, management, requests, usage
 from tollway.http.errors import install_error_handlers
-from tollway.ids import new_id
+from tollway.http.exchange import RequestLogMiddleware
+from tollway.ids import RequestIds, new_id
 from tollway.keys.service import KeyService
+from tollway.observe.requests import RequestLogService
+from tollway.observe.writer import RequestLogWriter
 from tollway.projects.service import ProjectService
 from tollway.providers.registry import Registry, load_registry
 from tollway.providers.upstream import UpstreamClient
@@ -70,7 +73,6 @@ def build_state(settings: Settings, registry: Registry, clock: Clock) -> AppStat
             auth=auth,
             tasks=tasks,
             metrics=metrics,
-            instance_id=instance_id,
         ),
         recovery=Recovery(
             db,
@@ -81,6 +83,15 @@ def build_state(settings: Settings, registry: Registry, clock: Clock) -> AppStat
         ),
         budgets=BudgetService(db, clock),
         usage=UsageService(db, clock),
+        request_ids=RequestIds(instance_id),
+        request_log_writer=RequestLogWriter(
+            db,
+            interval_s=settings.request_log_flush_ms / 1000,
+            capacity=settings.request_log_buffer,
+            retention_s=settings.request_log_retention_days * 86_400,
+            clock=clock,
+        ),
+        request_log=RequestLogService(db),
     )
 
 
@@ -98,9 +109,12 @@ def create_app(
         state = build_state(settings, registry, clock)
         app.state.tollway = state
         await state.recovery.start()
+        state.request_log_writer.start(state.tasks.spawn)
         try:
             yield
         finally:
+            # Requests have ended: their rows are queued; write them, then drain the rest.
+            await state.request_log_writer.close()
             await state.tasks.drain()
             await state.recovery.stop()
             await state.upstream.close()
@@ -114,11 +128,13 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(RequestLogMiddleware)
     app.include_router(health.router)
     app.include_router(inference.router)
     app.include_router(management.router)
     app.include_router(budgets.router)
     app.include_router(usage.router)
+    app.include_router(requests.router)
     return app
 
 

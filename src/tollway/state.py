@@ -16,7 +16,10 @@ from tollway.gateway.health import HealthBook
 from tollway.gateway.metrics import Metrics
 from tollway.gateway.pipeline import Gateway
 from tollway.gateway.tasks import TaskTracker
+from tollway.ids import RequestIds
 from tollway.keys.service import KeyService
+from tollway.observe.requests import RequestLogService
+from tollway.observe.writer import RequestLogWriter
 from tollway.projects.service import ProjectService
 from tollway.providers.registry import Registry
 from tollway.providers.upstream import UpstreamClient
@@ -45,3 +48,6 @@ class AppState:
     recovery: Recovery
     budgets: BudgetService
     usage: UsageService
+    request_ids: RequestIds
+    request_log_writer: RequestLogWriter
+    request_log: RequestLogService

@@ -65,7 +65,8 @@ class StreamRelay:
                     f"{self._endpoint.provider.slug}: stream broken: {exc!r}"
                 ) from exc
             raise
-        self._ttft_ms = (time.perf_counter() - self._attempt_started) * 1000
+        first_byte_at = self._call.tally.first_byte_at = time.perf_counter()
+        self._ttft_ms = (first_byte_at - self._attempt_started) * 1000
         self._gateway.metrics.open_streams.inc()
         self._counted_open = True
 
@@ -153,6 +154,7 @@ class StreamRelay:
         )
         charged = await self._gateway.meter.settle(self._call.reservation, record)
         self._gateway.record_served(record)
+        self._call.tally.settled(record, charged)
         base = {
             "id": self._chunk_id,
             "object": "chat.completion.chunk",
@@ -203,6 +205,9 @@ class StreamRelay:
             source=source,
         )
         self._gateway.record_served(record)
+        # What the meter will charge (it caps the cost at the reservation), known now.
+        cost = record.pricing.credits_for(record.prompt_tokens, record.completion_tokens)
+        self._call.tally.settled(record, min(cost, self._call.reservation.amount_credits))
         self._gateway.tasks.spawn(
             self._gateway.meter.settle(self._call.reservation, record),
             name=f"settle-{self._call.reservation.request_id}",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import orjson
@@ -12,8 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from tollway.errors import TollwayError, UpstreamRejected
-
-log = logging.getLogger("tollway.http")
+from tollway.http.deps import EXCHANGE
 
 OPENAI_PATHS = ("/v1/chat/completions", "/v1/embeddings", "/v1/models")
 
@@ -78,18 +76,31 @@ def describe_validation_error(exc: RequestValidationError) -> tuple[str, str | N
     return "invalid input: " + "; ".join(parts), first
 
 
+def _note(request: Request, message: str) -> None:
+    """The error goes into the request's log line (and its request log record)."""
+    exchange = request.scope.get(EXCHANGE)
+    if exchange is not None:
+        exchange.error = message
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """Errors the app knows. An unexpected one is rendered (500, no stack trace) and logged
+    by the request log middleware (`http/exchange.py`), which wraps everything."""
+
     async def on_tollway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, TollwayError)
+        _note(request, exc.message)
         return render_tollway_error(request.url.path, exc)
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         message, param = describe_validation_error(exc)
+        _note(request, message)
         return error_response(request.url.path, 400, message, param=param)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        _note(request, str(exc.detail))
         return error_response(
             request.url.path,
             exc.status_code,
@@ -97,13 +108,6 @@ def install_error_handlers(app: FastAPI) -> None:
             openai_type="not_found_error" if exc.status_code == 404 else "invalid_request_error",
         )
 
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unhandled error on %s %s: %r", request.method, request.url.path, exc)
-        return error_response(
-            request.url.path, 500, "internal server error", openai_type="server_error"
-        )
-
     app.add_exception_handler(TollwayError, on_tollway_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(Exception, on_unexpected)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -9,12 +10,10 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from tollway.errors import BadRequest
-from tollway.gateway.auth import Principal
 from tollway.gateway.request import InferenceRequest, parse_chat, parse_embeddings
 from tollway.gateway.streaming import StreamRelay
-from tollway.http.deps import app_state
+from tollway.http.deps import app_state, exchange_of
 from tollway.providers.registry import Registry
-from tollway.state import AppState
 
 router = APIRouter(tags=["Inference"])
 
@@ -45,8 +44,17 @@ class RelayResponse(StreamingResponse):
             self.relay.finalize()
 
 
-async def _serve(state: AppState, principal: Principal, parsed: InferenceRequest) -> Response:
-    result = await state.gateway.handle(principal, parsed)
+async def _serve(
+    request: Request, endpoint: str, parse: Callable[[bytes], InferenceRequest]
+) -> Response:
+    """Authenticate, parse, serve; from authentication on, the request is tallied (it
+    leaves a record in the request log whatever happens next)."""
+    state = app_state(request)
+    principal = await state.auth.inference(request.headers.get("authorization"))
+    tally = exchange_of(request).inference(principal, endpoint)
+    parsed = parse(await request.body())
+    tally.model, tally.stream = parsed.model, parsed.stream
+    result = await state.gateway.handle(principal, parsed, tally)
     if isinstance(result, StreamRelay):
         return RelayResponse(result)
     return Response(result, media_type="application/json")
@@ -55,17 +63,13 @@ async def _serve(state: AppState, principal: Principal, parsed: InferenceRequest
 @router.post("/v1/chat/completions", openapi_extra=_OPENAPI_BODY)
 async def chat_completions(request: Request) -> Response:
     """OpenAI chat completions, streaming or not, with Tollway's router fields."""
-    state = app_state(request)
-    principal = await state.auth.inference(request.headers.get("authorization"))
-    return await _serve(state, principal, parse_chat(await request.body()))
+    return await _serve(request, "chat.completions", parse_chat)
 
 
 @router.post("/v1/embeddings", openapi_extra=_OPENAPI_BODY)
 async def embeddings(request: Request) -> Response:
     """OpenAI embeddings, with Tollway's router fields."""
-    state = app_state(request)
-    principal = await state.auth.inference(request.headers.get("authorization"))
-    return await _serve(state, principal, parse_embeddings(await request.body()))
+    return await _serve(request, "embeddings", parse_embeddings)
 
 
 def list_models(registry: Registry, *, tags: list[str], eu_native: bool) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Observability: the request log line, logging set-up, the request log table's writer."""
