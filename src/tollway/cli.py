@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging.config
 import os
 import secrets
 import sys
@@ -21,6 +22,8 @@ from tollway.billing.verify import LedgerReport, verify_ledger
 from tollway.clock import system_clock
 from tollway.errors import ConfigError, TollwayError
 from tollway.keys.service import KeyService
+from tollway.observe.banner import log_banner
+from tollway.observe.logs import logging_config
 from tollway.providers.registry import RegistryError, load_registry
 from tollway.settings import Settings
 from tollway.store.database import Database
@@ -261,9 +264,12 @@ def serve(
             cli.overrides[name] = str(value)
     settings = cli.settings()
     try:
-        load_registry(settings.providers)
+        registry = load_registry(settings.providers)
     except RegistryError as exc:
         fail(str(exc), 2)
+    log_config = logging_config(settings.log_level, settings.log_format)
+    logging.config.dictConfig(log_config)  # uvicorn applies it again in every worker
+    log_banner(settings, registry)
     run(ctx, lambda _s, _db: asyncio.sleep(0))  # create or upgrade the schema once
     # Workers are separate processes: hand them the effective settings through the env.
     for name, value in cli.overrides.items():
@@ -276,7 +282,8 @@ def serve(
         workers=settings.workers,
         loop=_best_loop(),
         http="httptools",
-        access_log=False,
+        access_log=False,  # the request line of `observe` replaces it
+        log_config=log_config,
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
     )

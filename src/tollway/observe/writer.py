@@ -12,6 +12,7 @@ path, in the meter's own transactions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from functools import partial
 from typing import Any
 
 import orjson
-from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from tollway.observe.record import RequestRecord
 from tollway.store import request_log as store
@@ -54,6 +55,8 @@ class RequestLogWriter:
         self._next_prune = 0.0
         self.written = 0
         self.dropped = 0
+        self.failures = 0
+        self._reported_drops = 0
 
     def submit(self, record: RequestRecord) -> None:
         """Queue a record (called at the end of a request: never blocks, never raises)."""
@@ -91,13 +94,15 @@ class RequestLogWriter:
                 self._wake.clear()
                 await self._wake.wait()
             if not self._closing and len(self._queue) < self._batch_size:
-                await asyncio.sleep(self._interval_s)  # gather a batch
+                self._wake.clear()  # gather a batch: until the interval ends, or it is full
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._interval_s)
             try:
                 await self._flush()
                 if not self._closing:
                     await self._prune()
-            except (DataError, IntegrityError, ProgrammingError) as exc:
-                # Not a passing outage: retrying these rows would fail forever.
+            except (DataError, IntegrityError) as exc:
+                # Something in these rows: retrying them would fail forever.
                 lost = min(self._batch_size, len(self._queue))
                 for _ in range(lost):
                     self._queue.popleft()
@@ -105,6 +110,7 @@ class RequestLogWriter:
                 log.error("request log: %d rows rejected by the database: %r", lost, exc)
                 continue
             except Exception as exc:  # the database is away: keep the rows, retry later
+                self.failures += 1
                 log.warning(
                     "request log: writing %d rows failed (retrying in %.1f s): %r",
                     len(self._queue),
@@ -117,7 +123,8 @@ class RequestLogWriter:
                 pause = min(pause * 2, _MAX_PAUSE_S)
                 continue
             pause = self._interval_s
-            if self.dropped:
+            if self.dropped > self._reported_drops:
+                self._reported_drops = self.dropped
                 log.warning("request log: %d rows dropped so far (queue full)", self.dropped)
 
     async def _flush(self) -> None:
