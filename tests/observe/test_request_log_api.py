@@ -55,7 +55,7 @@ async def test_a_served_request_is_recorded_with_what_it_cost(env: Env) -> None:
     assert row["prompt_tokens"] == usage["prompt_tokens"]
     assert row["completion_tokens"] == usage["completion_tokens"]
     assert row["total_tokens"] == usage["total_tokens"]
-    # 1 EUR / 1M input tokens, 2 EUR / 1M output tokens: credits = tokens × price.
+    # 1 EUR / 1M input tokens, 2 EUR / 1M output tokens: credits = tokens * price.
     credits = usage["prompt_tokens"] * 1 + usage["completion_tokens"] * 2
     assert row["cost"] == credits / 1_000_000
     assert row["usage_source"] == "upstream"
@@ -77,7 +77,8 @@ async def test_detail_shows_the_attempts_of_a_real_fallback(env: Env) -> None:
     assert set(detail) == RECORD_FIELDS | {"routing"}
     assert detail["status"] == "success" and detail["provider"] == "good"
     [failed, succeeded] = detail["attempts"]
-    assert (failed["provider"], failed["model"], failed["status"]) == ("broken", "m-flaky", "failed")
+    assert (failed["provider"], failed["model"]) == ("broken", "m-flaky")
+    assert failed["status"] == "failed"
     assert failed["error"]
     assert succeeded == {"provider": "good", "model": "m-flaky", "status": "success", "error": None}
     routing = detail["routing"]
@@ -130,7 +131,7 @@ async def test_a_stream_is_recorded_with_its_time_to_first_token(env: Env) -> No
         client.stream(
             "POST",
             f"{env.root}/v1/chat/completions",
-            json={"model": "m-good", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+            json={"model": "m-good", "stream": True, "messages": [{"role": "user", "content": "x"}]},
             headers={"Authorization": f"Bearer {env.bob.inference_key}"},
         ) as response,
     ):
