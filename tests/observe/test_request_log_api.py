@@ -131,7 +131,7 @@ async def test_a_stream_is_recorded_with_its_time_to_first_token(env: Env) -> No
         client.stream(
             "POST",
             f"{env.root}/v1/chat/completions",
-            json={"model": "m-good", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+            json={"model": "m-good", "stream": True, "messages": [{"role": "user", "content": ""}]},
             headers={"Authorization": f"Bearer {env.bob.inference_key}"},
         ) as response,
     ):
