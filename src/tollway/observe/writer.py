@@ -112,7 +112,7 @@ class RequestLogWriter:
             except Exception as exc:  # the database is away: keep the rows, retry later
                 self.failures += 1
                 log.warning(
-                    "request log: writing %d rows failed (retrying in %.1f s): %r",
+                    "request log: writing %d rows failed (retrying in %.2f s): %r",
                     len(self._queue),
                     pause,
                     exc,
