@@ -24,6 +24,8 @@ from tollway.providers.mock import MockSettings
 class Upstreams:
     good: str
     broken: str
+    slow: str  # 50 tokens/s
+    cut: str  # streams break after 3 chunks
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +33,10 @@ def upstreams() -> Iterator[Upstreams]:
     with (
         running_mock(MockSettings()) as good,
         running_mock(MockSettings(error_rate=1.0, error_status=503)) as broken,
+        running_mock(MockSettings(tokens_per_second=50)) as slow,
+        running_mock(MockSettings(cut_stream_after=3)) as cut,
     ):
-        yield Upstreams(good, broken)
+        yield Upstreams(good, broken, slow, cut)
 
 
 def registry_document(u: Upstreams) -> dict[str, Any]:
@@ -55,12 +59,19 @@ def registry_document(u: Upstreams) -> dict[str, Any]:
         }
 
     return {
-        "providers": [provider("broken", u.broken, 10), provider("good", u.good, 2000)],
+        "providers": [
+            provider("broken", u.broken, 10),
+            provider("good", u.good, 2000),
+            provider("slow", u.slow, 2000),
+            provider("cut", u.cut, 2000),
+        ],
         "models": [
             {"id": "m-good", "context_size": 4096, "endpoints": [ep("good")]},
             # "broken" ranks first (by its hints) and fails: "good" serves.
             {"id": "m-flaky", "context_size": 4096, "endpoints": [ep("broken"), ep("good")]},
             {"id": "m-down", "context_size": 4096, "endpoints": [ep("broken")]},
+            {"id": "m-slow", "context_size": 4096, "endpoints": [ep("slow")]},
+            {"id": "m-cut", "context_size": 4096, "endpoints": [ep("cut")]},
             {
                 "id": "m-embed",
                 "kind": "embedding",

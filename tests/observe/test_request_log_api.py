@@ -144,6 +144,33 @@ async def test_a_stream_is_recorded_with_its_time_to_first_token(env: Env) -> No
     assert row["completion_tokens"] > 0
 
 
+async def test_a_stream_the_client_left_or_the_upstream_broke(env: Env) -> None:
+    body = {"stream": True, "max_tokens": 500, "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"Authorization": f"Bearer {env.alice.inference_key}"}
+    async with httpx.AsyncClient(timeout=10) as client:
+        async with client.stream(
+            "POST",
+            f"{env.root}/v1/chat/completions",
+            json=body | {"model": "m-slow"},
+            headers=headers,
+        ) as response:
+            async for _ in response.aiter_lines():
+                break  # one chunk, then leave: ~10 s of stream unread
+        left = response.headers["x-request-id"]
+        cut = await client.post(
+            f"{env.root}/v1/chat/completions", json=body | {"model": "m-cut"}, headers=headers
+        )
+    assert cut.status_code == 200 and '"code":"upstream_error"' in cut.text
+    rows = {r["request_id"]: r for r in await env.wait_for_rows(env.alice, 2)}
+    r = rows[left]
+    assert (r["status"], r["http_status"], r["provider"]) == ("client_disconnected", 200, "slow")
+    assert r["completion_tokens"] > 0 and r["cost"] > 0  # what streamed is charged
+    assert r["usage_source"] == "counted"
+    r = rows[cut.headers["x-request-id"]]
+    assert (r["status"], r["http_status"], r["provider"]) == ("upstream_error", 200, "cut")
+    assert r["error"]
+
+
 async def test_scope_member_admin_other_project(env: Env) -> None:
     mine = (await env.chat(env.alice)).headers["x-request-id"]
     bobs = (await env.chat(env.bob)).headers["x-request-id"]
