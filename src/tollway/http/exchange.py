@@ -117,7 +117,14 @@ def finish(state: AppState, exchange: Exchange) -> None:
         state.request_log_writer.submit(record)
     level = logging.WARNING if exchange.status >= 500 or not exchange.status else logging.INFO
     if log.isEnabledFor(level):
-        log.log(level, "request", extra={FIELDS: line_fields(exchange, record, ended)})
+        # makeRecord + handle: what log.log does, minus the caller lookup (a stack walk
+        # per request, for a file and line number the line does not print).
+        fields = line_fields(exchange, record, ended)
+        log.handle(
+            log.makeRecord(
+                log.name, level, __file__, 0, "request", (), None, None, {FIELDS: fields}
+            )
+        )
 
 
 def line_fields(exchange: Exchange, record: RequestRecord | None, ended: float) -> dict[str, Any]:

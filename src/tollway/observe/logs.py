@@ -8,6 +8,7 @@ attribute (a dict built once per request); the formatters render them, nothing e
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ import orjson
 
 FIELDS = "fields"
 _MAX_VALUE = 300  # longest value a text line carries (errors, paths)
+_NEEDS_QUOTES = re.compile(r'[\s"=\\]')
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -23,10 +25,12 @@ def _timestamp(record: logging.LogRecord) -> str:
 
 
 def _text_value(value: Any) -> str:
+    if type(value) is int:  # the common case: no quoting to decide
+        return str(value)
     text = value if isinstance(value, str) else str(value)
     if len(text) > _MAX_VALUE:
         text = text[:_MAX_VALUE] + "…"
-    if text and not any(c in text for c in ' "=\\\n\r\t'):
+    if text and _NEEDS_QUOTES.search(text) is None:
         return text
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     return '"' + escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t") + '"'

@@ -29,6 +29,8 @@ from tollway.store.database import Database
 log = logging.getLogger("tollway.request_log")
 
 _MAX_PAUSE_S = 5.0
+_PRUNE_BATCH = 2_000
+_PRUNE_ROUNDS = 500  # up to a million rows per round
 
 
 class RequestLogWriter:
@@ -137,15 +139,23 @@ class RequestLogWriter:
             self.written += len(batch)
 
     async def _prune(self) -> None:
-        """Delete rows older than the retention (at most every ten minutes)."""
+        """Delete rows older than the retention (a round at most every ten minutes), in
+        small batches, each its own transaction: the meter's transactions run in between."""
         now = self._clock()
         if self._retention_s <= 0 or now < self._next_prune:
             return
         self._next_prune = now + 600
         cutoff_ms = int((now - self._retention_s) * 1000)
-        deleted = await self._db.run_write(partial(store.prune, before_ms=cutoff_ms))
-        if deleted:
-            log.info("request log: %d rows older than the retention deleted", deleted)
+        total = 0
+        for _ in range(_PRUNE_ROUNDS):
+            deleted = await self._db.run_write(
+                partial(store.prune, before_ms=cutoff_ms, limit=_PRUNE_BATCH)
+            )
+            total += deleted
+            if deleted < _PRUNE_BATCH:
+                break
+        if total:
+            log.info("request log: %d rows older than the retention deleted", total)
 
 
 def _row(record: RequestRecord) -> dict[str, Any]:

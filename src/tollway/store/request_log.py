@@ -12,8 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.store.schema import request_log
 
-_PRUNE_BATCH = 10_000
-
 
 def insert_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Insert a batch; a row already there (a retried batch whose commit did land) is
@@ -22,12 +20,13 @@ def insert_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     conn.execute(dialect.insert(request_log).on_conflict_do_nothing(), list(rows))
 
 
-def prune(conn: Connection, *, before_ms: int) -> int:
-    """Delete up to one batch of rows created before `before_ms`; returns how many."""
+def prune(conn: Connection, *, before_ms: int, limit: int) -> int:
+    """Delete up to `limit` rows created before `before_ms` (ix_request_log_created);
+    returns how many."""
     oldest = (
         select(request_log.c.request_id)
         .where(request_log.c.created_at_ms < before_ms)
-        .limit(_PRUNE_BATCH)
+        .limit(limit)
     )
     result = conn.execute(delete(request_log).where(request_log.c.request_id.in_(oldest)))
     return int(result.rowcount or 0)
