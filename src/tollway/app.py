@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,7 +18,7 @@ from tollway.clock import Clock, system_clock
 from tollway.gateway.auth import Authenticator
 from tollway.gateway.config_cache import ConfigCache
 from tollway.gateway.health import HealthBook
-from tollway.gateway.metrics import Metrics
+from tollway.gateway.observed import ObservedMeter
 from tollway.gateway.pipeline import Gateway
 from tollway.gateway.tasks import TaskTracker
 from tollway.http import budgets, health, inference, management, requests, usage
@@ -25,7 +26,9 @@ from tollway.http.errors import install_error_handlers
 from tollway.http.exchange import RequestLogMiddleware
 from tollway.ids import RequestIds, new_id
 from tollway.keys.service import KeyService
+from tollway.observe.metrics import Metrics
 from tollway.observe.requests import RequestLogService
+from tollway.observe.tracing import Tracer, build_tracer
 from tollway.observe.writer import RequestLogWriter
 from tollway.projects.service import ProjectService
 from tollway.providers.registry import Registry, load_registry
@@ -35,7 +38,9 @@ from tollway.state import AppState
 from tollway.store.database import Database
 
 
-def build_state(settings: Settings, registry: Registry, clock: Clock) -> AppState:
+def build_state(
+    settings: Settings, registry: Registry, clock: Clock, tracer: Tracer | None = None
+) -> AppState:
     """Build every long-lived object once; must run inside the event loop (lifespan)."""
     db = Database(settings.database_url, pool_size=settings.db_pool_size)
     projects = ProjectService(db, registry, clock)
@@ -45,9 +50,14 @@ def build_state(settings: Settings, registry: Registry, clock: Clock) -> AppStat
     instance_id = new_id()
     meter = Meter(db, clock, instance_id=instance_id)
     upstream = UpstreamClient(limit_per_host=settings.upstream_connections)
-    health = HealthBook()
-    tasks = TaskTracker()
     metrics = Metrics()
+    tracer = tracer or Tracer()
+    health = HealthBook(
+        on_circuit=lambda ep, is_open: metrics.circuit_changed(
+            ep.model.id, ep.provider.slug, is_open
+        )
+    )
+    tasks = TaskTracker()
     return AppState(
         settings=settings,
         clock=clock,
@@ -64,15 +74,17 @@ def build_state(settings: Settings, registry: Registry, clock: Clock) -> AppStat
         health=health,
         tasks=tasks,
         metrics=metrics,
+        tracer=tracer,
         gateway=Gateway(
             registry=registry,
             configs=configs,
-            meter=meter,
+            meter=ObservedMeter(meter, metrics, tracer),
             upstream=upstream,
             health=health,
             auth=auth,
             tasks=tasks,
             metrics=metrics,
+            tracer=tracer,
         ),
         recovery=Recovery(
             db,
@@ -100,13 +112,16 @@ def create_app(
     *,
     registry: Registry | None = None,
     clock: Clock = system_clock,
+    tracer: Tracer | None = None,
 ) -> FastAPI:
+    """``tracer``: tests pass their own; by default the settings and ``OTEL_*`` decide."""
     settings = settings or Settings()
     registry = registry or load_registry(settings.providers)
+    tracer = tracer or build_tracer(settings.tracing)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = build_state(settings, registry, clock)
+        state = build_state(settings, registry, clock, tracer)
         app.state.tollway = state
         await state.recovery.start()
         state.request_log_writer.start(state.tasks.spawn)
@@ -119,6 +134,8 @@ def create_app(
             await state.recovery.stop()
             await state.upstream.close()
             await state.db.dispose()
+            state.metrics.close()
+            await asyncio.to_thread(tracer.shutdown)
 
     app = FastAPI(
         title="Tollway",
@@ -128,6 +145,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    tracer.install(app)
     app.add_middleware(RequestLogMiddleware)
     app.include_router(health.router)
     app.include_router(inference.router)

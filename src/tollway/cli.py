@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging.config
 import os
 import secrets
@@ -24,6 +25,8 @@ from tollway.errors import ConfigError, TollwayError
 from tollway.keys.service import KeyService
 from tollway.observe.banner import log_banner
 from tollway.observe.logs import logging_config
+from tollway.observe.metrics import metrics_directory
+from tollway.observe.tracing import TracingUnavailable, build_tracer
 from tollway.providers.registry import RegistryError, load_registry
 from tollway.settings import Settings
 from tollway.store.database import Database
@@ -267,6 +270,10 @@ def serve(
         registry = load_registry(settings.providers)
     except RegistryError as exc:
         fail(str(exc), 2)
+    try:
+        build_tracer(settings.tracing).shutdown()  # fail here, once, if it cannot run
+    except TracingUnavailable as exc:
+        fail(str(exc), 2)
     log_config = logging_config(settings.log_level, settings.log_format)
     logging.config.dictConfig(log_config)  # uvicorn applies it again in every worker
     log_banner(settings, registry)
@@ -274,19 +281,22 @@ def serve(
     # Workers are separate processes: hand them the effective settings through the env.
     for name, value in cli.overrides.items():
         os.environ[f"TOLLWAY_{name.upper()}"] = value
-    uvicorn.run(
-        "tollway.app:create_app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        loop=_best_loop(),
-        http="httptools",
-        access_log=False,  # the request line of `observe` replaces it
-        log_config=log_config,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=10,
-    )
+    with contextlib.ExitStack() as stack:
+        if settings.workers > 1:  # the workers add up their metrics through this directory
+            stack.enter_context(metrics_directory())
+        uvicorn.run(
+            "tollway.app:create_app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            loop=_best_loop(),
+            http="httptools",
+            access_log=False,  # the request line of `observe` replaces it
+            log_config=log_config,
+            log_level=settings.log_level,
+            timeout_graceful_shutdown=10,
+        )
 
 
 @app.command("mock-provider")

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token that GET /metrics requires; unset = no /metrics endpoint.",
     )
+    tracing: bool | None = Field(
+        default=None,
+        description="OpenTelemetry tracing: 1 on, 0 off; unset = on when OTEL_* variables "
+        "configure a trace exporter.",
+    )
     log_level: str = "info"
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as logfmt-style text or one JSON object each."

@@ -13,12 +13,13 @@ from tollway.clock import Clock
 from tollway.gateway.auth import Authenticator
 from tollway.gateway.config_cache import ConfigCache
 from tollway.gateway.health import HealthBook
-from tollway.gateway.metrics import Metrics
 from tollway.gateway.pipeline import Gateway
 from tollway.gateway.tasks import TaskTracker
 from tollway.ids import RequestIds
 from tollway.keys.service import KeyService
+from tollway.observe.metrics import Metrics
 from tollway.observe.requests import RequestLogService
+from tollway.observe.tracing import Tracer
 from tollway.observe.writer import RequestLogWriter
 from tollway.projects.service import ProjectService
 from tollway.providers.registry import Registry
@@ -44,6 +45,7 @@ class AppState:
     health: HealthBook
     tasks: TaskTracker
     metrics: Metrics
+    tracer: Tracer
     gateway: Gateway
     recovery: Recovery
     budgets: BudgetService

@@ -1,5 +1,5 @@
-"""A gateway on a real database (both backends) before two real mock providers — one that
-serves, one that always fails — for the request log and its log lines."""
+"""Fixtures of the observability tests: real mock upstreams and real gateways on real
+databases (both backends), for the request log, the log lines, metrics and tracing."""
 
 from __future__ import annotations
 
@@ -13,11 +13,50 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 
+from tests.gateway.conftest import Mocks, registry_document
 from tests.support.gateway import running_gateway, write_registry
 from tests.support.mock_server import running_mock
 from tests.support.world import Member, World
 from tollway.providers.mock import MockSettings
+
+
+@pytest.fixture(scope="module")
+def observed_mocks() -> Iterator[Mocks]:
+    """The gateway tests' three upstreams: fast, slow, and always failing (503)."""
+    with (
+        running_mock(MockSettings()) as fast,
+        running_mock(MockSettings(ttft_ms=20, tokens_per_second=400)) as slow,
+        running_mock(MockSettings(error_rate=1.0, error_status=503)) as failing,
+    ):
+        yield Mocks(fast, slow, failing)
+
+
+@pytest.fixture
+def registry_path(observed_mocks: Mocks, tmp_path: Path) -> Path:
+    return write_registry(tmp_path / "registry.yaml", registry_document(observed_mocks))
+
+
+Scrape = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def samples(text: str) -> Scrape:
+    """Every sample of a scrape: (name, labels) → value."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def total(scrape: Scrape, name: str, **labels: str) -> float:
+    """The sum of one metric's samples whose labels include ``labels``."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in scrape.items() if n == name and wanted <= ls)
+
+
+# -- the request log and the log lines: upstreams that serve, fail, crawl or break off
 
 
 @dataclass(frozen=True)
@@ -39,7 +78,7 @@ def upstreams() -> Iterator[Upstreams]:
         yield Upstreams(good, broken, slow, cut)
 
 
-def registry_document(u: Upstreams) -> dict[str, Any]:
+def request_log_registry(u: Upstreams) -> dict[str, Any]:
     def provider(slug: str, url: str, ttft: float) -> dict[str, Any]:
         return {
             "slug": slug,
@@ -123,7 +162,7 @@ class Env:
 async def make_env(
     world: World, upstreams: Upstreams, tmp_path: Path, **settings: object
 ) -> AsyncIterator[Env]:
-    registry = write_registry(tmp_path / "registry.yaml", registry_document(upstreams))
+    registry = write_registry(tmp_path / "registry.yaml", request_log_registry(upstreams))
     alice = await world.member("alice", "p1", role="admin", credits_eur="10")
     bob = await world.member("bob", "p1", role="member", credits_eur="10")
     carol = await world.member("carol", "p2", role="admin", credits_eur="10")

@@ -22,7 +22,8 @@ class EndpointHealth:
 class HealthBook:
     """``alpha`` weights the newest sample; ``failure_threshold`` consecutive retriable failures
     open the circuit for ``cooldown_s``; after it one trial request may pass (half-open) and a
-    success closes it, a failure opens it again."""
+    success closes it, a failure opens it again. ``on_circuit(endpoint, is_open)`` is told
+    when a circuit opens or closes (the metrics' gauge)."""
 
     def __init__(
         self,
@@ -31,11 +32,13 @@ class HealthBook:
         failure_threshold: int = 3,
         cooldown_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        on_circuit: Callable[[ResolvedEndpoint, bool], None] | None = None,
     ) -> None:
         self._alpha = alpha
         self._threshold = failure_threshold
         self._cooldown_s = cooldown_s
         self._clock = clock
+        self._on_circuit = on_circuit
         self._book: dict[str, EndpointHealth] = {}
 
     def of(self, endpoint: ResolvedEndpoint) -> EndpointHealth:
@@ -74,6 +77,8 @@ class HealthBook:
             tps = completion_tokens / generation_s
             health.tokens_per_second += a * (tps - health.tokens_per_second)
         health.samples += 1
+        if health.consecutive_failures >= self._threshold and self._on_circuit is not None:
+            self._on_circuit(endpoint, False)
         health.consecutive_failures = 0
         health.open_until = 0.0
 
@@ -82,6 +87,8 @@ class HealthBook:
         health.consecutive_failures += 1
         if health.consecutive_failures >= self._threshold:
             health.open_until = self._clock() + self._cooldown_s
+            if health.consecutive_failures == self._threshold and self._on_circuit is not None:
+                self._on_circuit(endpoint, True)
 
     def snapshot(self, endpoint: ResolvedEndpoint) -> dict[str, float | int]:
         health = self.of(endpoint)

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from tollway.billing.meter import Meter, Payer, Reservation, ReserveRequest, UsageRecord
+from tollway.billing.meter import Payer, Reservation, ReserveRequest, UsageRecord
 from tollway.errors import (
     BadRequest,
     InsufficientBalance,
@@ -28,12 +28,14 @@ from tollway.gateway.auth import Authenticator, Principal
 from tollway.gateway.config_cache import ConfigCache
 from tollway.gateway.health import HealthBook
 from tollway.gateway.metadata import Trace, build_metadata
-from tollway.gateway.metrics import Metrics
+from tollway.gateway.observed import Attempt, ObservedMeter
 from tollway.gateway.request import InferenceRequest, counted_prompt_tokens, reported_usage
 from tollway.gateway.routing import ModelPlan, plan_model, worst_prices
 from tollway.gateway.streaming import StreamRelay
 from tollway.gateway.tally import Tally
 from tollway.gateway.tasks import TaskTracker
+from tollway.observe.metrics import Metrics
+from tollway.observe.tracing import Tracer
 from tollway.projects.policy import Policy, effective_policy
 from tollway.providers.registry import Model, Registry, ResolvedEndpoint
 from tollway.providers.tokens import content_text, count_tokens
@@ -61,12 +63,13 @@ class Gateway:
         *,
         registry: Registry,
         configs: ConfigCache,
-        meter: Meter,
+        meter: ObservedMeter,
         upstream: UpstreamClient,
         health: HealthBook,
         auth: Authenticator,
         tasks: TaskTracker,
         metrics: Metrics,
+        tracer: Tracer,
     ) -> None:
         self.registry = registry
         self.configs = configs
@@ -76,6 +79,7 @@ class Gateway:
         self.auth = auth
         self.tasks = tasks
         self.metrics = metrics
+        self.tracer = tracer
 
     async def handle(
         self, principal: Principal, request: InferenceRequest, tally: Tally
@@ -93,12 +97,17 @@ class Gateway:
         self, principal: Principal, request: InferenceRequest, tally: Tally
     ) -> bytes | StreamRelay:
         started = time.perf_counter()
-        model = self._model(request)
-        config = await self.configs.get(principal.project_id)
-        policy = effective_policy(config, request.router_fields)
-        plans = self._plans(model, policy, request)
+        with self.tracer.span("tollway.policy", stream=request.stream) as span:
+            model = self._model(request)
+            span.set("tollway.model", model.id)
+            config = await self.configs.get(principal.project_id)
+            policy = effective_policy(config, request.router_fields)
+        with self.tracer.span("tollway.route") as span:
+            plans = self._plans(model, policy, request)
+            span.set("tollway.candidates", sum(len(p.ranked) for p in plans))
         trace = tally.trace = Trace(policy.preference, list(policy.applied_filters), plans)
         reservation = await self._reserve(principal, request, plans, tally.request_id)
+        self.tracer.current().set("tollway.request_id", reservation.request_id)
         if reservation.lowered:
             per_choice = reservation.max_tokens // request.choices
             if per_choice < 1:
@@ -205,6 +214,15 @@ class Gateway:
         if not call.trace.tried_models or call.trace.tried_models[-1] != plan.model.id:
             call.trace.tried_models.append(plan.model.id)
 
+    def _attempt(self, call: Call, endpoint: ResolvedEndpoint) -> Attempt:
+        return Attempt.of(
+            self.metrics,
+            self.tracer,
+            endpoint,
+            number=len(call.trace.status) + 1,
+            after_failure=bool(call.trace.errors),
+        )
+
     def _failed(self, call: Call, endpoint: ResolvedEndpoint, exc: UpstreamError) -> None:
         call.trace.failed(endpoint, exc.message)
         self.metrics.upstream_failures.labels(endpoint.provider.slug).inc()
@@ -223,12 +241,14 @@ class Gateway:
             self._note_model(call, plan)
             attempt_started = time.perf_counter()
             try:
-                raw = await self.upstream.post_json(
-                    endpoint.provider, path, self._upstream_body(call, endpoint)
-                )
-                payload = orjson.loads(raw)
-                if not isinstance(payload, dict):
-                    raise UpstreamError(f"{endpoint.provider.slug}: answer is not a JSON object")
+                with self._attempt(call, endpoint):
+                    raw = await self.upstream.post_json(
+                        endpoint.provider, path, self._upstream_body(call, endpoint)
+                    )
+                    payload = orjson.loads(raw)
+                    if not isinstance(payload, dict):
+                        slug = endpoint.provider.slug
+                        raise UpstreamError(f"{slug}: answer is not a JSON object")
             except orjson.JSONDecodeError:
                 last = UpstreamError(f"{endpoint.provider.slug}: answer is not JSON")
                 self._failed(call, endpoint, last)
@@ -279,17 +299,13 @@ class Gateway:
             self._note_model(call, plan)
             attempt_started = time.perf_counter()
             try:
-                stream = await self.upstream.open_stream(
-                    endpoint.provider, "/chat/completions", self._upstream_body(call, endpoint)
-                )
-            except UpstreamError as exc:
-                last = exc
-                self._failed(call, endpoint, exc)
-                continue
-            relay = StreamRelay(self, call, endpoint, stream, attempt_started)
-            try:
-                await relay.prime()
-            except UpstreamError as exc:  # broken before the first byte: try the next one
+                with self._attempt(call, endpoint):
+                    stream = await self.upstream.open_stream(
+                        endpoint.provider, "/chat/completions", self._upstream_body(call, endpoint)
+                    )
+                    relay = StreamRelay(self, call, endpoint, stream, attempt_started)
+                    await relay.prime()
+            except UpstreamError as exc:  # also broken before the first byte: try the next one
                 last = exc
                 self._failed(call, endpoint, exc)
                 continue

@@ -67,7 +67,11 @@ class StreamRelay:
             raise
         first_byte_at = self._call.tally.first_byte_at = time.perf_counter()
         self._ttft_ms = (first_byte_at - self._attempt_started) * 1000
-        self._gateway.metrics.open_streams.inc()
+        metrics = self._gateway.metrics
+        metrics.ttft.labels(self._endpoint.model.id, self._endpoint.provider.slug).observe(
+            self._ttft_ms / 1000
+        )
+        metrics.open_streams.inc()
         self._counted_open = True
 
     async def iterate(self) -> AsyncIterator[bytes]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 
 from fastapi import APIRouter, Request
@@ -22,8 +23,8 @@ async def health() -> dict[str, str]:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics of this process (one worker per scrape). Off unless
-    TOLLWAY_METRICS_TOKEN is set; then the scraper sends it as a bearer token."""
+    """Prometheus metrics of the whole server (every worker's, whichever one answers). Off
+    unless TOLLWAY_METRICS_TOKEN is set; then the scraper sends it as a bearer token."""
     state = app_state(request)
     expected = state.settings.metrics_token
     if not expected:
@@ -31,4 +32,6 @@ async def metrics(request: Request) -> Response:
     sent = request.headers.get("authorization", "")
     if not hmac.compare_digest(sent.encode(), f"Bearer {expected}".encode()):
         raise Unauthorized("metrics need 'Authorization: Bearer <TOLLWAY_METRICS_TOKEN>'")
-    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    # Reading every worker's files is blocking file I/O: off the event loop.
+    body = await asyncio.to_thread(state.metrics.render)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

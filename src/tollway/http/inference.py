@@ -10,10 +10,12 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from tollway.errors import BadRequest
+from tollway.gateway.auth import Principal
 from tollway.gateway.request import InferenceRequest, parse_chat, parse_embeddings
 from tollway.gateway.streaming import StreamRelay
 from tollway.http.deps import app_state, exchange_of
 from tollway.providers.registry import Registry
+from tollway.state import AppState
 
 router = APIRouter(tags=["Inference"])
 
@@ -44,13 +46,21 @@ class RelayResponse(StreamingResponse):
             self.relay.finalize()
 
 
+async def _authenticate(state: AppState, request: Request) -> Principal:
+    with state.tracer.span("tollway.auth") as span:
+        principal = await state.auth.inference(request.headers.get("authorization"))
+        span.set("tollway.project_id", principal.project_id)
+        span.set("tollway.key_id", principal.key_id)
+    return principal
+
+
 async def _serve(
     request: Request, endpoint: str, parse: Callable[[bytes], InferenceRequest]
 ) -> Response:
     """Authenticate, parse, serve; from authentication on, the request is tallied (it
     leaves a record in the request log whatever happens next)."""
     state = app_state(request)
-    principal = await state.auth.inference(request.headers.get("authorization"))
+    principal = await _authenticate(state, request)
     tally = exchange_of(request).inference(principal, endpoint)
     parsed = parse(await request.body())
     tally.model, tally.stream = parsed.model, parsed.stream

@@ -1,1 +1,2 @@
-"""Observability: the request log line, logging set-up, the request log table's writer."""
+"""Observability: logging and the request line, the request log, metrics, tracing. The hot
+path calls it; it calls nothing back."""

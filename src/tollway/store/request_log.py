@@ -24,9 +24,7 @@ def prune(conn: Connection, *, before_ms: int, limit: int) -> int:
     """Delete up to `limit` rows created before `before_ms` (ix_request_log_created);
     returns how many."""
     oldest = (
-        select(request_log.c.request_id)
-        .where(request_log.c.created_at_ms < before_ms)
-        .limit(limit)
+        select(request_log.c.request_id).where(request_log.c.created_at_ms < before_ms).limit(limit)
     )
     result = conn.execute(delete(request_log).where(request_log.c.request_id.in_(oldest)))
     return int(result.rowcount or 0)

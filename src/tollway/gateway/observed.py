@@ -1,0 +1,129 @@
+"""The gateway's outbound steps, measured: each meter call and each upstream attempt is timed
+into the metrics and traced as a span, here, so pipeline.py still reads as the request path."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import TracebackType
+
+from tollway.billing.meter import Meter, Reservation, ReserveRequest, UsageRecord
+from tollway.observe.metrics import Metrics
+from tollway.observe.tracing import Span, Tracer
+from tollway.providers.registry import ResolvedEndpoint
+from tollway.providers.upstream import UpstreamStatusError
+
+
+class ObservedMeter:
+    """The meter as the gateway calls it. Times reserve and settle (the request path's
+    database work), counts the reservations open in this process, and the credits charged.
+    A reservation is counted open from its reserve to its first settle (a second settle of
+    the same one, e.g. a release after a failed settlement, changes nothing)."""
+
+    def __init__(self, meter: Meter, metrics: Metrics, tracer: Tracer) -> None:
+        self._meter = meter
+        self._metrics = metrics
+        self._tracer = tracer
+        self._reserve_seconds = metrics.meter_latency.labels("reserve")
+        self._settle_seconds = metrics.meter_latency.labels("settle")
+        self._open: set[str] = set()
+
+    async def reserve(self, request: ReserveRequest) -> Reservation:
+        started = time.perf_counter()
+        try:
+            with self._tracer.span(
+                "tollway.meter.reserve", request_id=request.payer.request_id
+            ) as span:
+                reservation = await self._meter.reserve(request)
+                span.set("tollway.reserved_credits", reservation.amount_credits)
+        finally:
+            self._reserve_seconds.observe(time.perf_counter() - started)
+        self._open.add(reservation.request_id)
+        self._metrics.open_reservations.inc()
+        return reservation
+
+    async def settle(self, reservation: Reservation, usage: UsageRecord | None) -> int:
+        started = time.perf_counter()
+        try:
+            with self._tracer.span(
+                "tollway.meter.settle",
+                request_id=reservation.request_id,
+                status=usage.status if usage is not None else "released",
+            ) as span:
+                charged = await self._meter.settle(reservation, usage)
+                span.set("tollway.charged_credits", charged)
+        finally:
+            self._settle_seconds.observe(time.perf_counter() - started)
+            if reservation.request_id in self._open:
+                self._open.discard(reservation.request_id)
+                self._metrics.open_reservations.dec()
+        if usage is not None and charged:
+            self._metrics.credits.labels(usage.model, usage.provider).inc(charged)
+        return charged
+
+
+class Attempt:
+    """One upstream attempt, as a context manager around the call: its duration goes to
+    ``tollway_upstream_duration_seconds`` by outcome, it is a ``tollway.upstream`` span, and
+    a success after an earlier failure counts as a fallback."""
+
+    __slots__ = ("_after_failure", "_endpoint", "_metrics", "_span", "_started")
+
+    def __init__(
+        self, metrics: Metrics, span: Span, endpoint: ResolvedEndpoint, *, after_failure: bool
+    ) -> None:
+        self._metrics = metrics
+        self._span = span
+        self._endpoint = endpoint
+        self._after_failure = after_failure
+        self._started = 0.0
+
+    @classmethod
+    def of(
+        cls,
+        metrics: Metrics,
+        tracer: Tracer,
+        endpoint: ResolvedEndpoint,
+        *,
+        number: int,
+        after_failure: bool,
+    ) -> Attempt:
+        span = tracer.span(
+            "tollway.upstream",
+            provider=endpoint.provider.slug,
+            model=endpoint.model.id,
+            upstream_model=endpoint.upstream_model,
+            attempt=number,
+        )
+        return cls(metrics, span, endpoint, after_failure=after_failure)
+
+    def __enter__(self) -> Attempt:
+        self._span.__enter__()
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        seconds = time.perf_counter() - self._started
+        provider = self._endpoint.provider.slug
+        if exc is None:
+            outcome = "success"
+            if self._after_failure:
+                self._metrics.fallbacks.labels(self._endpoint.model.id, provider).inc()
+        elif isinstance(exc, asyncio.CancelledError | GeneratorExit):
+            outcome = "cancelled"
+            self._span.fail(type(exc).__name__)
+        else:
+            outcome = "error"
+            if isinstance(exc, UpstreamStatusError):
+                self._span.set("http.response.status_code", exc.upstream_status)
+                self._span.fail(str(exc.upstream_status))
+            else:
+                self._span.fail(type(exc).__name__)
+        self._span.set("tollway.outcome", outcome)
+        self._metrics.upstream_latency.labels(provider, outcome).observe(seconds)
+        self._span.__exit__(exc_type, exc, tb)
