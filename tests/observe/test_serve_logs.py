@@ -93,7 +93,7 @@ def test_text_logs_and_the_demo_banner(tmp_path: Path) -> None:
     assert "tollway-demo-chat" in banner and "demo-eu" in banner
     assert f"database:  {database_url}" in banner
     assert "WARNING tollway built-in demo registry" in text
-    assert "workers:   1" in text
+    assert "workers:   1" in text and "metrics:   off" in text and "tracing:   off" in text
     request_lines = [line for line in text.splitlines() if " tollway.request request " in line]
     assert len(request_lines) >= 7  # /health polls too
     served = next(line for line in request_lines if f"request_id={ids[0]}" in line)
@@ -125,6 +125,7 @@ async def test_json_logs_and_a_masked_database_password(tmp_path: Path) -> None:
     assert banner["registry"] == "built-in demo registry"
     assert "tollway-demo-chat" in banner["models"] and "demo-eu" in banner["providers"]
     assert banner["workers"] == 1 and banner["address"].startswith("http://127.0.0.1:")
+    assert (banner["metrics"], banner["tracing"]) == (False, False)
     lines = {e["request_id"]: e for e in entries if e["message"] == "request"}
     served, unknown = lines[ids[0]], lines[ids[1]]
     assert (served["status"], served["outcome"], served["key_name"]) == (200, "success", "default")

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from sqlalchemy.engine import make_url
 
 from tollway import __version__
 from tollway.observe.logs import FIELDS
+from tollway.observe.tracing import tracing_wanted
 from tollway.providers.registry import DEMO_REGISTRY, Registry
 from tollway.settings import Settings
 
@@ -39,6 +41,8 @@ def banner_fields(settings: Settings, registry: Registry) -> dict[str, Any]:
         "providers": list(registry.providers),
         "address": f"http://{settings.host}:{settings.port}",
         "workers": settings.workers,
+        "metrics": settings.metrics_token is not None,
+        "tracing": tracing_wanted(settings.tracing, os.environ),
         "log_format": settings.log_format,
         "log_level": settings.log_level,
     }
@@ -61,6 +65,8 @@ def log_banner(settings: Settings, registry: Registry) -> None:
                     f"  providers: {len(fields['providers'])} ({', '.join(fields['providers'])})",
                     f"  address:   {fields['address']}",
                     f"  workers:   {fields['workers']}",
+                    f"  metrics:   {'on (GET /metrics)' if fields['metrics'] else 'off'}",
+                    f"  tracing:   {'on' if fields['tracing'] else 'off'}",
                     f"  logs:      {settings.log_format}, level {settings.log_level}",
                 ]
             )
