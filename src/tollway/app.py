@@ -21,7 +21,7 @@ from tollway.gateway.health import HealthBook
 from tollway.gateway.observed import ObservedMeter
 from tollway.gateway.pipeline import Gateway
 from tollway.gateway.tasks import TaskTracker
-from tollway.http import budgets, health, inference, management, requests, usage
+from tollway.http import budgets, health, inference, management, messages, requests, usage
 from tollway.http.errors import install_error_handlers
 from tollway.http.exchange import RequestLogMiddleware
 from tollway.ids import RequestIds, new_id
@@ -149,6 +149,7 @@ def create_app(
     app.add_middleware(RequestLogMiddleware)
     app.include_router(health.router)
     app.include_router(inference.router)
+    app.include_router(messages.router)
     app.include_router(management.router)
     app.include_router(budgets.router)
     app.include_router(usage.router)

@@ -171,6 +171,32 @@ async def test_a_stream_the_client_left_or_the_upstream_broke(env: Env) -> None:
     assert r["error"]
 
 
+async def test_anthropic_messages_and_embeddings_are_recorded(env: Env) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        message = await client.post(
+            f"{env.root}/v1/messages",
+            json={
+                "model": "m-good",
+                "max_tokens": 8,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+            headers={"x-api-key": env.alice.inference_key, "anthropic-version": "2023-06-01"},
+        )
+        embedding = await client.post(
+            f"{env.root}/v1/embeddings",
+            json={"model": "m-embed", "input": "hello"},
+            headers={"Authorization": f"Bearer {env.alice.inference_key}"},
+        )
+    assert message.status_code == 200 and embedding.status_code == 200
+    rows = {r["request_id"]: r for r in await env.wait_for_rows(env.alice, 2)}
+    r = rows[message.headers["x-request-id"]]
+    assert (r["endpoint"], r["status"], r["provider"]) == ("messages", "success", "good")
+    assert r["completion_tokens"] == message.json()["usage"]["output_tokens"]
+    r = rows[embedding.headers["x-request-id"]]
+    assert (r["endpoint"], r["status"], r["completion_tokens"]) == ("embeddings", "success", 0)
+    assert r["prompt_tokens"] > 0
+
+
 async def test_scope_member_admin_other_project(env: Env) -> None:
     mine = (await env.chat(env.alice)).headers["x-request-id"]
     bobs = (await env.chat(env.bob)).headers["x-request-id"]
