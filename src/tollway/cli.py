@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from tollway.accounts.service import AccountService
 from tollway.billing.verify import LedgerReport, verify_ledger
 from tollway.clock import system_clock
-from tollway.errors import ConfigError, TollwayError
+from tollway.errors import ConfigError, DatabaseUnavailable, TollwayError
 from tollway.keys.service import KeyService
 from tollway.observe.banner import log_banner
 from tollway.observe.logs import logging_config
@@ -88,6 +88,9 @@ def run(ctx: typer.Context, work: Callable[[Settings, Database], Awaitable[T]]) 
 
     try:
         return asyncio.run(main())
+    except DatabaseUnavailable as exc:
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        fail(f"database unavailable: {str(cause).splitlines()[0]}", 2)
     except TollwayError as exc:
         fail(exc.message)
     except (ConfigError, RegistryError) as exc:
@@ -230,11 +233,16 @@ def credits_add(
 
 @ledger_app.command("verify")
 def ledger_verify(ctx: typer.Context) -> None:
-    """Check balance = sum of ledger for every user and that no reservation is left open;
-    exit status 1 on any problem."""
+    """Check balance = sum of ledger for every user, that no reservation is left open by a dead
+    process or held longer than TOLLWAY_RESERVATION_MAX_AGE_S; exit status 1 on any problem."""
     report: LedgerReport = run(
         ctx,
-        lambda settings, db: verify_ledger(db, system_clock, stale_s=settings.reservation_stale_s),
+        lambda settings, db: verify_ledger(
+            db,
+            system_clock,
+            stale_s=settings.reservation_stale_s,
+            max_age_s=settings.reservation_max_age_s,
+        ),
     )
     console = Console(highlight=False, soft_wrap=True)
     console.print(

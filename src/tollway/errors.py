@@ -8,6 +8,8 @@ class TollwayError(Exception):
     status = 500
     openai_type = "server_error"
     code: str | None = None
+    # Seconds a client should wait before retrying (sent as `Retry-After`), when it applies.
+    retry_after_s: int | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -55,6 +57,16 @@ class NoHealthyCandidate(TollwayError):
     status = 503
     openai_type = "server_error"
     code = "no_healthy_provider"
+
+
+class DatabaseUnavailable(TollwayError):
+    """The database did not answer (connection refused or lost, shutting down, locked past
+    the busy timeout): the request is refused before anything was charged; retry shortly."""
+
+    status = 503
+    openai_type = "server_error"
+    code = "database_unavailable"
+    retry_after_s = 2
 
 
 class UpstreamFailure(TollwayError):
