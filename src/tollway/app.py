@@ -23,14 +23,17 @@ from tollway.gateway.health import HealthBook
 from tollway.gateway.observed import ObservedMeter
 from tollway.gateway.pipeline import Gateway
 from tollway.gateway.tasks import TaskTracker
-from tollway.http import budgets, health, inference, management, messages, models, usage
+from tollway.http import budgets, health, inference, management, messages, models, requests, usage
 from tollway.http.errors import install_error_handlers
+from tollway.http.exchange import RequestLogMiddleware
 from tollway.http.limits import BodyLimit
 from tollway.http.openapi import install_openapi
-from tollway.ids import new_id
+from tollway.ids import RequestIds, new_id
 from tollway.keys.service import KeyService
 from tollway.observe.metrics import Metrics
+from tollway.observe.requests import RequestLogService
 from tollway.observe.tracing import Tracer, build_tracer
+from tollway.observe.writer import RequestLogWriter
 from tollway.projects.service import ProjectService
 from tollway.providers.registry import Registry, load_registry
 from tollway.providers.upstream import UpstreamClient
@@ -92,7 +95,6 @@ def build_state(
             tasks=tasks,
             metrics=metrics,
             tracer=tracer,
-            instance_id=instance_id,
         ),
         recovery=Recovery(
             db,
@@ -104,6 +106,15 @@ def build_state(
         ),
         budgets=BudgetService(db, clock),
         usage=UsageService(db, clock),
+        request_ids=RequestIds(instance_id),
+        request_log_writer=RequestLogWriter(
+            db,
+            interval_s=settings.request_log_flush_ms / 1000,
+            capacity=settings.request_log_buffer,
+            retention_s=settings.request_log_retention_days * 86_400,
+            clock=clock,
+        ),
+        request_log=RequestLogService(db),
     )
 
 
@@ -126,9 +137,12 @@ def create_app(
         state = build_state(settings, registry, clock, tracer)
         app.state.tollway = state
         await state.recovery.start()
+        state.request_log_writer.start(state.tasks.spawn)
         try:
             yield
         finally:
+            # Requests have ended: their rows are queued; write them, then drain the rest.
+            await state.request_log_writer.close()
             await state.tasks.drain()
             await state.recovery.stop()
             await state.upstream.close()
@@ -145,7 +159,9 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    tracer.install(app)  # outermost: a span for every request, refused bodies included
+    tracer.install(app)  # a span for every request, refused bodies included
+    # Outermost: every response (a 413, a 500 included) gets its x-request-id and log line.
+    app.add_middleware(RequestLogMiddleware)
     install_openapi(app)
     app.include_router(health.router)
     app.include_router(inference.router)
@@ -153,6 +169,7 @@ def create_app(
     app.include_router(management.router)
     app.include_router(budgets.router)
     app.include_router(usage.router)
+    app.include_router(requests.router)
     app.include_router(models.router)
     mount_console(app)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging.config
 import os
 import secrets
 import signal
@@ -30,6 +31,8 @@ from tollway.commands.money import credits_app, ledger_app
 from tollway.commands.providers import providers_app
 from tollway.commands.tenancy import keys_app, members_app, projects_app, users_app
 from tollway.keys.service import KeyService
+from tollway.observe.banner import log_banner
+from tollway.observe.logs import logging_config
 from tollway.observe.metrics import metrics_directory
 from tollway.observe.tracing import TracingUnavailable, build_tracer
 from tollway.providers.registry import RegistryError, load_registry
@@ -115,13 +118,16 @@ def serve(
             cli.overrides[name] = str(value)
     settings = cli.settings()
     try:
-        load_registry(settings.providers)
+        registry = load_registry(settings.providers)
     except RegistryError as exc:
         fail_registry(exc)
     try:
         build_tracer(settings.tracing).shutdown()  # fail here, once, if it cannot run
     except TracingUnavailable as exc:
         fail(str(exc), 2)
+    log_config = logging_config(settings.log_level, settings.log_format)
+    logging.config.dictConfig(log_config)  # uvicorn applies it again in every worker
+    log_banner(settings, registry)
     run(ctx, lambda _s, _db: asyncio.sleep(0))  # create or upgrade the schema once
     # Workers are separate processes: hand them the effective settings through the env.
     for name, value in cli.overrides.items():
@@ -137,7 +143,8 @@ def serve(
             workers=settings.workers,
             loop=_best_loop(),
             http="httptools",
-            access_log=False,
+            access_log=False,  # the request line of `observe` replaces it
+            log_config=log_config,
             log_level=settings.log_level,
             timeout_graceful_shutdown=10,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -74,6 +76,18 @@ class Settings(BaseSettings):
         "configure a trace exporter.",
     )
     log_level: str = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as logfmt-style text or one JSON object each."
+    )
+    request_log_flush_ms: int = Field(
+        default=100, ge=1, le=10_000, description="How often queued request log rows are written."
+    )
+    request_log_buffer: int = Field(
+        default=20_000, ge=1, description="Request log rows held while the database is away."
+    )
+    request_log_retention_days: float = Field(
+        default=30, ge=0, description="Request log rows older than this are deleted; 0 = kept."
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -15,9 +15,12 @@ from tollway.gateway.config_cache import ConfigCache
 from tollway.gateway.health import HealthBook
 from tollway.gateway.pipeline import Gateway
 from tollway.gateway.tasks import TaskTracker
+from tollway.ids import RequestIds
 from tollway.keys.service import KeyService
 from tollway.observe.metrics import Metrics
+from tollway.observe.requests import RequestLogService
 from tollway.observe.tracing import Tracer
+from tollway.observe.writer import RequestLogWriter
 from tollway.projects.service import ProjectService
 from tollway.providers.registry import Registry
 from tollway.providers.upstream import UpstreamClient
@@ -47,3 +50,6 @@ class AppState:
     recovery: Recovery
     budgets: BudgetService
     usage: UsageService
+    request_ids: RequestIds
+    request_log_writer: RequestLogWriter
+    request_log: RequestLogService

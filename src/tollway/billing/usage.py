@@ -55,14 +55,16 @@ def parse_query(
     group_by = group_by or "none"
     if group_by not in GROUPS:
         raise BadRequest(f"group_by: must be one of {', '.join(GROUPS)}", param="group_by")
-    start = _parse_time("from", from_) if from_ else now - now % _DAY
-    end = _parse_time("until", until) if until else now
+    start = parse_time("from", from_) if from_ else now - now % _DAY
+    end = parse_time("until", until) if until else now
     if start > end:
         raise BadRequest("from: must not be after until", param="from")
     return UsageQuery(start, end, bucket, group_by)
 
 
-def _parse_time(name: str, value: str) -> int:
+def parse_time(name: str, value: str) -> int:
+    """An ISO 8601 date or time (UTC unless it says otherwise) → epoch seconds; else a 400
+    naming the parameter."""
     try:
         moment = datetime.fromisoformat(value)
         if moment.tzinfo is None:

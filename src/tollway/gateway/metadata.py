@@ -21,13 +21,17 @@ class Trace:
     status: dict[str, str] = field(default_factory=dict)  # endpoint key → success | failed
     errors: dict[str, str] = field(default_factory=dict)
     tried_models: list[str] = field(default_factory=list)
+    # Every upstream call in order: (endpoint, error or None when it served).
+    attempts: list[tuple[ResolvedEndpoint, str | None]] = field(default_factory=list)
 
     def failed(self, endpoint: ResolvedEndpoint, error: str) -> None:
         self.status[endpoint.key] = "failed"
         self.errors[endpoint.key] = error
+        self.attempts.append((endpoint, error))
 
     def succeeded(self, endpoint: ResolvedEndpoint) -> None:
         self.status[endpoint.key] = "success"
+        self.attempts.append((endpoint, None))
 
 
 def _eur(amount: Decimal) -> float:
@@ -46,24 +50,6 @@ def build_metadata(
 ) -> dict[str, Any]:
     pricing: Pricing = served.pricing
     primary = trace.plans[0]
-    filtered: list[dict[str, Any]] = []
-    scored: list[dict[str, Any]] = []
-    initial: list[str] = []
-    for plan in trace.plans:
-        multi = len(trace.plans) > 1
-        initial += [f"{plan.model.id}@{slug}" if multi else slug for slug in plan.initial]
-        filtered += [dict(f, model=plan.model.id) for f in plan.filtered]
-        for candidate in plan.ranked:
-            entry: dict[str, Any] = {
-                "provider": candidate.endpoint.provider.slug,
-                "model": plan.model.id,
-                "score": candidate.score,
-                "scoring_context": candidate.context,
-                "status": trace.status.get(candidate.endpoint.key, "not_attempted"),
-            }
-            if candidate.endpoint.key in trace.errors:
-                entry["error"] = trace.errors[candidate.endpoint.key]
-            scored.append(entry)
     fallback_from = primary.model.id if served.model.id != primary.model.id else None
     return {
         "routing_results": {
@@ -78,13 +64,45 @@ def build_metadata(
             "latency_ms": latency_ms,
             "usage_source": usage_source,
         },
-        "routing_trace": {
-            "initial_candidates": initial,
-            "filtered_out_candidates": filtered,
-            "scored_candidates": scored,
-            "scoring_function": {"function": SCORING[trace.preference], "sort": "ascending"},
-        },
+        "routing_trace": routing_trace(trace),
         "fallback_from": fallback_from,
         "fallback_chain": trace.tried_models,
         "model_used": served.model.id,
+    }
+
+
+def routing_summary(trace: Trace) -> dict[str, Any]:
+    """The routing of a request as the request log's detail view shows it (served or not)."""
+    return {
+        "preference": trace.preference,
+        "applied_filters": list(trace.applied_filters),
+        "routing_trace": routing_trace(trace),
+        "fallback_chain": list(trace.tried_models),
+    }
+
+
+def routing_trace(trace: Trace) -> dict[str, Any]:
+    filtered: list[dict[str, Any]] = []
+    scored: list[dict[str, Any]] = []
+    initial: list[str] = []
+    multi = len(trace.plans) > 1
+    for plan in trace.plans:
+        initial += [f"{plan.model.id}@{slug}" if multi else slug for slug in plan.initial]
+        filtered += [dict(f, model=plan.model.id) for f in plan.filtered]
+        for candidate in plan.ranked:
+            entry: dict[str, Any] = {
+                "provider": candidate.endpoint.provider.slug,
+                "model": plan.model.id,
+                "score": candidate.score,
+                "scoring_context": candidate.context,
+                "status": trace.status.get(candidate.endpoint.key, "not_attempted"),
+            }
+            if candidate.endpoint.key in trace.errors:
+                entry["error"] = trace.errors[candidate.endpoint.key]
+            scored.append(entry)
+    return {
+        "initial_candidates": initial,
+        "filtered_out_candidates": filtered,
+        "scored_candidates": scored,
+        "scoring_function": {"function": SCORING[trace.preference], "sort": "ascending"},
     }

@@ -7,7 +7,6 @@ Non-streaming calls settle before answering; streams settle when they end, howev
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +39,7 @@ from tollway.gateway.observed import Attempt, ObservedMeter
 from tollway.gateway.request import InferenceRequest, counted_prompt_tokens, reported_usage
 from tollway.gateway.routing import ModelPlan, plan_model, worst_prices
 from tollway.gateway.streaming import StreamRelay
+from tollway.gateway.tally import Tally
 from tollway.gateway.tasks import TaskTracker
 from tollway.observe.metrics import Metrics
 from tollway.observe.tracing import Tracer
@@ -61,6 +61,7 @@ class Call:
     trace: Trace
     reservation: Reservation
     started: float
+    tally: Tally
 
 
 class Gateway:
@@ -76,7 +77,6 @@ class Gateway:
         tasks: TaskTracker,
         metrics: Metrics,
         tracer: Tracer,
-        instance_id: str,
     ) -> None:
         self.registry = registry
         self.configs = configs
@@ -87,21 +87,22 @@ class Gateway:
         self.tasks = tasks
         self.metrics = metrics
         self.tracer = tracer
-        # Request ids: this process's random instance id + a counter (unique across
-        # processes and restarts, and cheaper than a uuid4 per request).
-        self._request_prefix = instance_id + "-"
-        self._request_numbers = itertools.count(1)
 
-    async def handle(self, principal: Principal, request: InferenceRequest) -> bytes | StreamRelay:
+    async def handle(
+        self, principal: Principal, request: InferenceRequest, tally: Tally
+    ) -> bytes | StreamRelay:
+        """Serve one request; `tally` (its id, and what it did) is filled in on the way."""
         try:
-            return await self._handle(principal, request)
+            return await self._handle(principal, request, tally)
         except TollwayError as exc:
             # Only registry ids become labels: clients could invent unlimited model names.
             model = request.model if request.model in self.registry.models else "unknown"
             self.metrics.refused(endpoint=request.endpoint, model=model, status=str(exc.status))
             raise
 
-    async def _handle(self, principal: Principal, request: InferenceRequest) -> bytes | StreamRelay:
+    async def _handle(
+        self, principal: Principal, request: InferenceRequest, tally: Tally
+    ) -> bytes | StreamRelay:
         started = time.perf_counter()
         with self.tracer.span("tollway.policy", stream=request.stream) as span:
             model = self._model(request)
@@ -111,8 +112,8 @@ class Gateway:
         with self.tracer.span("tollway.route") as span:
             plans = self._plans(model, policy, request)
             span.set("tollway.candidates", sum(len(p.ranked) for p in plans))
-        trace = Trace(policy.preference, list(policy.applied_filters), plans)
-        reservation = await self._reserve(principal, request, plans)
+        trace = tally.trace = Trace(policy.preference, list(policy.applied_filters), plans)
+        reservation = await self._reserve(principal, request, plans, tally.request_id)
         self.tracer.current().set("tollway.request_id", reservation.request_id)
         if reservation.lowered:
             per_choice = reservation.max_tokens // request.choices
@@ -121,7 +122,7 @@ class Gateway:
                 raise InsufficientBalance("insufficient balance")
             request.limit_completion(per_choice)
             trace.applied_filters.append(f"max_tokens lowered to {per_choice} to fit the balance")
-        call = Call(principal, request, policy, trace, reservation, started)
+        call = Call(principal, request, policy, trace, reservation, started, tally)
         try:
             if request.stream:
                 return await self._open_stream(call)
@@ -183,7 +184,11 @@ class Gateway:
         return plans
 
     async def _reserve(
-        self, principal: Principal, request: InferenceRequest, plans: list[ModelPlan]
+        self,
+        principal: Principal,
+        request: InferenceRequest,
+        plans: list[ModelPlan],
+        request_id: str,
     ) -> Reservation:
         input_price, output_price = worst_prices(plans)
         if request.kind == "embeddings":
@@ -193,7 +198,7 @@ class Gateway:
             per_choice = request.max_tokens or max(p.model.context_size for p in plans if p.ranked)
             completion_bound = per_choice * request.choices
         payer = Payer(
-            request_id=f"{self._request_prefix}{next(self._request_numbers):x}",
+            request_id=request_id,
             user_id=principal.user_id,
             project_id=principal.project_id,
             key_id=principal.key_id,
@@ -283,6 +288,7 @@ class Gateway:
         )
         charged = await self.settle(call.reservation, record)
         self.record_served(record)
+        call.tally.settled(record, charged)
         payload["model"] = endpoint.model.id
         payload["provider"] = endpoint.provider.slug
         if source == "counted":

@@ -68,7 +68,8 @@ class StreamRelay:
         except BaseException:  # read errors arrive translated (UpstreamError), or cancellation
             self._stream.close()
             raise
-        self._ttft_ms = (time.perf_counter() - self._attempt_started) * 1000
+        first_byte_at = self._call.tally.first_byte_at = time.perf_counter()
+        self._ttft_ms = (first_byte_at - self._attempt_started) * 1000
         metrics = self._gateway.metrics
         metrics.ttft.labels(self._endpoint.model.id, self._endpoint.provider.slug).observe(
             self._ttft_ms / 1000
@@ -173,6 +174,7 @@ class StreamRelay:
         self._settled = True
         charged = await asyncio.shield(settlement)
         self._gateway.record_served(record)
+        self._call.tally.settled(record, charged)
         base = {
             "id": self._chunk_id,
             "object": "chat.completion.chunk",
@@ -223,6 +225,9 @@ class StreamRelay:
             source=source,
         )
         self._gateway.record_served(record)
+        # What the meter will charge (it caps the cost at the reservation), known now.
+        cost = record.pricing.credits_for(record.prompt_tokens, record.completion_tokens)
+        self._call.tally.settled(record, min(cost, self._call.reservation.amount_credits))
         self._gateway.settle_later(self._call.reservation, record)
 
 

@@ -4,7 +4,7 @@ class of the Management API: authenticate first, then read the body."""
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
@@ -16,9 +16,18 @@ from tollway.http.openapi import BEARER
 from tollway.jsonbody import parse_json_body_exact
 from tollway.state import AppState
 
+if TYPE_CHECKING:
+    from tollway.http.exchange import Exchange
+
+EXCHANGE = "tollway.exchange"  # the scope key under which the handlers find the Exchange
+
 
 def app_state(request: Request) -> AppState:
     return cast(AppState, request.app.state.tollway)
+
+
+def exchange_of(request: Request) -> Exchange:
+    return cast("Exchange", request.scope[EXCHANGE])
 
 
 async def management_principal(
@@ -28,7 +37,9 @@ async def management_principal(
     principal = getattr(request.state, "principal", None)
     if isinstance(principal, Principal):  # authenticated by ManagementRoute already
         return principal
-    return await app_state(request).auth.management(request.headers.get("authorization"))
+    principal = await app_state(request).auth.management(request.headers.get("authorization"))
+    exchange_of(request).principal = principal  # for the request's log line
+    return principal
 
 
 class ManagementRoute(APIRoute):
@@ -43,9 +54,9 @@ class ManagementRoute(APIRoute):
 
         async def authenticate_then_read(request: Request) -> Response:
             state = app_state(request)
-            request.state.principal = await state.auth.management(
-                request.headers.get("authorization")
-            )
+            principal = await state.auth.management(request.headers.get("authorization"))
+            request.state.principal = principal
+            exchange_of(request).principal = principal  # for the request's log line
             lower_body_limit(request.scope, state.settings.max_management_body_bytes)
             body = await request.body()
             if not body:

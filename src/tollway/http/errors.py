@@ -3,7 +3,6 @@ the client."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import orjson
@@ -12,12 +11,11 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tollway.dialects.anthropic.errors import error_body as anthropic_error_body
 from tollway.errors import MESSAGE_CHARS, TollwayError, UpstreamRejected, excerpt, listing
+from tollway.http.deps import EXCHANGE
 
-log = logging.getLogger("tollway.http")
 
 OPENAI_PATHS = ("/v1/chat/completions", "/v1/embeddings", "/v1/models")
 ANTHROPIC_PATHS = ("/v1/messages",)
@@ -113,14 +111,27 @@ _MESSAGES = {
 }
 
 
+def _note(request: Request, message: str) -> None:
+    """The error goes into the request's log line (and its request log record)."""
+    exchange = request.scope.get(EXCHANGE)
+    if exchange is not None:
+        exchange.error = message
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """Errors the app knows. An unexpected one is rendered (500 in the API's shape, no stack
+    trace, the keep-alive connection kept) and logged by the request log middleware
+    (`http/exchange.py`), which wraps everything."""
+
     async def on_tollway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, TollwayError)
+        _note(request, exc.message)
         return render_tollway_error(request.url.path, exc)
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         message, param = describe_validation_error(exc)
+        _note(request, message)
         return error_response(request.url.path, 400, message, param=param)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
@@ -136,6 +147,7 @@ def install_error_handlers(app: FastAPI) -> None:
             headers["Allow"] = ", ".join(allowed_methods(request))
         else:
             message = str(exc.detail)
+        _note(request, message)
         return error_response(
             path,
             exc.status_code,
@@ -148,7 +160,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TollwayError, on_tollway_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_middleware(CatchUnexpected)
 
 
 def allowed_methods(request: Request) -> list[str]:
@@ -164,40 +175,3 @@ def allowed_methods(request: Request) -> list[str]:
 
 
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
-
-
-class CatchUnexpected:
-    """Anything no handler took is a 500 in the API's shape, logged without request bodies or
-    keys. It answers instead of re-raising (as Starlette's outermost handler does), so the
-    server keeps the keep-alive connection instead of resetting it."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception as exc:
-            if started:  # half a response is out: only closing the connection is honest
-                raise
-            log.error(
-                "unhandled error on %s %s: %s",
-                scope["method"],
-                excerpt(scope["path"]),
-                excerpt(repr(exc), 500),
-            )
-            response = error_response(
-                scope["path"], 500, "internal server error", openai_type="server_error"
-            )
-            await response(scope, receive, send)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,7 +13,7 @@ from tollway.errors import NotFound
 from tollway.gateway.auth import Principal
 from tollway.gateway.request import InferenceRequest, parse_chat, parse_embeddings
 from tollway.gateway.streaming import StreamRelay
-from tollway.http.deps import app_state
+from tollway.http.deps import app_state, exchange_of
 from tollway.http.openapi import BEARER, CHAT_BODY, EMBEDDINGS_BODY, INFERENCE_ERRORS, json_body
 from tollway.providers.registry import Model, Registry
 from tollway.state import AppState
@@ -50,8 +50,17 @@ async def _authenticate(state: AppState, request: Request) -> Principal:
     return principal
 
 
-async def _serve(state: AppState, principal: Principal, parsed: InferenceRequest) -> Response:
-    result = await state.gateway.handle(principal, parsed)
+async def _serve(
+    request: Request, endpoint: str, parse: Callable[[bytes], InferenceRequest]
+) -> Response:
+    """Authenticate, parse, serve; from authentication on, the request is tallied (it
+    leaves a record in the request log whatever happens next)."""
+    state = app_state(request)
+    principal = await _authenticate(state, request)
+    tally = exchange_of(request).inference(principal, endpoint)
+    parsed = parse(await request.body())
+    tally.model, tally.stream = parsed.model, parsed.stream
+    result = await state.gateway.handle(principal, parsed, tally)
     if isinstance(result, StreamRelay):
         return RelayResponse(result)
     return Response(result, media_type="application/json")
@@ -66,9 +75,7 @@ async def _serve(state: AppState, principal: Principal, parsed: InferenceRequest
 )
 async def chat_completions(request: Request) -> Response:
     """OpenAI chat completions, streaming or not, with Tollway's router fields."""
-    state = app_state(request)
-    principal = await _authenticate(state, request)
-    return await _serve(state, principal, parse_chat(await request.body()))
+    return await _serve(request, "chat.completions", parse_chat)
 
 
 @router.post(
@@ -79,9 +86,7 @@ async def chat_completions(request: Request) -> Response:
 )
 async def embeddings(request: Request) -> Response:
     """OpenAI embeddings, with Tollway's router fields."""
-    state = app_state(request)
-    principal = await _authenticate(state, request)
-    return await _serve(state, principal, parse_embeddings(await request.body()))
+    return await _serve(request, "embeddings", parse_embeddings)
 
 
 def model_entry(registry: Registry, model: Model, *, eu_native: bool) -> dict[str, Any] | None:
@@ -144,7 +149,9 @@ async def models(
 async def retrieve_model(model_id: str, request: Request) -> dict[str, Any]:
     """One model, in the list's shape; any valid inference key may read it."""
     state = app_state(request)
-    await state.auth.inference(request.headers.get("authorization"))
+    exchange_of(request).principal = await state.auth.inference(
+        request.headers.get("authorization")
+    )
     model = state.registry.model(model_id)
     entry = model_entry(state.registry, model, eu_native=False) if model is not None else None
     if entry is None:

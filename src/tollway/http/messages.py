@@ -13,7 +13,7 @@ from tollway.dialects.anthropic.response import to_message
 from tollway.dialects.anthropic.stream import AnthropicEvents
 from tollway.errors import Unauthorized
 from tollway.gateway.streaming import StreamRelay
-from tollway.http.deps import app_state
+from tollway.http.deps import app_state, exchange_of
 from tollway.http.inference import RelayResponse
 from tollway.http.openapi import BEARER, INFERENCE_ERRORS, MESSAGES_BODY, json_body
 
@@ -43,8 +43,10 @@ async def messages(request: Request) -> Response:
     `anthropic-version` header is accepted whatever its value."""
     state = app_state(request)
     principal = await state.auth.inference(authorization(request.headers))
+    tally = exchange_of(request).inference(principal, "messages")  # recorded from here on
     parsed = parse_messages(await request.body())
-    result = await state.gateway.handle(principal, parsed.inference)
+    tally.model, tally.stream = parsed.inference.model, parsed.inference.stream
+    result = await state.gateway.handle(principal, parsed.inference, tally)
     if isinstance(result, StreamRelay):
         events = AnthropicEvents(parsed.stop_sequences).translate(result.iterate())
         return RelayResponse(result, events)

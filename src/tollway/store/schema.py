@@ -176,3 +176,38 @@ budget_windows = Table(
     Column("spent_credits", BigInteger, nullable=False, default=0),
     Column("reserved_credits", BigInteger, nullable=False, default=0),
 )
+
+# One row per inference request that got past authentication (docs/operations.md): what
+# was asked and served, never a prompt or a completion. Written in batches off the request
+# path; not money (the ledger is), so a crash may lose the last flush interval of rows.
+request_log = Table(
+    "request_log",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("client_request_id", String(128), nullable=True),
+    Column("user_id", String(32), nullable=False),
+    Column("project_id", String(32), nullable=False),
+    Column("key_id", Integer, nullable=True),
+    Column("key_name", String(64), nullable=False),
+    Column("endpoint", String(32), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("served_model", String(128), nullable=True),
+    Column("provider", String(64), nullable=True),
+    Column("status", String(24), nullable=False),
+    Column("http_status", Integer, nullable=False),
+    Column("stream", Boolean, nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("cost_credits", BigInteger, nullable=False),
+    Column("latency_ms", Integer, nullable=False),
+    Column("ttft_ms", Integer, nullable=True),
+    Column("usage_source", String(16), nullable=True),
+    Column("error", Text, nullable=True),
+    # JSON: the attempts list, and the routing object of the detail view.
+    Column("attempts", Text, nullable=False),
+    Column("routing", Text, nullable=True),
+    Index("ix_request_log_project_created", "project_id", "created_at_ms", "request_id"),
+    Index("ix_request_log_user_created", "user_id", "created_at_ms", "request_id"),
+    Index("ix_request_log_created", "created_at_ms"),
+)

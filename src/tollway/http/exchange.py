@@ -1,0 +1,167 @@
+"""Every HTTP exchange gets a request id (`x-request-id` on the response) and leaves one log
+line; an inference request that got past authentication also leaves its record in the
+request log. A pure ASGI middleware: bodies are neither read nor buffered, streams pass
+through, and the line is written once the response has ended (a stream: however it ended).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tollway.errors import excerpt
+from tollway.gateway.auth import Principal
+from tollway.gateway.tally import Tally
+from tollway.http.deps import EXCHANGE
+from tollway.http.errors import error_response
+from tollway.observe.logs import FIELDS
+from tollway.observe.record import RequestRecord
+from tollway.state import AppState
+
+_SANE_CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_MAX_PATH = 200
+
+log = logging.getLogger("tollway.request")
+
+
+@dataclass(slots=True)
+class Exchange:
+    request_id: str  # the gateway's own, unique: the id of the ledger and the request log
+    client_request_id: str | None  # a sane x-request-id the client sent
+    method: str
+    path: str
+    started: float  # time.perf_counter()
+    created_at_ms: int
+    status: int = 0
+    principal: Principal | None = None
+    tally: Tally | None = None
+    error: str | None = None
+
+    def inference(self, principal: Principal, endpoint: str) -> Tally:
+        """An authenticated inference request begins: what it does is tallied from here."""
+        self.principal = principal
+        self.tally = Tally(self.request_id, endpoint)
+        return self.tally
+
+
+def client_request_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if _SANE_CLIENT_ID.fullmatch(text) else None
+    return None
+
+
+class RequestLogMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state: AppState = scope["app"].state.tollway
+        exchange = Exchange(
+            request_id=state.request_ids.next(),
+            client_request_id=client_request_id(scope),
+            method=scope["method"],
+            path=scope["path"][:_MAX_PATH],
+            started=time.perf_counter(),
+            created_at_ms=int(state.clock() * 1000),
+        )
+        scope[EXCHANGE] = exchange
+        header = (b"x-request-id", (exchange.client_request_id or exchange.request_id).encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                exchange.status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            log.error(
+                "unhandled error",
+                extra={FIELDS: {"request_id": exchange.request_id, "error": excerpt(repr(exc), 500)}},
+            )
+            if exchange.status:  # the response has started: nothing more can be said
+                raise
+            exchange.error = "internal server error"
+            response = error_response(
+                exchange.path, 500, exchange.error, openai_type="server_error"
+            )
+            await response(scope, receive, send_with_id)
+        finally:
+            finish(state, exchange)
+
+
+def finish(state: AppState, exchange: Exchange) -> None:
+    """The end of an exchange: its record (inference) to the writer, its line to the log."""
+    ended = time.perf_counter()
+    record: RequestRecord | None = None
+    if exchange.tally is not None and exchange.principal is not None:
+        record = exchange.tally.record(
+            exchange.principal,
+            client_request_id=exchange.client_request_id,
+            created_at_ms=exchange.created_at_ms,
+            started=exchange.started,
+            ended=ended,
+            http_status=exchange.status or 500,
+            error=exchange.error,
+        )
+        state.request_log_writer.submit(record)
+    level = logging.WARNING if exchange.status >= 500 or not exchange.status else logging.INFO
+    if log.isEnabledFor(level):
+        # makeRecord + handle: what log.log does, minus the caller lookup (a stack walk
+        # per request, for a file and line number the line does not print).
+        fields = line_fields(exchange, record, ended)
+        log.handle(
+            log.makeRecord(
+                log.name, level, __file__, 0, "request", (), None, None, {FIELDS: fields}
+            )
+        )
+
+
+def line_fields(exchange: Exchange, record: RequestRecord | None, ended: float) -> dict[str, Any]:
+    """The fields of one request line (never a secret, a body, or a query string)."""
+    fields: dict[str, Any] = {
+        "request_id": exchange.request_id,
+        "client_request_id": exchange.client_request_id,
+        "method": exchange.method,
+        "path": exchange.path,
+        "status": exchange.status,
+        "latency_ms": int((ended - exchange.started) * 1000),
+    }
+    principal = exchange.principal
+    if principal is not None:
+        fields.update(
+            key_id=principal.key_id,
+            key_name=principal.key_name,
+            user_id=principal.user_id,
+            project_id=principal.project_id,
+        )
+    if record is not None:
+        failed = [f"{a.provider}/{a.model}: {a.error}" for a in record.attempts if a.error]
+        fields.update(
+            outcome=record.status,
+            model=record.model or None,
+            served_model=record.served_model,
+            provider=record.provider,
+            stream=record.stream,
+            attempts=len(record.attempts),
+            fallbacks=record.fallbacks,
+            failed_attempts="; ".join(failed) or None,
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
+            credits=record.cost_credits,
+            usage_source=record.usage_source,
+            ttft_ms=record.ttft_ms,
+        )
+    fields["error"] = exchange.error
+    return fields

@@ -1,0 +1,196 @@
+"""The request log writer: records are queued by the request (an append, no I/O) and
+inserted in batches by one background task, every `interval_s` or as soon as `batch_size`
+rows wait.
+
+Bounded on purpose: while the database is unreachable, rows stay queued (up to `capacity`)
+and the task retries with a growing pause; beyond that, new rows are dropped and counted.
+A crash loses at most the rows of one flush interval (plus whatever a database outage had
+queued): this table is an operator's view, not money — the ledger is written on the request
+path, in the meter's own transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import orjson
+from sqlalchemy.exc import DataError, IntegrityError
+
+from tollway.observe.record import RequestRecord
+from tollway.store import request_log as store
+from tollway.store.database import Database
+
+log = logging.getLogger("tollway.request_log")
+
+_MAX_PAUSE_S = 5.0
+_PRUNE_BATCH = 2_000
+_PRUNE_ROUNDS = 500  # up to a million rows per round
+
+
+class RequestLogWriter:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        interval_s: float = 0.1,
+        batch_size: int = 500,
+        capacity: int = 20_000,
+        retention_s: float = 0,
+        clock: Callable[[], float],
+    ) -> None:
+        self._db = db
+        self._interval_s = interval_s
+        self._batch_size = batch_size
+        self._capacity = capacity
+        self._retention_s = retention_s
+        self._clock = clock
+        self._queue: deque[RequestRecord] = deque()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._next_prune = 0.0
+        self.written = 0
+        self.dropped = 0
+        self.failures = 0
+        self._reported_drops = 0
+
+    def submit(self, record: RequestRecord) -> None:
+        """Queue a record (called at the end of a request: never blocks, never raises)."""
+        if self._closing or len(self._queue) >= self._capacity:
+            self.dropped += 1
+            return
+        self._queue.append(record)
+        if len(self._queue) == 1 or len(self._queue) >= self._batch_size:
+            self._wake.set()
+
+    def start(self, spawn: Callable[..., asyncio.Task[Any]]) -> None:
+        """Start the flushing task through the process's task tracker."""
+        self._task = spawn(self._run(), name="request-log-writer")
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Flush what is queued (bounded by `timeout_s`) and stop; later records are dropped."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+            except TimeoutError:
+                self._task.cancel()
+        if self._queue:
+            self.dropped += len(self._queue)
+            log.warning("request log: %d rows not written at shutdown", len(self._queue))
+            self._queue.clear()
+
+    async def _run(self) -> None:
+        pause = self._interval_s
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+            if not self._closing and len(self._queue) < self._batch_size:
+                self._wake.clear()  # gather a batch: until the interval ends, or it is full
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._interval_s)
+            try:
+                await self._flush()
+                if not self._closing:
+                    await self._prune()
+            except (DataError, IntegrityError) as exc:
+                # Something in these rows: retrying them would fail forever.
+                lost = min(self._batch_size, len(self._queue))
+                for _ in range(lost):
+                    self._queue.popleft()
+                self.dropped += lost
+                log.error("request log: %d rows rejected by the database: %r", lost, exc)
+                continue
+            except Exception as exc:  # the database is away: keep the rows, retry later
+                self.failures += 1
+                log.warning(
+                    "request log: writing %d rows failed (retrying in %.2f s): %r",
+                    len(self._queue),
+                    pause,
+                    exc,
+                )
+                if self._closing:
+                    return
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, _MAX_PAUSE_S)
+                continue
+            pause = self._interval_s
+            if self.dropped > self._reported_drops:
+                self._reported_drops = self.dropped
+                log.warning("request log: %d rows dropped so far (queue full)", self.dropped)
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch = [self._queue[i] for i in range(min(self._batch_size, len(self._queue)))]
+            rows = [_row(r) for r in batch]
+            await self._db.run_write(partial(store.insert_many, rows=rows))
+            for _ in batch:
+                self._queue.popleft()
+            self.written += len(batch)
+
+    async def _prune(self) -> None:
+        """Delete rows older than the retention (a round at most every ten minutes), in
+        small batches, each its own transaction: the meter's transactions run in between."""
+        now = self._clock()
+        if self._retention_s <= 0 or now < self._next_prune:
+            return
+        self._next_prune = now + 600
+        cutoff_ms = int((now - self._retention_s) * 1000)
+        total = 0
+        for _ in range(_PRUNE_ROUNDS):
+            deleted = await self._db.run_write(
+                partial(store.prune, before_ms=cutoff_ms, limit=_PRUNE_BATCH)
+            )
+            total += deleted
+            if deleted < _PRUNE_BATCH:
+                break
+        if total:
+            log.info("request log: %d rows older than the retention deleted", total)
+
+
+def _row(record: RequestRecord) -> dict[str, Any]:
+    routing = record.routing() if record.routing is not None else None
+    return {
+        "request_id": record.request_id,
+        "created_at_ms": record.created_at_ms,
+        "client_request_id": _clip(record.client_request_id, 128),
+        "user_id": record.user_id,
+        "project_id": record.project_id,
+        "key_id": record.key_id,
+        "key_name": record.key_name,
+        "endpoint": record.endpoint,
+        "model": record.model[:128],
+        "served_model": _clip(record.served_model, 128),
+        "provider": _clip(record.provider, 64),
+        "status": record.status,
+        "http_status": record.http_status,
+        "stream": record.stream,
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "cost_credits": record.cost_credits,
+        "latency_ms": record.latency_ms,
+        "ttft_ms": record.ttft_ms,
+        "usage_source": record.usage_source,
+        "error": record.error,
+        "attempts": orjson.dumps(
+            [
+                {"provider": a.provider, "model": a.model, "status": a.status, "error": a.error}
+                for a in record.attempts
+            ]
+        ).decode(),
+        "routing": None if routing is None else orjson.dumps(routing).decode(),
+    }
+
+
+def _clip(value: str | None, size: int) -> str | None:
+    return None if value is None else value[:size]

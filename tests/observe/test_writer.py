@@ -1,0 +1,117 @@
+"""The request log writer on both backends: batches land, a database outage is waited out
+with a bounded buffer (drops counted), shutdown flushes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from sqlalchemy import func, select
+
+from tests.support.world import World
+from tollway.clock import system_clock
+from tollway.observe.record import Attempt, RequestRecord
+from tollway.observe.writer import RequestLogWriter
+from tollway.store.schema import request_log
+
+
+def record(n: int) -> RequestRecord:
+    return RequestRecord(
+        request_id=f"req-{n}",
+        client_request_id=None,
+        created_at_ms=1_700_000_000_000 + n,
+        user_id="u1",
+        project_id="p1",
+        key_id=1,
+        key_name="k",
+        endpoint="chat.completions",
+        model="m" * 300,  # longer than the column: clipped, not a rejected batch
+        served_model="m",
+        provider="p",
+        status="success",
+        http_status=200,
+        stream=False,
+        prompt_tokens=1,
+        completion_tokens=2,
+        cost_credits=3,
+        latency_ms=4,
+        ttft_ms=None,
+        usage_source="upstream",
+        error=None,
+        attempts=(Attempt("p", "m", "success", None),),
+        routing=lambda: {"preference": "cost"},
+    )
+
+
+async def count(world: World) -> int:
+    async with world.db.read() as conn:
+        return int((await conn.execute(select(func.count()).select_from(request_log))).scalar_one())
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+
+
+def spawn(coro: object, name: str) -> asyncio.Task[None]:
+    return asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
+
+
+async def test_rows_wait_out_an_outage_then_land(world: World) -> None:
+    writer = RequestLogWriter(world.db, interval_s=0.01, capacity=3, clock=system_clock)
+    writer.start(spawn)
+    async with world.db.write() as conn:  # the table is gone: every insert fails
+        await conn.exec_driver_sql("ALTER TABLE request_log RENAME TO request_log_away")
+    for n in range(5):
+        writer.submit(record(n))
+    await until(lambda: writer.failures >= 2)  # retried, not given up
+    assert writer.dropped == 2  # the buffer holds 3; the other 2 are counted
+    async with world.db.write() as conn:
+        await conn.exec_driver_sql("ALTER TABLE request_log_away RENAME TO request_log")
+    await until(lambda: writer.written == 3)
+    assert await count(world) == 3
+    writer.submit(record(2))  # a row already written (a retried batch): skipped, no error
+    writer.submit(record(9))
+    await until(lambda: writer.written == 5)
+    await writer.close()
+    assert await count(world) == 4
+    async with world.db.read() as conn:
+        row = await conn.execute(select(request_log).where(request_log.c.request_id == "req-9"))
+        stored = row.one()
+    assert len(stored.model) == 128 and stored.routing == '{"preference":"cost"}'
+
+
+async def test_close_flushes_what_is_queued(world: World) -> None:
+    writer = RequestLogWriter(world.db, interval_s=60, clock=system_clock)
+    writer.start(spawn)
+    for n in range(7):
+        writer.submit(record(n))
+    await asyncio.sleep(0.05)
+    assert await count(world) == 0  # still gathering its batch
+    await writer.close()
+    assert await count(world) == 7 and writer.written == 7
+    writer.submit(record(8))  # after close: dropped and counted, never lost silently
+    assert writer.dropped == 1
+
+
+async def test_a_full_batch_is_written_without_waiting(world: World) -> None:
+    writer = RequestLogWriter(world.db, interval_s=60, batch_size=4, clock=system_clock)
+    writer.start(spawn)
+    for n in range(4):
+        writer.submit(record(n))
+    await until(lambda: writer.written == 4)
+    await writer.close()
+
+
+async def test_old_rows_are_pruned(world: World) -> None:
+    now = 1_700_000_100.0  # 100 s after record(0) was created
+    writer = RequestLogWriter(world.db, interval_s=0.01, retention_s=50, clock=lambda: now)
+    writer.start(spawn)
+    writer.submit(record(0))
+    await until(lambda: writer.written == 1)
+    await writer.close()
+    # The prune ran after the flush: the row was older than the retention.
+    assert await count(world) == 0
