@@ -88,7 +88,9 @@ class RequestLogMiddleware:
         except Exception as exc:
             log.error(
                 "unhandled error",
-                extra={FIELDS: {"request_id": exchange.request_id, "error": excerpt(repr(exc), 500)}},
+                extra={
+                    FIELDS: {"request_id": exchange.request_id, "error": excerpt(repr(exc), 500)}
+                },
             )
             if exchange.status:  # the response has started: nothing more can be said
                 raise
