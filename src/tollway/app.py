@@ -20,11 +20,13 @@ from tollway.gateway.config_cache import ConfigCache
 from tollway.gateway.health import HealthBook
 from tollway.gateway.observed import ObservedMeter
 from tollway.gateway.pipeline import Gateway
+from tollway.gateway.ratelimit import RateLimiter
 from tollway.gateway.tasks import TaskTracker
-from tollway.http import budgets, health, inference, management, usage
+from tollway.http import budgets, health, inference, management, rate_limits, usage
 from tollway.http.errors import install_error_handlers
 from tollway.ids import new_id
 from tollway.keys.service import KeyService
+from tollway.limits.service import RateLimitIndex, RateLimitService
 from tollway.observe.metrics import Metrics
 from tollway.observe.tracing import Tracer, build_tracer
 from tollway.projects.service import ProjectService
@@ -55,6 +57,8 @@ def build_state(
         )
     )
     tasks = TaskTracker()
+    limit_index = RateLimitIndex(db)
+    limiter = RateLimiter(limit_index, clock=clock, metrics=metrics, redis_url=settings.redis_url)
     return AppState(
         settings=settings,
         clock=clock,
@@ -82,6 +86,7 @@ def build_state(
             tasks=tasks,
             metrics=metrics,
             tracer=tracer,
+            limiter=limiter,
             instance_id=instance_id,
         ),
         recovery=Recovery(
@@ -93,6 +98,7 @@ def build_state(
         ),
         budgets=BudgetService(db, clock),
         usage=UsageService(db, clock),
+        rate_limits=RateLimitService(db, clock, limit_index),
     )
 
 
@@ -119,6 +125,7 @@ def create_app(
             await state.tasks.drain()
             await state.recovery.stop()
             await state.upstream.close()
+            await state.gateway.limiter.close()
             await state.db.dispose()
             state.metrics.close()
             await asyncio.to_thread(tracer.shutdown)
@@ -136,6 +143,7 @@ def create_app(
     app.include_router(inference.router)
     app.include_router(management.router)
     app.include_router(budgets.router)
+    app.include_router(rate_limits.router)
     app.include_router(usage.router)
     return app
 

@@ -8,6 +8,7 @@ class TollwayError(Exception):
     status = 500
     openai_type = "server_error"
     code: str | None = None
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -49,6 +50,19 @@ class BudgetExceeded(TollwayError):
     status = 429
     openai_type = "rate_limit_error"
     code = "budget_exceeded"
+
+
+class RateLimited(TollwayError):
+    """A rate limit is reached: 429 with Retry-After and OpenAI's x-ratelimit-* headers, so
+    SDKs wait and retry (it succeeds once the window resets)."""
+
+    status = 429
+    openai_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.headers = headers
 
 
 class NoHealthyCandidate(TollwayError):

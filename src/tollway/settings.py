@@ -38,6 +38,10 @@ class Settings(BaseSettings):
         description="OpenTelemetry tracing: 1 on, 0 off; unset = on when OTEL_* variables "
         "configure a trace exporter.",
     )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for rate limits shared by every replica; unset = counted per process.",
+    )
     log_level: str = "info"
 
     @field_validator("database_url")

@@ -16,6 +16,7 @@ from tollway.gateway.health import HealthBook
 from tollway.gateway.pipeline import Gateway
 from tollway.gateway.tasks import TaskTracker
 from tollway.keys.service import KeyService
+from tollway.limits.service import RateLimitService
 from tollway.observe.metrics import Metrics
 from tollway.observe.tracing import Tracer
 from tollway.projects.service import ProjectService
@@ -47,3 +48,4 @@ class AppState:
     recovery: Recovery
     budgets: BudgetService
     usage: UsageService
+    rate_limits: RateLimitService

@@ -30,6 +30,7 @@ from tollway.gateway.config_cache import ConfigCache
 from tollway.gateway.health import HealthBook
 from tollway.gateway.metadata import Trace, build_metadata
 from tollway.gateway.observed import Attempt, ObservedMeter
+from tollway.gateway.ratelimit import RateLimiter
 from tollway.gateway.request import InferenceRequest, counted_prompt_tokens, reported_usage
 from tollway.gateway.routing import ModelPlan, plan_model, worst_prices
 from tollway.gateway.streaming import StreamRelay
@@ -56,6 +57,14 @@ class Call:
     started: float
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    """What the edge sends: the answer (bytes, or a stream relay) and extra headers."""
+
+    result: bytes | StreamRelay
+    headers: dict[str, str]
+
+
 class Gateway:
     def __init__(
         self,
@@ -69,6 +78,7 @@ class Gateway:
         tasks: TaskTracker,
         metrics: Metrics,
         tracer: Tracer,
+        limiter: RateLimiter,
         instance_id: str,
     ) -> None:
         self.registry = registry
@@ -80,12 +90,13 @@ class Gateway:
         self.tasks = tasks
         self.metrics = metrics
         self.tracer = tracer
+        self.limiter = limiter
         # Request ids: this process's random instance id + a counter (unique across
         # processes and restarts, and cheaper than a uuid4 per request).
         self._request_prefix = instance_id + "-"
         self._request_numbers = itertools.count(1)
 
-    async def handle(self, principal: Principal, request: InferenceRequest) -> bytes | StreamRelay:
+    async def handle(self, principal: Principal, request: InferenceRequest) -> Served:
         try:
             return await self._handle(principal, request)
         except TollwayError as exc:
@@ -94,7 +105,7 @@ class Gateway:
             self.metrics.refused(endpoint=request.kind, model=model, status=str(exc.status))
             raise
 
-    async def _handle(self, principal: Principal, request: InferenceRequest) -> bytes | StreamRelay:
+    async def _handle(self, principal: Principal, request: InferenceRequest) -> Served:
         started = time.perf_counter()
         with self.tracer.span("tollway.policy", stream=request.stream) as span:
             model = self._model(request)
@@ -105,7 +116,9 @@ class Gateway:
             plans = self._plans(model, policy, request)
             span.set("tollway.candidates", sum(len(p.ranked) for p in plans))
         trace = Trace(policy.preference, list(policy.applied_filters), plans)
-        reservation = await self._reserve(principal, request, plans)
+        completion_bound = _completion_bound(request, plans)
+        headers = await self.limiter.admit(principal, request.prompt_upper_bound + completion_bound)
+        reservation = await self._reserve(principal, request, plans, completion_bound)
         self.tracer.current().set("tollway.request_id", reservation.request_id)
         if reservation.lowered:
             per_choice = reservation.max_tokens // request.choices
@@ -118,8 +131,8 @@ class Gateway:
         call = Call(principal, request, policy, trace, reservation, started)
         try:
             if request.stream:
-                return await self._open_stream(call)
-            return await self._complete(call)
+                return Served(await self._open_stream(call), headers)
+            return Served(await self._complete(call), headers)
         except BaseException:
             # Nothing was served (a relay, once returned, settles by itself). Shielded and
             # tracked: the release completes even if this request is being cancelled.
@@ -165,15 +178,13 @@ class Gateway:
         return plans
 
     async def _reserve(
-        self, principal: Principal, request: InferenceRequest, plans: list[ModelPlan]
+        self,
+        principal: Principal,
+        request: InferenceRequest,
+        plans: list[ModelPlan],
+        completion_bound: int,
     ) -> Reservation:
         input_price, output_price = worst_prices(plans)
-        if request.kind == "embeddings":
-            completion_bound = 0
-        else:
-            # Without max_tokens a choice may run to the end of the model's context.
-            per_choice = request.max_tokens or max(p.model.context_size for p in plans if p.ranked)
-            completion_bound = per_choice * request.choices
         payer = Payer(
             request_id=f"{self._request_prefix}{next(self._request_numbers):x}",
             user_id=principal.user_id,
@@ -339,6 +350,15 @@ class Gateway:
             status=status,
             usage_source=source,
         )
+
+
+def _completion_bound(request: InferenceRequest, plans: list[ModelPlan]) -> int:
+    """The most completion tokens the request may produce (what is reserved and rate-limited)."""
+    if request.kind == "embeddings":
+        return 0
+    # Without max_tokens a choice may run to the end of the model's context.
+    per_choice = request.max_tokens or max(p.model.context_size for p in plans if p.ranked)
+    return per_choice * request.choices
 
 
 def _usage_of(request: InferenceRequest, payload: dict[str, Any]) -> tuple[int, int, str]:

@@ -44,7 +44,7 @@ def render_tollway_error(path: str, exc: TollwayError) -> Response:
     if isinstance(exc, UpstreamRejected) and _is_openai_error(exc.body):
         # An upstream validation error goes back as is: its status and its body.
         return Response(exc.body, status_code=exc.status, media_type="application/json")
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else exc.headers
     return error_response(
         path,
         exc.status,

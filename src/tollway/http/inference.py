@@ -54,10 +54,12 @@ async def _authenticate(state: AppState, request: Request) -> Principal:
 
 
 async def _serve(state: AppState, principal: Principal, parsed: InferenceRequest) -> Response:
-    result = await state.gateway.handle(principal, parsed)
-    if isinstance(result, StreamRelay):
-        return RelayResponse(result)
-    return Response(result, media_type="application/json")
+    served = await state.gateway.handle(principal, parsed)
+    if isinstance(served.result, StreamRelay):
+        response: Response = RelayResponse(served.result)
+        response.headers.update(served.headers)
+        return response
+    return Response(served.result, media_type="application/json", headers=served.headers)
 
 
 @router.post("/v1/chat/completions", openapi_extra=_OPENAPI_BODY)

@@ -171,3 +171,18 @@ budget_windows = Table(
     Column("spent_credits", BigInteger, nullable=False, default=0),
     Column("reserved_credits", BigInteger, nullable=False, default=0),
 )
+
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project_id", String(32), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    # project | each_user | user | each_key | key (as budgets)
+    Column("scope", String(16), nullable=False),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
+    Column("key_id", Integer, ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=True),
+    Column("requests_per_minute", BigInteger, nullable=True),
+    Column("tokens_per_minute", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_rate_limits_project_id", "project_id"),
+)
