@@ -117,7 +117,9 @@ class Gateway:
             span.set("tollway.candidates", sum(len(p.ranked) for p in plans))
         trace = Trace(policy.preference, list(policy.applied_filters), plans)
         completion_bound = _completion_bound(request, plans)
-        headers = await self.limiter.admit(principal, request.prompt_upper_bound + completion_bound)
+        # Tokens per minute count an estimate (prompt bytes / 4 + the completion bound), as
+        # OpenAI does: a rate limit is about capacity; money uses the strict bound below.
+        headers = await self.limiter.admit(principal, request.prompt_estimate + completion_bound)
         reservation = await self._reserve(principal, request, plans, completion_bound)
         self.tracer.current().set("tollway.request_id", reservation.request_id)
         if reservation.lowered:
