@@ -13,11 +13,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.commands.core import AsyncScript
 
 WINDOW_S = 60
 KEY_PREFIX = "tollway:rl:"
+POOL_SIZE = 64  # connections to Redis per process
+POOL_WAIT_S = 5.0  # longest wait for a free connection before the check fails open
 
 # KEYS[i]: a counter (without its minute); ARGV[2i-1]: its limit, ARGV[2i]: the cost.
 # Returns {blocked counter index or 0, seconds to the next window, count of each counter}.
@@ -95,9 +97,16 @@ class RedisCounters:
     again after a Redis restart, by redis-py)."""
 
     def __init__(self, url: str, *, timeout_s: float) -> None:
-        self._redis: Redis = Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        # A bounded pool that makes a burst wait for a connection (a pool without a bound
+        # opens one per concurrent request; redis-py's default pool refuses past its size).
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=POOL_SIZE,
+            timeout=POOL_WAIT_S,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
         )
+        self._redis: Redis = Redis(connection_pool=pool)
         self._script: AsyncScript = self._redis.register_script(_CHECK_AND_ADD)
 
     async def check(self, counters: Sequence[Counter]) -> Decision:
