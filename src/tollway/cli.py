@@ -7,27 +7,22 @@ import contextlib
 import os
 import secrets
 import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
-import orjson
 import typer
-from pydantic import ValidationError
 from rich.console import Console
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tollway.accounts.service import AccountService
 from tollway.billing.verify import LedgerReport, verify_ledger
 from tollway.clock import system_clock
-from tollway.errors import ConfigError, TollwayError
+from tollway.commands.common import CliContext, error_line, fail, print_json, run
+from tollway.commands.rate_limits import rate_limits_app
 from tollway.keys.service import KeyService
 from tollway.observe.metrics import metrics_directory
 from tollway.observe.tracing import TracingUnavailable, build_tracer
 from tollway.providers.registry import RegistryError, load_registry
 from tollway.settings import Settings
 from tollway.store.database import Database
-from tollway.store.migrate import upgrade
 
 T = TypeVar("T")
 
@@ -46,55 +41,7 @@ app.add_typer(members_app, name="members")
 app.add_typer(keys_app, name="keys")
 app.add_typer(credits_app, name="credits")
 app.add_typer(ledger_app, name="ledger")
-
-
-@dataclass(slots=True)
-class CliContext:
-    overrides: dict[str, str]
-
-    def settings(self) -> Settings:
-        try:
-            return Settings(**self.overrides)  # type: ignore[arg-type]
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            name = "TOLLWAY_" + "_".join(str(p) for p in first["loc"]).upper()
-            fail(f"invalid setting {name}: {first['msg']}")
-
-
-def error_line(message: str) -> None:
-    """Errors are one line on stderr: no wrapping, no markup, no traceback."""
-    sys.stderr.write("error: " + " ".join(message.split()) + "\n")
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    error_line(message)
-    raise typer.Exit(code)
-
-
-def run(ctx: typer.Context, work: Callable[[Settings, Database], Awaitable[T]]) -> T:
-    """Run one async unit of CLI work with a database, turning known failures into one line."""
-    settings = ctx.ensure_object(CliContext).settings()
-
-    async def main() -> T:
-        db = Database(settings.database_url, pool_size=2)
-        try:
-            await upgrade(db.engine)
-            return await work(settings, db)
-        finally:
-            await db.dispose()
-
-    try:
-        return asyncio.run(main())
-    except TollwayError as exc:
-        fail(exc.message)
-    except (ConfigError, RegistryError) as exc:
-        fail(str(exc), 2)
-    except (OperationalError, DBAPIError, OSError) as exc:
-        fail(f"database unavailable: {str(exc).splitlines()[0]}", 2)
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value).decode() + "\n")
+app.add_typer(rate_limits_app, name="rate-limits")
 
 
 @app.callback()
@@ -123,12 +70,12 @@ def init(
         if boot is None:
             message = "database already initialised: nothing changed"
             if json:
-                _print_json({"user": None, "project": None, "api_key": None, "message": message})
+                print_json({"user": None, "project": None, "api_key": None, "message": message})
             else:
                 Console(stderr=True).print(message)
             return
         if json:
-            _print_json(
+            print_json(
                 {"user": boot.user.name, "project": boot.project.name, "api_key": boot.api_key}
             )
             return
@@ -196,7 +143,7 @@ def keys_create(
 
     key = run(ctx, work)
     if json:
-        _print_json(
+        print_json(
             {
                 "name": key.name,
                 "api_key": key.api_key,

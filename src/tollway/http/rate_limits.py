@@ -10,8 +10,7 @@ from starlette.responses import JSONResponse
 
 from tollway.gateway.auth import Principal
 from tollway.http.deps import app_state, management_principal
-from tollway.limits.service import MAX_PER_MINUTE, NewRateLimit
-from tollway.store.rate_limits import RateLimitRow
+from tollway.limits.service import MAX_PER_MINUTE, NewRateLimit, rate_limit_json
 
 router = APIRouter()
 Caller = Annotated[Principal, Depends(management_principal)]
@@ -43,24 +42,12 @@ class DeleteRateLimitBody(BaseModel):
     id: Id
 
 
-def render_rate_limit(row: RateLimitRow) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "scope": row.scope,
-        "requests_per_minute": row.requests_per_minute,
-        "tokens_per_minute": row.tokens_per_minute,
-        "user_id": row.user_id,
-        "key_name": row.key_name,
-        "created_at": row.created_at,
-    }
-
-
 @router.get("/v1/manage/rate-limits", tags=["Rate limits"], responses=_ERRORS)
 async def list_rate_limits(request: Request, caller: Caller) -> dict[str, Any]:
     rows = await app_state(request).rate_limits.list(
         user_id=caller.user_id, project_id=caller.project_id
     )
-    return {"rate_limits": [render_rate_limit(r) for r in rows]}
+    return {"rate_limits": [rate_limit_json(r) for r in rows]}
 
 
 @router.post(
@@ -83,7 +70,7 @@ async def create_rate_limit(
             key_name=body.key_name,
         ),
     )
-    return JSONResponse(render_rate_limit(row), status_code=201)
+    return JSONResponse(rate_limit_json(row), status_code=201)
 
 
 @router.delete(

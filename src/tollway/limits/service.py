@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -58,6 +59,19 @@ def subject_of(row: RateLimitRow, *, user_id: str, key_id: int) -> str:
     if row.scope in ("each_user", "user"):
         return user_id
     return str(key_id)
+
+
+def rate_limit_json(row: RateLimitRow) -> dict[str, Any]:
+    """A limit as the Management API and `tollway rate-limits --json` show it."""
+    return {
+        "id": row.id,
+        "scope": row.scope,
+        "requests_per_minute": row.requests_per_minute,
+        "tokens_per_minute": row.tokens_per_minute,
+        "user_id": row.user_id,
+        "key_name": row.key_name,
+        "created_at": row.created_at,
+    }
 
 
 class RateLimitIndex:
