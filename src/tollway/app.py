@@ -22,7 +22,7 @@ from tollway.gateway.observed import ObservedMeter
 from tollway.gateway.pipeline import Gateway
 from tollway.gateway.ratelimit import RateLimiter
 from tollway.gateway.tasks import TaskTracker
-from tollway.http import budgets, health, inference, management, rate_limits, usage
+from tollway.http import budgets, health, inference, management, messages, rate_limits, usage
 from tollway.http.errors import install_error_handlers
 from tollway.ids import new_id
 from tollway.keys.service import KeyService
@@ -141,6 +141,7 @@ def create_app(
     tracer.install(app)
     app.include_router(health.router)
     app.include_router(inference.router)
+    app.include_router(messages.router)
     app.include_router(management.router)
     app.include_router(budgets.router)
     app.include_router(rate_limits.router)

@@ -105,6 +105,16 @@ def registry_document(m: Mocks) -> dict[str, Any]:
                 ],
             },
             {
+                "id": "chat-counted",
+                "context_size": 4096,
+                "endpoints": [ep("eu-fast", 0.05, 0.15, upstream_model="mock-no-usage")],
+            },
+            {
+                "id": "chat-cut",
+                "context_size": 4096,
+                "endpoints": [ep("eu-fast", 0.05, 0.15, upstream_model="x-mock-cut-3")],
+            },
+            {
                 "id": "chat-tiny",
                 "context_size": 64,
                 "endpoints": [ep("eu-fast", 0.1, 0.1)],
@@ -163,3 +173,14 @@ async def gw(sqlite_world: World, mocks: Mocks, tmp_path: Path) -> AsyncIterator
     url = str(sqlite_world.db.engine.url).replace("sqlite+aiosqlite", "sqlite")
     with running_gateway(url, registry) as (base_url, _app):
         yield GatewayEnv(base_url, member, sqlite_world, mocks)
+
+
+@pytest.fixture
+async def gw_both(
+    world: World, database_url: str, mocks: Mocks, tmp_path: Path
+) -> AsyncIterator[GatewayEnv]:
+    """`gw` on each backend (SQLite and PostgreSQL), for the tests that check money."""
+    registry = write_registry(tmp_path / "registry.yaml", registry_document(mocks))
+    member = await world.member("alice", "p1", credits_eur="10")
+    with running_gateway(database_url, registry) as (base_url, _app):
+        yield GatewayEnv(base_url, member, world, mocks)

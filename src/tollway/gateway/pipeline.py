@@ -39,7 +39,7 @@ from tollway.observe.metrics import Metrics
 from tollway.observe.tracing import Tracer
 from tollway.projects.policy import Policy, effective_policy
 from tollway.providers.registry import Model, Registry, ResolvedEndpoint
-from tollway.providers.tokens import content_text, count_tokens
+from tollway.providers.tokens import answer_tokens
 from tollway.providers.upstream import UpstreamClient, UpstreamError, UpstreamStatusError
 
 PATHS = {"chat.completions": "/chat/completions", "embeddings": "/embeddings"}
@@ -102,7 +102,7 @@ class Gateway:
         except TollwayError as exc:
             # Only registry ids become labels: clients could invent unlimited model names.
             model = request.model if request.model in self.registry.models else "unknown"
-            self.metrics.refused(endpoint=request.kind, model=model, status=str(exc.status))
+            self.metrics.refused(endpoint=request.endpoint, model=model, status=str(exc.status))
             raise
 
     async def _handle(self, principal: Principal, request: InferenceRequest) -> Served:
@@ -342,7 +342,7 @@ class Gateway:
         source: str,
     ) -> UsageRecord:
         return UsageRecord(
-            endpoint=call.request.kind,
+            endpoint=call.request.endpoint,
             model=endpoint.model.id,
             provider=endpoint.provider.slug,
             prompt_tokens=prompt,
@@ -369,9 +369,8 @@ def _usage_of(request: InferenceRequest, payload: dict[str, Any]) -> tuple[int, 
         return (*reported, "upstream")
     completion = 0
     for choice in payload.get("choices") or []:
-        message = choice.get("message") if isinstance(choice, dict) else None
-        if isinstance(message, dict):
-            completion += count_tokens(content_text(message.get("content")))
+        if isinstance(choice, dict):
+            completion += answer_tokens(choice.get("message"))
     return counted_prompt_tokens(request), completion, "counted"
 
 

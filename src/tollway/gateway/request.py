@@ -32,6 +32,12 @@ class InferenceRequest:
     include_usage: bool = False
     max_tokens: int | None = None
     choices: int = 1  # the request's `n`: every choice may use max_tokens
+    dialect_endpoint: str | None = None  # the public endpoint when not `kind` ("messages")
+
+    @property
+    def endpoint(self) -> str:
+        """What the client called, for usage rows, metrics and logs."""
+        return self.dialect_endpoint or self.kind
 
     @property
     def prompt_estimate(self) -> int:

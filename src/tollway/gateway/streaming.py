@@ -5,7 +5,7 @@ counted by the gateway itself when the upstream sent no usage)."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -43,7 +43,8 @@ class StreamRelay:
         self._attempt_started = attempt_started
         self._first: bytes | None = None
         self._ttft_ms = 0.0
-        self._pieces: list[str] = []
+        # What streamed, per (choice, -1 for the content | tool call index), for counting.
+        self._pieces: dict[tuple[int, int], list[str]] = {}
         self._usage: dict[str, Any] | None = None
         self._settled = False
         self._chunk_id = ""
@@ -73,7 +74,7 @@ class StreamRelay:
         metrics.open_streams.inc()
         self._counted_open = True
 
-    async def iterate(self) -> AsyncIterator[bytes]:
+    async def iterate(self) -> AsyncGenerator[bytes]:
         status = "client_disconnected"
         try:
             event = self._first
@@ -119,8 +120,8 @@ class StreamRelay:
         choices = chunk.get("choices") or []
         for choice in choices:
             delta = choice.get("delta") if isinstance(choice, dict) else None
-            if isinstance(delta, dict) and isinstance(delta.get("content"), str):
-                self._pieces.append(delta["content"])
+            if isinstance(delta, dict):
+                self._collect(choice.get("index", 0), delta)
         if not choices and usage is not None:
             return None  # the usage chunk is sent (or not) by _complete
         chunk["model"] = self._endpoint.model.id
@@ -129,13 +130,25 @@ class StreamRelay:
         chunk.pop("usage", None)
         return sse(chunk)
 
+    def _collect(self, index: object, delta: dict[str, Any]) -> None:
+        choice = index if isinstance(index, int) else 0
+        if isinstance(delta.get("content"), str):
+            self._pieces.setdefault((choice, -1), []).append(delta["content"])
+        for call in delta.get("tool_calls") or []:
+            function = call.get("function") if isinstance(call, dict) else None
+            arguments = function.get("arguments") if isinstance(function, dict) else None
+            if isinstance(arguments, str):
+                slot = call.get("index", 0)
+                key = (choice, slot if isinstance(slot, int) else 0)
+                self._pieces.setdefault(key, []).append(arguments)
+
     def _counts(self) -> tuple[int, int, str]:
         reported = reported_usage(self._usage)
         if reported is not None:
             return (*reported, "upstream")
         return (
             counted_prompt_tokens(self._call.request),
-            count_tokens("".join(self._pieces)),
+            sum(count_tokens("".join(pieces)) for pieces in self._pieces.values()),
             "counted",
         )
 

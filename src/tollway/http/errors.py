@@ -11,15 +11,21 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from tollway.dialects.anthropic.errors import error_body as anthropic_error_body
 from tollway.errors import TollwayError, UpstreamRejected
 
 log = logging.getLogger("tollway.http")
 
 OPENAI_PATHS = ("/v1/chat/completions", "/v1/embeddings", "/v1/models")
+ANTHROPIC_PATHS = ("/v1/messages",)
 
 
 def uses_openai_shape(path: str) -> bool:
     return path.startswith(OPENAI_PATHS)
+
+
+def uses_anthropic_shape(path: str) -> bool:
+    return path.startswith(ANTHROPIC_PATHS)
 
 
 def error_response(
@@ -33,7 +39,9 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     body: dict[str, Any]
-    if uses_openai_shape(path):
+    if uses_anthropic_shape(path):
+        body = anthropic_error_body(status, message)
+    elif uses_openai_shape(path):
         body = {"error": {"message": message, "type": openai_type, "code": code, "param": param}}
     else:
         body = {"error": message}
@@ -42,6 +50,8 @@ def error_response(
 
 def render_tollway_error(path: str, exc: TollwayError) -> Response:
     if isinstance(exc, UpstreamRejected) and _is_openai_error(exc.body):
+        if uses_anthropic_shape(path):  # the upstream's own words, in Anthropic's shape
+            return error_response(path, exc.status, _error_message(exc.body))
         # An upstream validation error goes back as is: its status and its body.
         return Response(exc.body, status_code=exc.status, media_type="application/json")
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else exc.headers
@@ -62,6 +72,12 @@ def _is_openai_error(body: bytes) -> bool:
     except orjson.JSONDecodeError:
         return False
     return isinstance(data, dict) and isinstance(data.get("error"), dict)
+
+
+def _error_message(body: bytes) -> str:
+    error = orjson.loads(body)["error"]
+    message = error.get("message")
+    return (message if isinstance(message, str) else "the upstream refused the request")[:1000]
 
 
 def describe_validation_error(exc: RequestValidationError) -> tuple[str, str | None]:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from tollway.errors import BadRequest
+from tollway.errors import BadRequest, NotFound
 from tollway.gateway.auth import Principal
 from tollway.gateway.request import InferenceRequest, parse_chat, parse_embeddings
 from tollway.gateway.streaming import StreamRelay
 from tollway.http.deps import app_state
-from tollway.providers.registry import Registry
+from tollway.providers.registry import Model, Registry
 from tollway.state import AppState
 
 router = APIRouter(tags=["Inference"])
@@ -28,11 +29,12 @@ _OPENAPI_BODY: dict[str, Any] = {
 
 class RelayResponse(StreamingResponse):
     """A stream that settles its reservation however the response ends, even when the
-    client went away before the first chunk was sent."""
+    client went away before the first chunk was sent. ``content`` is the relay's chunks as
+    translated into another dialect (default: the relay's own OpenAI chunks)."""
 
-    def __init__(self, relay: StreamRelay) -> None:
+    def __init__(self, relay: StreamRelay, content: AsyncIterator[bytes] | None = None) -> None:
         super().__init__(
-            relay.iterate(),
+            relay.iterate() if content is None else content,
             media_type="text/event-stream",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
@@ -78,34 +80,40 @@ async def embeddings(request: Request) -> Response:
     return await _serve(state, principal, parse_embeddings(await request.body()))
 
 
+def model_entry(registry: Registry, model: Model, *, eu_native: bool) -> dict[str, Any] | None:
+    """The public description of one model, priced at its cheapest provider (None when no
+    provider is left, e.g. none EU-native when that is asked for)."""
+    endpoints = [
+        ep for ep in registry.endpoints_of(model.id) if ep.provider.eu_native or not eu_native
+    ]
+    if not endpoints:
+        return None
+    cheapest = min(endpoints, key=lambda ep: ep.pricing.input_token + ep.pricing.output_token)
+    return {
+        "id": model.id,
+        "object": "model",
+        "created": model.created,
+        "owned_by": "tollway",
+        "description": model.description,
+        "tags": list(model.tags),
+        "context_size": model.context_size,
+        "pricing": {
+            "input_token": float(cheapest.pricing.input_token),
+            "output_token": float(cheapest.pricing.output_token),
+            "currency": "EUR",
+        },
+        "providers": [ep.provider.slug for ep in endpoints],
+    }
+
+
 def list_models(registry: Registry, *, tags: list[str], eu_native: bool) -> dict[str, Any]:
     data = []
     for model in registry.models.values():
         if tags and not set(tags) <= set(model.tags):
             continue
-        endpoints = [
-            ep for ep in registry.endpoints_of(model.id) if ep.provider.eu_native or not eu_native
-        ]
-        if not endpoints:
-            continue
-        cheapest = min(endpoints, key=lambda ep: ep.pricing.input_token + ep.pricing.output_token)
-        data.append(
-            {
-                "id": model.id,
-                "object": "model",
-                "created": model.created,
-                "owned_by": "tollway",
-                "description": model.description,
-                "tags": list(model.tags),
-                "context_size": model.context_size,
-                "pricing": {
-                    "input_token": float(cheapest.pricing.input_token),
-                    "output_token": float(cheapest.pricing.output_token),
-                    "currency": "EUR",
-                },
-                "providers": [ep.provider.slug for ep in endpoints],
-            }
-        )
+        entry = model_entry(registry, model, eu_native=eu_native)
+        if entry is not None:
+            data.append(entry)
     return {"object": "list", "data": data}
 
 
@@ -120,3 +128,15 @@ async def models(
     if currency.upper() != "EUR":
         raise BadRequest("currency: only EUR is supported", param="currency")
     return list_models(app_state(request).registry, tags=tag, eu_native=eu_native)
+
+
+@router.get("/v1/models/{model_id:path}")
+async def retrieve_model(model_id: str, request: Request) -> dict[str, Any]:
+    """One model, in the list's shape; any valid inference key may read it."""
+    state = app_state(request)
+    await state.auth.inference(request.headers.get("authorization"))
+    model = state.registry.model(model_id)
+    entry = model_entry(state.registry, model, eu_native=False) if model is not None else None
+    if entry is None:
+        raise NotFound(f"model '{model_id[:200]}' not found", param="model", code="model_not_found")
+    return entry

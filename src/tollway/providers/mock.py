@@ -2,7 +2,8 @@
 
 It is a raw ASGI app speaking orjson, so it costs next to nothing per request and the
 benchmarks measure the gateway, not the mock. Reply text and usage are a pure function of
-the request body (see `build_reply`); tokens are counted with `tollway.providers.tokens`.
+the request body (see `build_answer`: `n` choices, tool calls, JSON answers and stop
+sequences in `tollway.providers.mock_choices`); tokens are counted with `tollway.providers.tokens`.
 
 Endpoints: `POST /v1/chat/completions` (streaming and not), `POST /v1/embeddings`,
 `GET /v1/models`, `GET /health`, `GET /_mock/stats` (request and stream counters of this
@@ -24,7 +25,6 @@ import base64
 import importlib.util
 import random
 import struct
-import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,11 +32,10 @@ from typing import Any
 import orjson
 import uvicorn
 
+from tollway.providers.mock_choices import StreamFrames, build_answer
 from tollway.providers.mock_replies import (
     Hooks,
     MockRejection,
-    StreamFrames,
-    build_reply,
     embed,
     embedding_inputs,
     error_body,
@@ -196,7 +195,7 @@ class MockProvider:
             messages = body.get("messages")
             if not isinstance(messages, list) or not messages:
                 raise MockRejection(400, "'messages' must be a non-empty list")
-            reply = build_reply(raw, messages, requested_max_tokens(body))
+            answer = build_answer(raw, body, requested_max_tokens(body))
         except MockRejection as rejection:
             await _respond(send, rejection.status, error_body(rejection.status, str(rejection)))
             return
@@ -206,25 +205,10 @@ class MockProvider:
         if body.get("stream") is True:
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
-            stream = StreamFrames(model, reply, include_usage and not omit_usage, hooks.cut_after)
+            stream = StreamFrames(model, answer, include_usage and not omit_usage, hooks.cut_after)
             await self._stream(receive, send, stream)
             return
-        completion: dict[str, Any] = {
-            "id": reply.id,
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": reply.content},
-                    "logprobs": None,
-                    "finish_reason": reply.finish_reason,
-                }
-            ],
-        }
-        if not omit_usage:
-            completion["usage"] = reply.usage()
+        completion = answer.completion(model, with_usage=not omit_usage)
         await _respond(send, 200, orjson.dumps(completion))
 
     async def _stream(self, receive: Receive, send: Send, stream: StreamFrames) -> None:
@@ -254,22 +238,18 @@ class MockProvider:
         if stream.cut_after is not None:
             cut_after = stream.cut_after
         tps = self.settings.tokens_per_second
-        words = stream.reply.words
-        for index, word in enumerate(words):
+        for index, event in enumerate(stream.token_events()):
             if cut_after is not None and index >= cut_after:
                 await send({"type": "http.response.body", "body": b""})
                 return "cut"
             delay = self.settings.ttft_ms / 1000 if index == 0 else (1 / tps if tps > 0 else 0)
             if not await _pause(delay, gone):
                 return "aborted"
-            text = word if index == len(words) - 1 else word + " "
-            delta = {"role": "assistant", "content": text} if index == 0 else {"content": text}
-            await send(stream.event(delta, None))
+            await send(event)
         if gone.is_set():
             return "aborted"
-        await send(stream.event({}, stream.reply.finish_reason))
-        if stream.include_usage:
-            await send(stream.usage_event())
+        for event in stream.closing_events():
+            await send(event)
         await send({"type": "http.response.body", "body": _DONE})
         return "completed"
 

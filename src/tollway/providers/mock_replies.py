@@ -1,7 +1,7 @@
 """The pure half of the mock provider: what it answers, given a request body.
 
 Kept apart from the ASGI plumbing in `tollway.providers.mock` so the reply rules (words,
-usage, hooks, error shapes, SSE framing) read on their own and stay a pure function of
+hooks, error shapes) read on their own and stay a pure function of
 the request.
 """
 
@@ -10,14 +10,13 @@ from __future__ import annotations
 import hashlib
 import re
 import struct
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from tollway.providers.tokens import content_text, count_prompt_tokens
+from tollway.providers.tokens import content_text
 
 DEFAULT_REPLY_TOKENS = 16
 # 31 words: a prime, so any step from the hash walks through all of them.
@@ -38,28 +37,6 @@ class Hooks:
     cut_after: int | None = None
     latency_ms: float = 0
     omit_usage: bool = False
-
-
-@dataclass(frozen=True)
-class Reply:
-    """The deterministic answer to one chat request."""
-
-    id: str
-    words: tuple[str, ...]
-    finish_reason: str
-    prompt_tokens: int
-
-    @property
-    def content(self) -> str:
-        return " ".join(self.words)
-
-    def usage(self) -> dict[str, int]:
-        completion = len(self.words)
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": completion,
-            "total_tokens": self.prompt_tokens + completion,
-        }
 
 
 class MockRejection(Exception):
@@ -88,23 +65,22 @@ def _hash(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
-def build_reply(raw_body: bytes, messages: list[Any], max_tokens: int | None) -> Reply:
-    """Words cycled from a fixed list, starting and stepping by a hash of the last message."""
+def last_message_text(messages: list[Any]) -> str:
     last = messages[-1] if messages else None
-    text = content_text(last.get("content")) if isinstance(last, dict) else ""
-    seed = _hash(text.encode())
+    return content_text(last.get("content")) if isinstance(last, dict) else ""
+
+
+def words_for(text: str, length: int, variant: int = 0) -> tuple[str, ...]:
+    """`length` words from the fixed list, starting and stepping by a hash of `text`
+    (and of `variant`, which tells apart the choices of one request)."""
+    data = text.encode() if variant == 0 else f"{text}\x00{variant}".encode()
+    seed = _hash(data)
     start, step = seed % len(_WORDS), 1 + (seed >> 16) % (len(_WORDS) - 1)
-    length = DEFAULT_REPLY_TOKENS
-    finish_reason = "stop"
-    if max_tokens is not None and max_tokens < length:
-        length, finish_reason = max_tokens, "length"
-    words = tuple(_WORDS[(start + i * step) % len(_WORDS)] for i in range(length))
-    return Reply(
-        id=f"chatcmpl-{_hash(raw_body):016x}",
-        words=words,
-        finish_reason=finish_reason,
-        prompt_tokens=count_prompt_tokens(messages),
-    )
+    return tuple(_WORDS[(start + i * step) % len(_WORDS)] for i in range(length))
+
+
+def stable_hash(data: bytes) -> int:
+    return _hash(data)
 
 
 def embed(text: str, dim: int) -> list[float]:
@@ -145,37 +121,6 @@ def requested_max_tokens(body: Mapping[str, Any]) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise MockRejection(400, "'max_tokens' must be a positive integer")
     return value
-
-
-@dataclass(frozen=True)
-class StreamFrames:
-    """One streamed reply and how to frame its Server-Sent Events."""
-
-    model: str
-    reply: Reply
-    include_usage: bool
-    cut_after: int | None
-    created: int = field(default_factory=lambda: int(time.time()))
-
-    def _frame(self, choices: list[Any], usage: dict[str, int] | None) -> dict[str, Any]:
-        chunk: dict[str, Any] = {
-            "id": self.reply.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        }
-        if self.include_usage:
-            chunk["usage"] = usage
-        body = b"data: " + orjson.dumps(chunk) + b"\n\n"
-        return {"type": "http.response.body", "body": body, "more_body": True}
-
-    def event(self, delta: dict[str, str], finish_reason: str | None) -> dict[str, Any]:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        return self._frame([choice], None)
-
-    def usage_event(self) -> dict[str, Any]:
-        return self._frame([], self.reply.usage())
 
 
 def embedding_inputs(value: object) -> list[str]:

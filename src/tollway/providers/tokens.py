@@ -42,3 +42,17 @@ def count_prompt_tokens(messages: Iterable[object]) -> int:
         content = message.get("content") if isinstance(message, dict) else None
         total += count_tokens(content_text(content)) + PER_MESSAGE_TOKENS
     return total
+
+
+def answer_tokens(message: object) -> int:
+    """Completion tokens of one answer (a choice's `message`): its content's words plus the
+    argument words of each tool call, each counted on its own."""
+    if not isinstance(message, dict):
+        return 0
+    total = count_tokens(content_text(message.get("content")))
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") if isinstance(call, dict) else None
+        arguments = function.get("arguments") if isinstance(function, dict) else None
+        if isinstance(arguments, str):
+            total += count_tokens(arguments)
+    return total
