@@ -192,3 +192,24 @@ async def test_every_applicable_limit_must_fit_and_a_refusal_counts_nothing(env:
     assert ok.headers["x-ratelimit-remaining-requests"] == "1"  # project: 2 of 3 used
     assert (await env.chat(other.api_key)).status_code == 200
     assert (await env.chat(other.api_key)).status_code == 429
+
+
+async def test_anthropic_messages_share_the_limits_and_get_their_own_error_shape(
+    env: Env,
+) -> None:
+    await env.limit(scope="project", requests_per_minute=2)
+    body = {
+        "model": "chat-rl",
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    headers = {"x-api-key": env.alice.inference_key, "anthropic-version": "2023-06-01"}
+    first = await env.api.post("/v1/messages", json=body, headers=headers)
+    assert first.status_code == 200, first.text
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    assert (await env.chat()).status_code == 200  # the same counter as chat completions
+    refused = await env.api.post("/v1/messages", json=body, headers=headers)
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["type"] == "error"
+    assert refused.json()["error"]["type"] == "rate_limit_error"
