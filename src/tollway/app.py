@@ -58,7 +58,13 @@ def build_state(
     )
     tasks = TaskTracker()
     limit_index = RateLimitIndex(db)
-    limiter = RateLimiter(limit_index, clock=clock, metrics=metrics, redis_url=settings.redis_url)
+    limiter = RateLimiter(
+        limit_index,
+        clock=clock,
+        metrics=metrics,
+        redis_url=settings.redis_url,
+        redis_timeout_s=settings.redis_timeout_s,
+    )
     return AppState(
         settings=settings,
         clock=clock,

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
         default=None,
         description="Redis for rate limits shared by every replica; unset = counted per process.",
     )
+    redis_timeout_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How long a rate-limit check waits for Redis before counting in process.",
+    )
     log_level: str = "info"
 
     @field_validator("database_url")

@@ -21,7 +21,8 @@ from tests.support.mock_server import running_mock
 from tests.support.redis import PrivateRedis, private_redis, wait_for_a_fresh_window
 from tests.support.world import Member, World
 from tollway.app import create_app
-from tollway.limits.counters import Counter, RedisCounters
+from tollway.limits.counters import Counter
+from tollway.limits.redis_counters import RedisCounters
 from tollway.settings import Settings
 
 

@@ -16,11 +16,15 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from redis.exceptions import RedisError
-
 from tollway.errors import BadRequest, RateLimited
 from tollway.gateway.auth import Principal
-from tollway.limits.counters import Counter, Decision, LocalCounters, RedisCounters
+from tollway.limits.counters import (
+    Counter,
+    CountersUnavailable,
+    Decision,
+    LocalCounters,
+    SharedCounters,
+)
 from tollway.limits.service import RateLimitIndex, applicable, subject_of
 from tollway.observe.metrics import Metrics
 
@@ -37,13 +41,18 @@ class RateLimiter:
         clock: Callable[[], float],
         metrics: Metrics,
         redis_url: str | None,
-        redis_timeout_s: float = 0.5,
+        redis_timeout_s: float = 1.0,
         retry_s: float = 2.0,
     ) -> None:
         self._index = index
         self._metrics = metrics
         self._local = LocalCounters(clock)
-        self._redis = RedisCounters(redis_url, timeout_s=redis_timeout_s) if redis_url else None
+        self._redis: SharedCounters | None = None
+        if redis_url:
+            # Only now: redis-py loads OpenTelemetry's SDK at import when it is installed.
+            from tollway.limits.redis_counters import RedisCounters
+
+            self._redis = RedisCounters(redis_url, timeout_s=redis_timeout_s)
         self._retry_s = retry_s
         self._redis_down_until = 0.0  # time.monotonic(); 0 = Redis is believed up
 
@@ -92,12 +101,12 @@ class RateLimiter:
             return self._local.check(counters)
         try:
             decision = await self._redis.check(counters)
-        except (RedisError, OSError) as exc:
+        except CountersUnavailable as exc:
             if not self._redis_down_until:
                 log.warning(
                     "rate limits: Redis unreachable (%s); counting in this process "
                     "until it answers again",
-                    type(exc).__name__,
+                    exc,
                 )
             self._redis_down_until = time.monotonic() + self._retry_s
             self._metrics.ratelimit_local.inc()
