@@ -15,6 +15,7 @@ from tollway.billing.meter import Meter
 from tollway.billing.recovery import Recovery
 from tollway.billing.usage import UsageService
 from tollway.clock import Clock, system_clock
+from tollway.console.routes import mount_console
 from tollway.gateway.auth import Authenticator
 from tollway.gateway.config_cache import ConfigCache
 from tollway.gateway.health import HealthBook
@@ -22,7 +23,16 @@ from tollway.gateway.observed import ObservedMeter
 from tollway.gateway.pipeline import Gateway
 from tollway.gateway.ratelimit import RateLimiter
 from tollway.gateway.tasks import TaskTracker
-from tollway.http import budgets, health, inference, management, messages, rate_limits, usage
+from tollway.http import (
+    budgets,
+    health,
+    inference,
+    management,
+    messages,
+    models,
+    rate_limits,
+    usage,
+)
 from tollway.http.errors import install_error_handlers
 from tollway.ids import new_id
 from tollway.keys.service import KeyService
@@ -41,7 +51,11 @@ def build_state(
     settings: Settings, registry: Registry, clock: Clock, tracer: Tracer | None = None
 ) -> AppState:
     """Build every long-lived object once; must run inside the event loop (lifespan)."""
-    db = Database(settings.database_url, pool_size=settings.db_pool_size)
+    db = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        sqlite_busy_timeout_s=settings.sqlite_busy_timeout_s,
+    )
     projects = ProjectService(db, registry, clock)
     keys = KeyService(db, clock, key_limit=settings.key_limit)
     auth = Authenticator(keys, cache_size=settings.auth_cache_size)
@@ -101,6 +115,7 @@ def build_state(
             clock,
             heartbeat_s=settings.heartbeat_s,
             stale_s=settings.reservation_stale_s,
+            shutdown_settle_s=settings.shutdown_settle_s,
         ),
         budgets=BudgetService(db, clock),
         usage=UsageService(db, clock),
@@ -152,6 +167,8 @@ def create_app(
     app.include_router(budgets.router)
     app.include_router(rate_limits.router)
     app.include_router(usage.router)
+    app.include_router(models.router)
+    mount_console(app)
     return app
 
 

@@ -174,11 +174,16 @@ def credits_add(
 
 @ledger_app.command("verify")
 def ledger_verify(ctx: typer.Context) -> None:
-    """Check balance = sum of ledger for every user and that no reservation is left open;
-    exit status 1 on any problem."""
+    """Check balance = sum of ledger for every user, that no reservation is left open by a dead
+    process or held longer than TOLLWAY_RESERVATION_MAX_AGE_S; exit status 1 on any problem."""
     report: LedgerReport = run(
         ctx,
-        lambda settings, db: verify_ledger(db, system_clock, stale_s=settings.reservation_stale_s),
+        lambda settings, db: verify_ledger(
+            db,
+            system_clock,
+            stale_s=settings.reservation_stale_s,
+            max_age_s=settings.reservation_max_age_s,
+        ),
     )
     console = Console(highlight=False, soft_wrap=True)
     console.print(

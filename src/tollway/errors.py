@@ -8,6 +8,9 @@ class TollwayError(Exception):
     status = 500
     openai_type = "server_error"
     code: str | None = None
+    # Seconds a client should wait before retrying (sent as `Retry-After`), when it applies.
+    retry_after_s: int | None = None
+    # Further response headers the error carries (e.g. a rate limit's x-ratelimit-*).
     headers: dict[str, str] | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
@@ -60,8 +63,9 @@ class RateLimited(TollwayError):
     openai_type = "rate_limit_error"
     code = "rate_limit_exceeded"
 
-    def __init__(self, message: str, *, headers: dict[str, str]) -> None:
+    def __init__(self, message: str, *, retry_after_s: int, headers: dict[str, str]) -> None:
         super().__init__(message)
+        self.retry_after_s = retry_after_s
         self.headers = headers
 
 
@@ -69,6 +73,16 @@ class NoHealthyCandidate(TollwayError):
     status = 503
     openai_type = "server_error"
     code = "no_healthy_provider"
+
+
+class DatabaseUnavailable(TollwayError):
+    """The database did not answer (connection refused or lost, shutting down, locked past
+    the busy timeout): the request is refused before anything was charged; retry shortly."""
+
+    status = 503
+    openai_type = "server_error"
+    code = "database_unavailable"
+    retry_after_s = 2
 
 
 class UpstreamFailure(TollwayError):

@@ -25,7 +25,23 @@ class Settings(BaseSettings):
     reservation_stale_s: float = Field(
         default=20.0, gt=0, description="An instance silent this long is presumed dead."
     )
+    reservation_max_age_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="No request holds credits longer; `ledger verify` reports older holds.",
+    )
+    shutdown_settle_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="On shutdown, how long to keep retrying settlements the database refused.",
+    )
     db_pool_size: int = Field(default=16, ge=1)
+    sqlite_busy_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a SQLite write waits for another process's lock before the "
+        "database counts as unavailable (503).",
+    )
     upstream_connections: int = Field(
         default=4096, ge=1, description="Open connections per upstream host (streams hold one)."
     )

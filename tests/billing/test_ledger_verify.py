@@ -8,7 +8,9 @@ from typer.testing import CliRunner, Result
 from tests.billing.conftest import FakeClock, ask, payer_of, usage
 from tests.support.world import World
 from tollway.billing.meter import Meter
+from tollway.billing.recovery import Recovery
 from tollway.cli import app
+from tollway.clock import system_clock
 
 
 async def verify(database_url: str) -> Result:
@@ -67,3 +69,19 @@ async def test_verify_fails_when_a_reservation_lost_its_ledger_row(
     assert "open reservations hold 0 credits but unreleased reserve ledger rows total 60" in (
         result.output
     )
+
+
+async def test_verify_fails_on_a_reservation_held_longer_than_its_bound(
+    world: World, database_url: str
+) -> None:
+    alice = await world.member("alice", "p1", credits_eur="1")
+    long_ago = FakeClock()  # 2025: far older than TOLLWAY_RESERVATION_MAX_AGE_S
+    live = Recovery(world.db, Meter(world.db, long_ago, instance_id="live"), system_clock,
+                    heartbeat_s=5, stale_s=20)  # fmt: skip
+    await live.register()  # a live instance: not the dead-process check
+    meter = Meter(world.db, long_ago, instance_id="live")
+    await meter.reserve(ask(await payer_of(world, alice)))
+    result = await verify(database_url)
+    assert result.exit_code == 1
+    assert "1 reservation(s) holding 60 credits are older than 900 s" in result.output
+    assert "dead gateway" not in result.output

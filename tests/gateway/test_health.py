@@ -49,3 +49,21 @@ def test_speed_estimates_move_from_hints_towards_measurements() -> None:
     assert book.predicted_latency_ms(ep, 100) < hinted
     book.record_success(ep, ttft_ms=30, completion_tokens=100, total_ms=130)
     assert book.snapshot(ep)["ttft_ms"] == 20  # EWMA with alpha 0.5
+
+
+def test_circuit_state_is_read_without_spending_the_trial() -> None:
+    clock = Clock()
+    book = HealthBook(failure_threshold=2, cooldown_s=30, clock=clock)
+    ep = endpoint()
+    assert book.circuit(ep) == "closed"
+    book.record_failure(ep)
+    assert book.circuit(ep) == "closed"
+    book.record_failure(ep)
+    assert book.circuit(ep) == "open"
+    clock.now += 31
+    assert book.circuit(ep) == "half_open"
+    assert book.circuit(ep) == "half_open"  # reading twice changes nothing
+    assert not book.is_open(ep)  # so the trial is still there for a request
+    assert book.circuit(ep) == "open"
+    book.record_success(ep, ttft_ms=10, completion_tokens=5, total_ms=20)
+    assert book.circuit(ep) == "closed"

@@ -22,6 +22,15 @@ ROLES = ("admin", "member")
 
 
 @dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a key acts as: its user, its project, and the user's role there."""
+
+    user: UserRow
+    project: ProjectRow
+    role: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Bootstrap:
     user: UserRow
     project: ProjectRow
@@ -62,6 +71,15 @@ class AccountService:
         if row is None:
             raise NotFound("user not found")
         return row.balance_credits
+
+    async def identity(self, *, user_id: str, project_id: str) -> Identity:
+        async with self._db.read() as conn:
+            user = await accounts.user_by_id(conn, user_id)
+            project = await accounts.project_by_id(conn, project_id)
+            role = await accounts.role_of(conn, user_id, project_id)
+        if user is None or project is None:
+            raise NotFound("user or project not found")
+        return Identity(user, project, role)
 
     async def user(self, name: str) -> UserRow:
         async with self._db.read() as conn:

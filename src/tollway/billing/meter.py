@@ -13,6 +13,11 @@ case — reserves in three statements (conditional debit that also re-checks the
 row, reservation row) and settles in four; on PostgreSQL each is instead ONE statement run
 without a transaction (`store/one_statement.py`: one round trip), falling back to the
 transaction when it changes nothing.
+
+Settling is durable until done: `settle_durably` hands a settlement the database refused to
+`PendingSettlements` (`billing/settlement.py`), which retries it until it lands. The meter
+also knows which of its reservations are still open in this process (`is_open`), so the
+instance can release any of its own that nothing will settle (`Recovery.reconcile`).
 """
 
 from __future__ import annotations
@@ -22,14 +27,15 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection
 
 from tollway.billing.budgets import describe, window_key_of
 from tollway.billing.quote import Quote
+from tollway.billing.settlement import PendingSettlements
 from tollway.clock import Clock
-from tollway.errors import BudgetExceeded, InsufficientBalance, Unauthorized
+from tollway.errors import BudgetExceeded, DatabaseUnavailable, InsufficientBalance, Unauthorized
 from tollway.providers.registry import Pricing
 from tollway.store import budgets as budget_store
 from tollway.store import one_statement
@@ -39,6 +45,14 @@ from tollway.store.database import Database
 from tollway.store.reservations import OpenReservation
 
 log = logging.getLogger("tollway.billing")
+
+# Every value the meter writes into `usage_events.status` and `usage_events.usage_source`.
+# The column sizes are tested against these tuples on both backends (a value the schema
+# cannot hold would make every such settlement fail on PostgreSQL only).
+UsageStatus = Literal["success", "error", "client_disconnected", "aborted"]
+UsageSource = Literal["upstream", "counted", "none"]
+USAGE_STATUSES: tuple[str, ...] = get_args(UsageStatus)
+USAGE_SOURCES: tuple[str, ...] = get_args(UsageSource)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +92,8 @@ class UsageRecord:
     completion_tokens: int
     pricing: Pricing
     latency_ms: int
-    status: str
-    usage_source: str
+    status: UsageStatus
+    usage_source: UsageSource
 
 
 class Meter:
@@ -87,6 +101,17 @@ class Meter:
         self._db = db
         self._clock = clock
         self.instance_id = instance_id
+        # Request ids of this process's reservations not known to be closed yet: in flight,
+        # or waiting in `pending` for the database.
+        self._unsettled: set[str] = set()
+        self.pending = PendingSettlements(self)
+
+    def is_open(self, request_id: str) -> bool:
+        """Whether this process may still settle `request_id` (in flight or pending)."""
+        return request_id in self._unsettled
+
+    def forget(self, request_id: str) -> None:
+        self._unsettled.discard(request_id)
 
     async def reserve(self, request: ReserveRequest) -> Reservation:
         """Hold the request's worst-case cost against the balance and every applicable
@@ -97,6 +122,8 @@ class Meter:
             request.input_price, request.prompt_tokens, request.output_price, request.max_tokens
         )
         now = int(self._clock())
+        request_id = request.payer.request_id
+        self._unsettled.add(request_id)  # before it can exist in the database
         try:
             if self._db.is_sqlite:  # one thread hop for the whole transaction already
                 return await self._db.run_write(
@@ -111,8 +138,16 @@ class Meter:
             # The transaction may have committed all the same (in its thread, or while the
             # COMMIT or the one statement was on the wire): give the credits back now rather
             # than at shutdown. On SQLite this runs after it on the same writer thread.
-            undo = Reservation(request.payer.request_id, request.payer, 0, 0, False)
-            await asyncio.shield(self.settle(undo, None))
+            undo = Reservation(request_id, request.payer, 0, 0, False)
+            await asyncio.shield(self.settle_durably(undo, None))
+            raise
+        except DatabaseUnavailable as exc:
+            # The same doubt, the database away: the retrier releases it once it is back
+            # (no attempt now, which would only make the 503 wait for a second failure).
+            self.pending.add(Reservation(request_id, request.payer, 0, 0, False), None, exc)
+            raise
+        except BaseException:  # refused (401, 402, 429) or a bug: nothing was written
+            self._unsettled.discard(request_id)
             raise
 
     async def _reserve_in_one_statement(
@@ -231,12 +266,29 @@ class Meter:
             created_at=now,
         )
 
+    async def settle_durably(self, reservation: Reservation, usage: UsageRecord | None) -> int:
+        """Settle now, or — when the database refuses — hand the settlement to `pending`,
+        which retries it until it lands; never raises for that. Returns the charge, which
+        is the same either way (the cost capped at what was reserved)."""
+        try:
+            return await self.settle(reservation, usage)
+        except asyncio.CancelledError:
+            self.pending.add(reservation, usage, DatabaseUnavailable("cancelled mid-write"))
+            raise
+        except Exception as exc:  # the durability boundary: whatever failed, retry it
+            self.pending.add(reservation, usage, exc)
+            return min(_cost_of(usage), reservation.amount_credits)
+
     async def settle(self, reservation: Reservation, usage: UsageRecord | None) -> int:
         """Release the reservation and charge exactly the usage, capped at what was reserved,
-        with its usage event, in one transaction. Settling twice charges once."""
-        cost = 0
-        if usage is not None:
-            cost = usage.pricing.credits_for(usage.prompt_tokens, usage.completion_tokens)
+        with its usage event, in one transaction. Settling twice charges once. One attempt:
+        raises `DatabaseUnavailable` when the database does not answer."""
+        charged = await self._settle_once(reservation, usage)
+        self._unsettled.discard(reservation.request_id)
+        return charged
+
+    async def _settle_once(self, reservation: Reservation, usage: UsageRecord | None) -> int:
+        cost = _cost_of(usage)
         now = int(self._clock())
         if not self._db.is_sqlite and not reservation.windows:
             # PostgreSQL: claim and close in one statement. None: nothing claimed (settled
@@ -278,6 +330,12 @@ class Meter:
         charge nothing, record an "aborted" usage event. False if it was closed already."""
         now = int(self._clock())
         return await self._db.run_write(partial(_release_abandoned, request_id, now))
+
+
+def _cost_of(usage: UsageRecord | None) -> int:
+    if usage is None:
+        return 0
+    return usage.pricing.credits_for(usage.prompt_tokens, usage.completion_tokens)
 
 
 def _release_abandoned(request_id: str, now: int, conn: Connection) -> bool:

@@ -22,9 +22,12 @@ class LedgerReport:
         return not self.problems
 
 
-async def verify_ledger(db: Database, clock: Clock, *, stale_s: float) -> LedgerReport:
+async def verify_ledger(
+    db: Database, clock: Clock, *, stale_s: float, max_age_s: float
+) -> LedgerReport:
     """Balance = Σ ledger for every user; no negative balance; every open reservation matches
-    an unreleased `reserve:` ledger row; no reservation held by a dead process."""
+    an unreleased `reserve:` ledger row; no reservation held by a dead process; none older
+    than `max_age_s` (longer than any request may hold credits: its settlement was lost)."""
     report = LedgerReport()
     async with db.read() as conn:
         report.users, report.ledger_rows, report.open_reservations = await store.counts(conn)
@@ -46,5 +49,11 @@ async def verify_ledger(db: Database, clock: Clock, *, stale_s: float) -> Ledger
             report.problems.append(
                 f"{len(stale)} reservation(s) held by dead gateway processes, not yet released "
                 "(a running gateway releases them within its heartbeat interval)"
+            )
+        old, credits = await store.held_since(conn, created_before=int(clock() - max_age_s))
+        if old:
+            report.problems.append(
+                f"{old} reservation(s) holding {credits} credits are older than "
+                f"{max_age_s:g} s (TOLLWAY_RESERVATION_MAX_AGE_S): their settlement was lost"
             )
     return report

@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from tollway.errors import ConfigError, TollwayError
+from tollway.errors import ConfigError, DatabaseUnavailable, TollwayError
 from tollway.providers.registry import RegistryError
 from tollway.settings import Settings
 from tollway.store.database import Database
@@ -59,6 +59,9 @@ def run(ctx: typer.Context, work: Callable[[Settings, Database], Awaitable[T]]) 
 
     try:
         return asyncio.run(main())
+    except DatabaseUnavailable as exc:
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        fail(f"database unavailable: {str(cause).splitlines()[0]}", 2)
     except TollwayError as exc:
         fail(exc.message)
     except (ConfigError, RegistryError) as exc:

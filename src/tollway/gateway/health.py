@@ -6,8 +6,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from tollway.providers.registry import ResolvedEndpoint
+
+Circuit = Literal["closed", "open", "half_open"]
 
 
 @dataclass(slots=True)
@@ -61,6 +64,14 @@ class HealthBook:
             return True
         health.open_until = now + self._cooldown_s  # this caller's trial holds the others off
         return False
+
+    def circuit(self, endpoint: ResolvedEndpoint) -> Circuit:
+        """The circuit's state, read without side effects (``is_open`` spends the trial):
+        ``half_open`` = the cooldown has run out and the next request is the trial."""
+        health = self._book.get(endpoint.key)
+        if health is None or health.consecutive_failures < self._threshold:
+            return "closed"
+        return "open" if health.open_until > self._clock() else "half_open"
 
     def predicted_latency_ms(self, endpoint: ResolvedEndpoint, completion_tokens: int) -> float:
         health = self.of(endpoint)

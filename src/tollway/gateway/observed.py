@@ -42,7 +42,9 @@ class ObservedMeter:
         self._metrics.open_reservations.inc()
         return reservation
 
-    async def settle(self, reservation: Reservation, usage: UsageRecord | None) -> int:
+    async def settle_durably(self, reservation: Reservation, usage: UsageRecord | None) -> int:
+        """`Meter.settle_durably`: a settlement the database refuses is handed to the meter's
+        retrier (and counted here as settled: it will land)."""
         started = time.perf_counter()
         try:
             with self._tracer.span(
@@ -50,7 +52,7 @@ class ObservedMeter:
                 request_id=reservation.request_id,
                 status=usage.status if usage is not None else "released",
             ) as span:
-                charged = await self._meter.settle(reservation, usage)
+                charged = await self._meter.settle_durably(reservation, usage)
                 span.set("tollway.charged_credits", charged)
         finally:
             self._settle_seconds.observe(time.perf_counter() - started)

@@ -14,7 +14,14 @@ from typing import Any
 
 import orjson
 
-from tollway.billing.meter import Payer, Reservation, ReserveRequest, UsageRecord
+from tollway.billing.meter import (
+    Payer,
+    Reservation,
+    ReserveRequest,
+    UsageRecord,
+    UsageSource,
+    UsageStatus,
+)
 from tollway.errors import (
     BadRequest,
     InsufficientBalance,
@@ -125,7 +132,7 @@ class Gateway:
         if reservation.lowered:
             per_choice = reservation.max_tokens // request.choices
             if per_choice < 1:
-                await self.meter.settle(reservation, None)
+                await self.settle(reservation, None)
                 raise InsufficientBalance("insufficient balance")
             request.body["max_tokens"] = per_choice
             request.body.pop("max_completion_tokens", None)
@@ -136,13 +143,25 @@ class Gateway:
                 return Served(await self._open_stream(call), headers)
             return Served(await self._complete(call), headers)
         except BaseException:
-            # Nothing was served (a relay, once returned, settles by itself). Shielded and
-            # tracked: the release completes even if this request is being cancelled.
-            release = self.tasks.spawn(
-                self.meter.settle(reservation, None), name=f"release-{reservation.request_id}"
-            )
-            await asyncio.shield(release)
+            # Nothing was served (a relay, once returned, settles by itself).
+            await self.settle(reservation, None)
             raise
+
+    # -- settlement -------------------------------------------------------------------------
+
+    def settle_later(
+        self, reservation: Reservation, usage: UsageRecord | None
+    ) -> asyncio.Task[int]:
+        """Settle in a tracked task: durable (a settlement the database refuses is retried
+        until it lands, see `Meter.settle_durably`) and out of reach of the caller's
+        cancellation (a client that leaves while its settlement is on the wire)."""
+        return self.tasks.spawn(
+            self.meter.settle_durably(reservation, usage), name=f"settle-{reservation.request_id}"
+        )
+
+    async def settle(self, reservation: Reservation, usage: UsageRecord | None) -> int:
+        """`settle_later` and wait for it; returns the charge (never raises for the database)."""
+        return await asyncio.shield(self.settle_later(reservation, usage))
 
     # -- policy and routing -------------------------------------------------------------
 
@@ -280,7 +299,7 @@ class Gateway:
         record = self.usage_record(
             call, endpoint, prompt=prompt, completion=completion, status="success", source=source
         )
-        charged = await self.meter.settle(call.reservation, record)
+        charged = await self.settle(call.reservation, record)
         self.record_served(record)
         payload["model"] = endpoint.model.id
         payload["provider"] = endpoint.provider.slug
@@ -338,8 +357,8 @@ class Gateway:
         *,
         prompt: int,
         completion: int,
-        status: str,
-        source: str,
+        status: UsageStatus,
+        source: UsageSource,
     ) -> UsageRecord:
         return UsageRecord(
             endpoint=call.request.endpoint,
@@ -363,7 +382,7 @@ def _completion_bound(request: InferenceRequest, plans: list[ModelPlan]) -> int:
     return per_choice * request.choices
 
 
-def _usage_of(request: InferenceRequest, payload: dict[str, Any]) -> tuple[int, int, str]:
+def _usage_of(request: InferenceRequest, payload: dict[str, Any]) -> tuple[int, int, UsageSource]:
     reported = reported_usage(payload.get("usage"))
     if reported is not None:
         return (*reported, "upstream")

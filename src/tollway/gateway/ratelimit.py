@@ -86,9 +86,9 @@ class RateLimiter:
         if decision.blocked is not None:
             kind = kinds[decision.blocked]
             limit = counters[decision.blocked].limit
-            headers["retry-after"] = str(decision.reset_s)
             raise RateLimited(
                 f"rate limit exceeded: {limit} {kind} per minute; retry after {decision.reset_s} s",
+                retry_after_s=decision.reset_s,
                 headers=headers,
             )
         return headers

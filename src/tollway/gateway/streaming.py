@@ -4,12 +4,14 @@ counted by the gateway itself when the upstream sent no usage)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from tollway.billing.meter import UsageSource, UsageStatus
 from tollway.gateway.metadata import build_metadata
 from tollway.gateway.request import counted_prompt_tokens, reported_usage
 from tollway.providers.registry import ResolvedEndpoint
@@ -75,7 +77,7 @@ class StreamRelay:
         self._counted_open = True
 
     async def iterate(self) -> AsyncGenerator[bytes]:
-        status = "client_disconnected"
+        status: UsageStatus = "client_disconnected"
         try:
             event = self._first
             finished = False
@@ -142,7 +144,7 @@ class StreamRelay:
                 key = (choice, slot if isinstance(slot, int) else 0)
                 self._pieces.setdefault(key, []).append(arguments)
 
-    def _counts(self) -> tuple[int, int, str]:
+    def _counts(self) -> tuple[int, int, UsageSource]:
         reported = reported_usage(self._usage)
         if reported is not None:
             return (*reported, "upstream")
@@ -159,7 +161,6 @@ class StreamRelay:
         self._gateway.health.record_success(
             self._endpoint, ttft_ms=self._ttft_ms, completion_tokens=completion, total_ms=total_ms
         )
-        self._settled = True
         record = self._gateway.usage_record(
             self._call,
             self._endpoint,
@@ -168,7 +169,11 @@ class StreamRelay:
             status="success",
             source=source,
         )
-        charged = await self._gateway.meter.settle(self._call.reservation, record)
+        # Settled exactly once: from here the task owns it (retried until it lands), so a
+        # client leaving now must not make `finalize` settle it as disconnected.
+        settlement = self._gateway.settle_later(self._call.reservation, record)
+        self._settled = True
+        charged = await asyncio.shield(settlement)
         self._gateway.record_served(record)
         base = {
             "id": self._chunk_id,
@@ -200,7 +205,7 @@ class StreamRelay:
         tail.append(DONE)
         return tail
 
-    def finalize(self, status: str = "client_disconnected") -> None:
+    def finalize(self, status: UsageStatus = "client_disconnected") -> None:
         """Close the upstream and, unless settled already, settle in a tracked task (this may
         run inside a cancelled task, where awaiting is not possible)."""
         self._stream.close()
@@ -220,10 +225,7 @@ class StreamRelay:
             source=source,
         )
         self._gateway.record_served(record)
-        self._gateway.tasks.spawn(
-            self._gateway.meter.settle(self._call.reservation, record),
-            name=f"settle-{self._call.reservation.request_id}",
-        )
+        self._gateway.settle_later(self._call.reservation, record)
 
 
 def _stream_error(message: str) -> dict[str, Any]:

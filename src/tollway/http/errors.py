@@ -54,7 +54,11 @@ def render_tollway_error(path: str, exc: TollwayError) -> Response:
             return error_response(path, exc.status, _error_message(exc.body))
         # An upstream validation error goes back as is: its status and its body.
         return Response(exc.body, status_code=exc.status, media_type="application/json")
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else exc.headers
+    headers: dict[str, str] = dict(exc.headers or {})
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if exc.retry_after_s is not None:
+        headers["Retry-After"] = str(exc.retry_after_s)
     return error_response(
         path,
         exc.status,
@@ -62,7 +66,7 @@ def render_tollway_error(path: str, exc: TollwayError) -> Response:
         openai_type=exc.openai_type,
         code=exc.code,
         param=exc.param,
-        headers=headers,
+        headers=headers or None,
     )
 
 

@@ -1,4 +1,5 @@
-"""Liveness/readiness."""
+"""Liveness (`/health`: the process answers) and readiness (`/ready`: it can serve — the
+registry is loaded and the database answers)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
-from tollway.errors import NotFound, Unauthorized
+from tollway.errors import DatabaseUnavailable, NoHealthyCandidate, NotFound, Unauthorized
 from tollway.http.deps import app_state
 
 router = APIRouter(tags=["Operations"])
@@ -17,8 +18,21 @@ router = APIRouter(tags=["Operations"])
 
 @router.get("/health")
 async def health() -> dict[str, str]:
-    """200 once the process is ready to serve."""
+    """Liveness: 200 while the process answers, whatever its database does (restarting the
+    process would not bring the database back)."""
     return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(request: Request) -> dict[str, str]:
+    """Readiness: 200 when the registry is loaded and the database answers within 2 s,
+    else 503 with Retry-After (a load balancer sends traffic elsewhere meanwhile)."""
+    state = app_state(request)
+    if not state.registry.models:
+        raise NoHealthyCandidate("not ready: no model in the registry")
+    if not await state.db.ping(timeout_s=2.0):
+        raise DatabaseUnavailable("not ready: database unavailable")
+    return {"status": "ready"}
 
 
 @router.get("/metrics", include_in_schema=False)

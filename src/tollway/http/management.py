@@ -1,4 +1,5 @@
-"""The Management API (CONTRACT §3.1, §3.2, §3.4): keys, project configuration, balance."""
+"""The Management API (CONTRACT §3.1, §3.2, §3.4): keys, project configuration, balance, and
+the caller's own identity (``/v1/manage/me``)."""
 
 from __future__ import annotations
 
@@ -137,6 +138,23 @@ async def put_project_config(
     await state.projects.update(user_id=caller.user_id, project_id=caller.project_id, change=body)
     state.configs.forget(caller.project_id)
     return {"success": True}
+
+
+@router.get("/v1/manage/me", tags=["Session"], responses=_ERRORS)
+async def whoami(request: Request, caller: Caller) -> dict[str, Any]:
+    """The key's user, project and role there (what a console needs to know what it may do)."""
+    who = await app_state(request).accounts.identity(
+        user_id=caller.user_id, project_id=caller.project_id
+    )
+    return {
+        "user_id": who.user.id,
+        "user": who.user.name,
+        "project_id": who.project.id,
+        "project": who.project.name,
+        "role": who.role,
+        "key_name": caller.key_name,
+        "is_management_key": caller.is_management,
+    }
 
 
 @router.get("/v1/user/balance", tags=["Balance"], responses=_ERRORS)

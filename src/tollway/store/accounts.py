@@ -64,6 +64,15 @@ async def project_by_name(conn: AsyncConnection, name: str) -> ProjectRow | None
     return ProjectRow(row.id, row.name) if row else None
 
 
+async def project_by_id(conn: AsyncConnection, project_id: str) -> ProjectRow | None:
+    row = (
+        await conn.execute(
+            select(projects.c.id, projects.c.name).where(projects.c.id == project_id)
+        )
+    ).first()
+    return ProjectRow(row.id, row.name) if row else None
+
+
 async def count_users(conn: AsyncConnection) -> int:
     return len((await conn.execute(select(users.c.id).limit(1))).all())
 

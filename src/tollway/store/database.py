@@ -1,25 +1,92 @@
 """Engine creation for SQLite (WAL, immediate write transactions) and PostgreSQL, and the
-one-hop transactions of the hot path (`run_write`, `run_read`, `run_autocommit`)."""
+one-hop transactions of the hot path (`run_write`, `run_read`, `run_autocommit`).
+
+Every way into the database passes here, so this is the seam where a database that does not
+answer becomes one error, `DatabaseUnavailable` (503 with Retry-After at the edge), whatever
+the driver said: refused or reset connections, a server shutting down, a pool timeout, a
+SQLite file locked past its busy timeout. Errors that mean a bug (a constraint, bad SQL) pass
+through unchanged.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
+import asyncpg
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from tollway.errors import DatabaseUnavailable
 from tollway.store.budgets import BudgetIndex
 
 T = TypeVar("T")
 
+log = logging.getLogger("tollway.store")
+
 # SQLite readers of `run_read` (the writer is always one thread).
 _SQLITE_READERS = 2
+# How long a PostgreSQL connection attempt may take before the database counts as down.
+_PG_CONNECT_TIMEOUT_S = 5
+# asyncpg errors that say the server is not there (class 08 connection exceptions, class 57
+# operator intervention: admin/crash shutdown, cannot connect now) or the link is gone.
+_ASYNCPG_UNAVAILABLE = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+)
+# What sqlite3 says when the file is locked past busy_timeout, unwritable or unreadable.
+_SQLITE_UNAVAILABLE = (
+    "database is locked",
+    "database is busy",
+    "unable to open database",
+    "disk i/o error",
+    "readonly database",
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the database did not answer (retrying later may succeed), as
+    opposed to a bug in what was asked of it."""
+    if isinstance(exc, (OSError, TimeoutError, sa_exc.TimeoutError, *_ASYNCPG_UNAVAILABLE)):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, sa_exc.InterfaceError):
+            return True
+        orig = exc.orig
+        if isinstance(orig, sqlite3.OperationalError):
+            return str(orig).lower().startswith(_SQLITE_UNAVAILABLE)
+        # The asyncpg adapter wraps the driver's error: look at what it wraps.
+        cause = orig.__cause__ if orig is not None else None
+        return cause is not None and is_unavailable(cause)
+    return False
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        log.warning("database unavailable: %s", _one_line(exc))
+        raise DatabaseUnavailable("database unavailable; retry shortly") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return text[:300]
 
 
 def async_url(url: str) -> str:
@@ -47,12 +114,15 @@ class Database:
     transaction around it on PostgreSQL (saving the BEGIN and COMMIT round trips).
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, sqlite_busy_timeout_s: float = 30.0
+    ) -> None:
         self.url = async_url(url)
         self.is_sqlite = make_url(self.url).get_backend_name() == "sqlite"
+        busy_s = sqlite_busy_timeout_s
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs["connect_args"] = {"timeout": busy_s}
             if ":memory:" in self.url or self.url.endswith("://"):
                 raise ValueError("an in-memory SQLite database cannot be shared; use a file")
             kwargs["pool_size"] = pool_size
@@ -64,7 +134,11 @@ class Database:
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = 0
             kwargs["pool_timeout"] = 30
+            # No pre-ping (a round trip per checkout): a connection found dead on use is
+            # reported as DatabaseUnavailable, and SQLAlchemy then recycles every connection
+            # of the pool opened before it, so recovery needs no restart.
             kwargs["pool_pre_ping"] = False
+            kwargs["connect_args"] = {"timeout": _PG_CONNECT_TIMEOUT_S}
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         # The same pool, each checkout in autocommit (asyncpg: no BEGIN, no COMMIT; switching
         # the level is an attribute of the adapter, no round trip).
@@ -75,15 +149,15 @@ class Database:
         self._readers: ThreadPoolExecutor | None = None
         self._sync: Engine | None = None
         if self.is_sqlite:
-            _configure_sqlite(self.engine.sync_engine)
+            _configure_sqlite(self.engine.sync_engine, busy_s)
             database = make_url(self.url).database
             self._sync = create_engine(
                 f"sqlite:///{database}",
-                connect_args={"timeout": 30, "check_same_thread": False},
+                connect_args={"timeout": busy_s, "check_same_thread": False},
                 pool_size=1 + _SQLITE_READERS,
                 max_overflow=0,
             )
-            _configure_sqlite(self._sync)
+            _configure_sqlite(self._sync, busy_s)
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="tollway-sqlite-writer")
             self._readers = ThreadPoolExecutor(
                 _SQLITE_READERS, thread_name_prefix="tollway-sqlite-reader"
@@ -97,27 +171,45 @@ class Database:
     async def run_write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in one write transaction (committed when it returns, rolled back when it
         raises). On SQLite the transaction starts with ``BEGIN IMMEDIATE``."""
-        if self._sync is None:
-            return await self._run_async(fn)
-        return await asyncio.get_running_loop().run_in_executor(
-            self._writer, _in_transaction, self._sync, fn, True
-        )
+        with _translated():
+            if self._sync is None:
+                return await self._run_async(fn)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._writer, _in_transaction, self._sync, fn, True
+            )
 
     async def run_read(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in one read transaction (a consistent snapshot)."""
-        if self._sync is None:
-            return await self._run_async(fn)
-        return await asyncio.get_running_loop().run_in_executor(
-            self._readers, _in_transaction, self._sync, fn, False
-        )
+        with _translated():
+            if self._sync is None:
+                return await self._run_async(fn)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._readers, _in_transaction, self._sync, fn, False
+            )
 
     async def run_autocommit(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn`, which executes exactly one statement (atomic by itself), without a
         transaction around it: one round trip on PostgreSQL. On SQLite, `run_write`."""
         if self._sync is not None:
             return await self.run_write(fn)
-        async with self._autocommit.connect() as conn:
-            return await conn.run_sync(fn)
+        with _translated():
+            async with self._autocommit.connect() as conn:
+                return await conn.run_sync(fn)
+
+    async def ping(self, timeout_s: float = 2.0) -> bool:
+        """Whether the database answers within `timeout_s` (readiness). On SQLite, whether
+        this process could write: reads go on while another process holds the write lock,
+        so the probe takes the lock (and rolls back) on a connection of its own, off the
+        writer thread, waiting at most `timeout_s` for it."""
+        try:
+            if self._sync is not None:
+                path = make_url(self.url).database or ""
+                return await asyncio.to_thread(_sqlite_can_write, path, timeout_s)
+            async with asyncio.timeout(timeout_s), self.read() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+        except (DatabaseUnavailable, TimeoutError):
+            return False
+        return True
 
     async def _run_async(self, fn: Callable[[Connection], T]) -> T:
         async with self.engine.connect() as conn, conn.begin():
@@ -125,15 +217,17 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            yield conn
+        with _translated():
+            async with self.engine.connect() as conn:
+                yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as raw:
-            conn = await raw.execution_options(tollway_write=True) if self.is_sqlite else raw
-            async with conn.begin():
-                yield conn
+        with _translated():
+            async with self.engine.connect() as raw:
+                conn = await raw.execution_options(tollway_write=True) if self.is_sqlite else raw
+                async with conn.begin():
+                    yield conn
 
     async def dispose(self) -> None:
         if self._writer is not None and self._readers is not None:
@@ -154,15 +248,30 @@ def _in_transaction(engine: Engine, fn: Callable[[Connection], T], write: bool) 
             return fn(conn)
 
 
+def _sqlite_can_write(path: str, timeout_s: float) -> bool:
+    try:
+        conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    return True
+
+
 def null_pool_engine(url: str) -> AsyncEngine:
     """An engine without pooling, for one-shot CLI work and migrations."""
     engine = create_async_engine(async_url(url), poolclass=NullPool)
     if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine.sync_engine)
+        _configure_sqlite(engine.sync_engine, 30.0)
     return engine
 
 
-def _configure_sqlite(sync_engine: Engine) -> None:
+def _configure_sqlite(sync_engine: Engine, busy_timeout_s: float) -> None:
+    busy_ms = int(busy_timeout_s * 1000)
+
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event decide how transactions start.
@@ -171,7 +280,7 @@ def _configure_sqlite(sync_engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")

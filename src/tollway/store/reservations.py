@@ -221,6 +221,18 @@ async def abandoned_reservations(
     return [str(r[0]) for r in rows]
 
 
+async def held_since(conn: AsyncConnection, *, created_before: int) -> tuple[int, int]:
+    """(count, Σ credits) of the open reservations created before `created_before`."""
+    row = (
+        await conn.execute(
+            select(func.count(), func.coalesce(func.sum(reservations.c.amount_credits), 0)).where(
+                reservations.c.created_at < created_before
+            )
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
 async def reservations_of_instance(conn: AsyncConnection, instance_id: str) -> list[str]:
     rows = await conn.execute(
         select(reservations.c.request_id).where(reservations.c.instance_id == instance_id)

@@ -85,6 +85,9 @@ project_configs = Table(
     Column("updated_at_ms", BigInteger, nullable=False),
 )
 
+# Every `ledger.kind` written (top-ups by accounts, the rest by the meter).
+LEDGER_KINDS = ("topup", "reserve", "release", "charge")
+
 ledger = Table(
     "ledger",
     metadata,
@@ -140,8 +143,10 @@ usage_events = Table(
     Column("total_tokens", Integer, nullable=False),
     Column("cost_credits", BigInteger, nullable=False),
     Column("latency_ms", Integer, nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("usage_source", String(16), nullable=False),
+    # Sized for every value the meter writes (`billing.meter.USAGE_STATUSES`/`USAGE_SOURCES`,
+    # tested on both backends): SQLite ignores lengths, PostgreSQL refuses a longer value.
+    Column("status", String(32), nullable=False),
+    Column("usage_source", String(32), nullable=False),
     Index("ix_usage_events_project_created", "project_id", "created_at"),
     Index("ix_usage_events_user_created", "user_id", "created_at"),
 )

@@ -1,0 +1,91 @@
+// The console's only way to the gateway: same-origin fetch with the session's bearer key.
+// The key lives in sessionStorage (this tab only, gone when the tab closes), never in a URL.
+
+const STORAGE_KEY = 'tollway.managementKey';
+
+export const session = {
+  get key() {
+    return sessionStorage.getItem(STORAGE_KEY);
+  },
+  signIn(key) {
+    sessionStorage.setItem(STORAGE_KEY, key);
+  },
+  signOut() {
+    sessionStorage.removeItem(STORAGE_KEY);
+  },
+};
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+
+  /** Field name → messages, from the API's "field: problem; field: problem" wording. */
+  get fields() {
+    return fieldErrors(this.message);
+  }
+}
+
+const FIELD = /^([a-z_]+(?:\.[a-z_0-9]+)*): (.+)$/;
+
+export function fieldErrors(message) {
+  const found = new Map();
+  const body = message.replace(/^(invalid input|registry validation failed): /, '');
+  for (const part of body.split('; ')) {
+    const match = FIELD.exec(part);
+    if (!match) continue;
+    const name = match[1].split('.').filter((p) => !/^\d+$/.test(p)).pop();
+    found.set(name, [...(found.get(name) || []), match[2]]);
+  }
+  return found;
+}
+
+function messageOf(status, data) {
+  if (data && typeof data.error === 'string') return data.error;
+  if (data && data.error && typeof data.error.message === 'string') return data.error.message;
+  return `The gateway answered HTTP ${status}`;
+}
+
+let onSignedOut = () => {};
+/** Called when the session's key stops working (deleted elsewhere): back to sign-in. */
+export function whenSignedOut(callback) {
+  onSignedOut = callback;
+}
+
+/** Call the API; resolves to the parsed JSON, rejects with ApiError. `key` overrides the
+ * session key (sign-in checks a key before keeping it). */
+export async function api(path, { method = 'GET', body, key, signal } = {}) {
+  const bearer = key ?? session.key;
+  const headers = { Authorization: `Bearer ${bearer}`, Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: 'no-store',
+      credentials: 'omit',
+      signal,
+    });
+  } catch (error) {
+    if (error.name === 'AbortError') throw error;
+    throw new ApiError(0, 'The gateway did not answer. Is it running?');
+  }
+  const data = await response.json().catch(() => null);
+  if (!response.ok) {
+    if (response.status === 401 && key === undefined && session.key) onSignedOut();
+    throw new ApiError(response.status, messageOf(response.status, data));
+  }
+  return data;
+}
+
+export function query(params) {
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) {
+    if (value !== null && value !== undefined && value !== '') search.set(name, value);
+  }
+  const text = search.toString();
+  return text ? `?${text}` : '';
+}
