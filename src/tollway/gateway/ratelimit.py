@@ -1,5 +1,6 @@
 """Rate limits on the request path: one check per request, after policy, before the
-reservation; nothing at all for a project without limits.
+reservation. A project's limits come from a per-process cache (≤ 1 s); a project without
+limits costs a dictionary lookup, never a Redis call.
 
 With `TOLLWAY_REDIS_URL` the counters live in Redis, shared by every replica (one EVALSHA per
 request); without it, in this process. When Redis cannot be reached the check fails open to
