@@ -1,15 +1,21 @@
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import httpx
 import orjson
 
-from tests.support.processes import serve_process, tollway
+from tests.support.processes import free_port, serve_process, tollway
 from tollway.keys.secrets import KEY_PREFIX
 
 
 def _one_line_error(result: object) -> str:
-    import subprocess
-
     assert isinstance(result, subprocess.CompletedProcess)
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -142,3 +148,100 @@ def test_key_deleted_through_one_replica_is_refused_by_another(database_url: str
         assert gone.status_code == 200
         assert httpx.get(f"{b}/v1/manage/api-keys", headers=temp).status_code == 401
         assert httpx.get(f"{a}/v1/manage/api-keys", headers=temp).status_code == 401
+
+
+def _wait_for_health(root: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the demo exited early"
+        try:
+            if httpx.get(f"{root}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("the demo did not become ready")
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_second_demo_checks_its_ports_before_replacing_the_key(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'demo.db'}"
+    port, mock_port = free_port(), free_port()
+    env = os.environ | {"TOLLWAY_DATABASE_URL": database_url}
+    env.pop("TOLLWAY_MOCK_URL", None)
+    demo = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tollway",
+            "demo",
+            "--port",
+            str(port),
+            "--mock-port",
+            str(mock_port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,  # the demo's own mock provider is stopped with it
+    )
+    try:
+        assert demo.stdout is not None
+        key = demo.stdout.readline().strip()
+        assert key.startswith(KEY_PREFIX)
+        root = f"http://127.0.0.1:{port}"
+        _wait_for_health(root, demo)
+        headers = {"Authorization": f"Bearer {key}"}
+        chat = httpx.post(
+            f"{root}/v1/chat/completions",
+            json={"model": "tollway-demo-chat", "messages": [{"role": "user", "content": "hi"}]},
+            headers=headers,
+            timeout=30,
+        )
+        assert chat.status_code == 200, chat.text  # the demo's mock answers through it
+
+        gateway_taken = tollway(
+            "demo",
+            "--port",
+            str(port),
+            "--mock-port",
+            str(free_port()),
+            database_url=database_url,
+        )
+        assert f"gateway port 127.0.0.1:{port} is not available" in _one_line_error(gateway_taken)
+        mock_taken = tollway(
+            "demo",
+            "--port",
+            str(free_port()),
+            "--mock-port",
+            str(mock_port),
+            database_url=database_url,
+        )
+        assert f"mock provider port 127.0.0.1:{mock_port}" in _one_line_error(mock_taken)
+        assert "must differ" in _one_line_error(
+            tollway("demo", "--port", "9", "--mock-port", "9", database_url=database_url)
+        )
+        # Nothing changed: the running demo's key still works and is still the only demo key.
+        assert httpx.get(f"{root}/v1/user/balance", headers=headers).status_code == 200
+        keys = orjson.loads(tollway("keys", "list", "--json", database_url=database_url).stdout)
+        assert [k["name"] for k in keys["api_keys"]] == ["default"]
+        # Stopping the demo (SIGTERM to it alone) stops its mock provider too.
+        demo.terminate()
+        assert demo.wait(timeout=30) != 0
+        deadline = time.monotonic() + 15
+        while _port_in_use(mock_port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _port_in_use(mock_port), "the demo's mock provider outlived it"
+    finally:
+        try:
+            os.killpg(demo.pid, signal.SIGKILL)  # whatever of the demo's group is left
+        except ProcessLookupError:
+            pass
+        demo.wait()
+        if demo.stdout:
+            demo.stdout.close()

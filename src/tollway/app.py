@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -137,6 +138,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for warning in registry.warnings:  # e.g. an optional provider without its secret
+            logging.getLogger("tollway.registry").warning(warning)
         state = build_state(settings, registry, clock, tracer)
         app.state.tollway = state
         await state.recovery.start()

@@ -6,17 +6,30 @@ import asyncio
 import contextlib
 import os
 import secrets
+import signal
+import socket
+import subprocess
 import sys
-from typing import Annotated, Any, TypeVar
+import time
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from tollway.accounts.service import AccountService
-from tollway.billing.verify import LedgerReport, verify_ledger
 from tollway.clock import system_clock
-from tollway.commands.common import CliContext, error_line, fail, print_json, run
+from tollway.commands.common import (
+    CliContext,
+    error_line,
+    fail,
+    fail_registry,
+    print_json,
+    run,
+)
+from tollway.commands.money import credits_app, ledger_app
+from tollway.commands.providers import providers_app
 from tollway.commands.rate_limits import rate_limits_app
+from tollway.commands.tenancy import keys_app, members_app, projects_app, users_app
 from tollway.keys.service import KeyService
 from tollway.observe.metrics import metrics_directory
 from tollway.observe.tracing import TracingUnavailable, build_tracer
@@ -24,23 +37,19 @@ from tollway.providers.registry import RegistryError, load_registry
 from tollway.settings import Settings
 from tollway.store.database import Database
 
-T = TypeVar("T")
-
 app = typer.Typer(
-    help="Tollway: a self-hosted LLM gateway.", no_args_is_help=True, add_completion=False
+    help="Tollway: a self-hosted LLM gateway.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
 )
-users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
-projects_app = typer.Typer(help="Manage projects.", no_args_is_help=True)
-members_app = typer.Typer(help="Manage project memberships.", no_args_is_help=True)
-keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
-credits_app = typer.Typer(help="Top up balances.", no_args_is_help=True)
-ledger_app = typer.Typer(help="Check the money ledger.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(projects_app, name="projects")
 app.add_typer(members_app, name="members")
 app.add_typer(keys_app, name="keys")
 app.add_typer(credits_app, name="credits")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(providers_app, name="providers")
 app.add_typer(rate_limits_app, name="rate-limits")
 
 
@@ -48,10 +57,11 @@ app.add_typer(rate_limits_app, name="rate-limits")
 def _root(
     ctx: typer.Context,
     database_url: Annotated[
-        str | None, typer.Option(help="Database URL (env TOLLWAY_DATABASE_URL).")
+        str | None, typer.Option(metavar="URL", help="Database URL (env TOLLWAY_DATABASE_URL).")
     ] = None,
     providers: Annotated[
-        str | None, typer.Option(help="Provider registry YAML (env TOLLWAY_PROVIDERS).")
+        str | None,
+        typer.Option(metavar="PATH", help="Provider registry YAML (env TOLLWAY_PROVIDERS)."),
     ] = None,
 ) -> None:
     overrides = {"database_url": database_url, "providers": providers}
@@ -89,121 +99,12 @@ def init(
     run(ctx, work)
 
 
-@users_app.command("add")
-def users_add(ctx: typer.Context, name: str) -> None:
-    """Create a user (balance 0)."""
-    row = run(ctx, lambda _s, db: AccountService(db, system_clock).add_user(name))
-    Console().print(f"user {row.name} created (id {row.id})", highlight=False)
-
-
-@projects_app.command("add")
-def projects_add(ctx: typer.Context, name: str) -> None:
-    """Create a project with the default configuration."""
-    row = run(ctx, lambda _s, db: AccountService(db, system_clock).add_project(name))
-    Console().print(f"project {row.name} created (id {row.id})", highlight=False)
-
-
-@members_app.command("add")
-def members_add(
-    ctx: typer.Context,
-    project: Annotated[str, typer.Option(help="Project name.")],
-    user: Annotated[str, typer.Option(help="User name.")],
-    role: Annotated[str, typer.Option(help="admin or member.")],
-) -> None:
-    """Add or change a membership."""
-    run(
-        ctx,
-        lambda _s, db: AccountService(db, system_clock).set_membership(
-            project=project, user=user, role=role
-        ),
-    )
-    Console().print(f"{user} is now {role} of {project}", highlight=False)
-
-
-@keys_app.command("create")
-def keys_create(
-    ctx: typer.Context,
-    user: Annotated[str, typer.Option(help="User name.")],
-    project: Annotated[str, typer.Option(help="Project name.")],
-    name: Annotated[str | None, typer.Option(help="Key name (default: random).")] = None,
-    management: Annotated[bool, typer.Option("--management", help="A management key.")] = False,
-    json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-) -> None:
-    """Create an API key for a member of a project; the key is printed once."""
-    key_name = name or f"key-{secrets.token_hex(4)}"
-
-    async def work(settings: Settings, db: Database) -> Any:
-        accounts = AccountService(db, system_clock)
-        user_row = await accounts.user(user)
-        project_row = await accounts.project(project)
-        keys = KeyService(db, system_clock, key_limit=settings.key_limit)
-        return await keys.create(
-            user_id=user_row.id, project_id=project_row.id, name=key_name, is_management=management
-        )
-
-    key = run(ctx, work)
-    if json:
-        print_json(
-            {
-                "name": key.name,
-                "api_key": key.api_key,
-                "created_at": key.created_at,
-                "is_management_key": key.is_management_key,
-            }
-        )
-    else:
-        Console(stderr=True).print(f"key {key.name} created (shown once):", highlight=False)
-        sys.stdout.write(key.api_key + "\n")
-
-
-@credits_app.command("add")
-def credits_add(
-    ctx: typer.Context,
-    amount_eur: Annotated[str, typer.Argument(metavar="AMOUNT_EUR")],
-    user: Annotated[str, typer.Option(help="User name.")],
-) -> None:
-    """Top up a user's balance by AMOUNT_EUR (one ledger row)."""
-    balance = run(
-        ctx,
-        lambda _s, db: AccountService(db, system_clock).add_credits(
-            user=user, amount_eur=amount_eur
-        ),
-    )
-    Console().print(f"balance of {user}: {balance / 1_000_000:.6f} EUR", highlight=False)
-
-
-@ledger_app.command("verify")
-def ledger_verify(ctx: typer.Context) -> None:
-    """Check balance = sum of ledger for every user, that no reservation is left open by a dead
-    process or held longer than TOLLWAY_RESERVATION_MAX_AGE_S; exit status 1 on any problem."""
-    report: LedgerReport = run(
-        ctx,
-        lambda settings, db: verify_ledger(
-            db,
-            system_clock,
-            stale_s=settings.reservation_stale_s,
-            max_age_s=settings.reservation_max_age_s,
-        ),
-    )
-    console = Console(highlight=False, soft_wrap=True)
-    console.print(
-        f"checked {report.users} users, {report.ledger_rows} ledger rows, "
-        f"{report.open_reservations} open reservations"
-    )
-    if report.ok:
-        console.print("ledger OK: every balance equals the sum of its ledger rows")
-        return
-    for problem in report.problems:
-        Console(stderr=True, highlight=False, soft_wrap=True).print(
-            f"problem: {problem}", markup=False
-        )
-    fail(f"ledger verification failed: {len(report.problems)} problem(s)")
-
-
 @app.command()
 def serve(
     ctx: typer.Context,
-    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    host: Annotated[
+        str | None, typer.Option(metavar="HOST", help="Bind address (default 127.0.0.1).")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8080).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default 1).")] = None,
 ) -> None:
@@ -218,7 +119,7 @@ def serve(
     try:
         load_registry(settings.providers)
     except RegistryError as exc:
-        fail(str(exc), 2)
+        fail_registry(exc)
     try:
         build_tracer(settings.tracing).shutdown()  # fail here, once, if it cannot run
     except TracingUnavailable as exc:
@@ -263,6 +164,14 @@ def mock_provider(
         int | None, typer.Option(min=0, help="End streams after N chunks, without [DONE].")
     ] = None,
     omit_usage: Annotated[bool, typer.Option(help="Never report usage.")] = False,
+    require_key: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY",
+            envvar="TOLLWAY_MOCK_API_KEY",
+            help="Answer 401 unless /v1/ calls send 'Authorization: Bearer KEY'.",
+        ),
+    ] = None,
 ) -> None:
     """Run an OpenAI-compatible mock upstream (deterministic) for demos, tests and benchmarks."""
     from tollway.providers.mock import MockSettings, run_mock_provider
@@ -276,6 +185,7 @@ def mock_provider(
             error_status=error_status,
             cut_stream_after=cut_stream_after,
             omit_usage=omit_usage,
+            api_key=require_key,
         ),
         host,
         port,
@@ -290,9 +200,22 @@ def demo(
 ) -> None:
     """Initialise (if new), top up 10 EUR of demo credits once, print a fresh key, start the
     built-in mock provider and serve the gateway in front of it."""
-    import subprocess
-
     cli = ctx.ensure_object(CliContext)
+    host = cli.settings().host
+    # Before anything changes: a second demo must not replace the running one's key and
+    # then fail to bind.
+    if port == mock_port:
+        fail(f"--port and --mock-port must differ (both {port})")
+    for what, address, number, flag in (
+        ("gateway", host, port, "--port"),
+        ("mock provider", "127.0.0.1", mock_port, "--mock-port"),
+    ):
+        problem = _bind_problem(address, number)
+        if problem is not None:
+            fail(
+                f"{what} port {address}:{number} is not available ({problem}); is a demo "
+                f"already running? Stop it, or choose another with {flag}"
+            )
     os.environ.setdefault("TOLLWAY_MOCK_URL", f"http://127.0.0.1:{mock_port}/v1")
 
     async def work(settings: Settings, db: Database) -> str:
@@ -326,12 +249,54 @@ def demo(
     mock = subprocess.Popen(
         [sys.executable, "-m", "tollway", "mock-provider", "--port", str(mock_port)]
     )
+    # uvicorn re-raises a SIGTERM once it has shut down; with the default handler that would
+    # end this process before `finally` stops the mock, leaving it running. Exit instead.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
+        if not _wait_for_listener(mock, "127.0.0.1", mock_port, timeout_s=30):
+            fail(f"the demo's mock provider did not start on port {mock_port}")
         cli.overrides.setdefault("port", str(port))
         serve(ctx)
     finally:
         mock.terminate()
         mock.wait(timeout=10)
+
+
+def _bind_problem(host: str, port: int) -> str | None:
+    """Why a server could not listen on (host, port) now, or None. Binds the way uvicorn
+    does (SO_REUSEADDR), so a port held only by closed connections counts as free."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"cannot resolve {host}: {exc.strerror or exc}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _wait_for_listener(
+    process: subprocess.Popen[bytes], host: str, port: int, *, timeout_s: float
+) -> bool:
+    """Wait until `process` accepts connections on (host, port); False if it exits first
+    or the time runs out. The gateway's first request must not race its upstream."""
+    deadline = time.monotonic() + timeout_s
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+        except OSError:
+            time.sleep(0.05)
+        else:
+            return True
+    return False
 
 
 def _best_loop() -> str:

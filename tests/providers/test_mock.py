@@ -335,3 +335,17 @@ def test_client_disconnect_mid_stream_counts_as_aborted() -> None:
         assert stats["aborted_streams"] == 1
         assert stats["open_streams"] == 0 and stats["completed_streams"] == 0
         assert app.stats.aborted_streams == 1
+
+
+def test_required_key_is_checked_on_v1_calls_only() -> None:
+    with running_mock(MockSettings(api_key="k-right")) as url:
+        assert httpx.get(f"{url}/models").status_code == 401
+        wrong = httpx.get(f"{url}/models", headers={"Authorization": "Bearer k-wrong"})
+        assert wrong.status_code == 401
+        assert wrong.json()["error"]["type"] == "authentication_error"
+        chat = httpx.post(f"{url}/chat/completions", json={"model": "m", "messages": MESSAGES})
+        assert chat.status_code == 401
+        right = httpx.get(f"{url}/models", headers={"Authorization": "Bearer k-right"})
+        assert right.status_code == 200
+        assert "demo-chat" in {m["id"] for m in right.json()["data"]}
+        assert httpx.get(f"{mock_root(url)}/health").status_code == 200

@@ -197,6 +197,10 @@ def test_api_key_cannot_be_written_in_the_file(tmp_path: Path) -> None:
             "models[1] (id=chat-b).endpoints: Tuple should have at least 1 item",
         ),
         (
+            lambda d: d.update(providers=[]),
+            "providers: Tuple should have at least 1 item",
+        ),
+        (
             lambda d: d.update(extra_section=[]),
             "extra_section: Extra inputs are not permitted",
         ),
@@ -259,7 +263,8 @@ def test_every_problem_is_reported_on_one_line(tmp_path: Path) -> None:
         load_registry(path, {})
     assert isinstance(caught.value, RegistryError)
     assert len(caught.value.problems) == 2
-    assert "\n" not in str(caught.value)
+    assert all("\n" not in problem for problem in caught.value.problems)
+    assert str(caught.value).splitlines() == list(caught.value.problems)
 
 
 def test_file_level_errors_name_the_file(tmp_path: Path) -> None:
@@ -310,3 +315,82 @@ def test_credits_for_is_exact_and_rounds_up(
 def test_credits_for_rejects_negative_counts() -> None:
     with pytest.raises(ValueError, match="negative"):
         Pricing(input_token=Decimal(1), output_token=Decimal(1)).credits_for(-1, 0)
+
+
+def test_a_bad_item_gives_one_error_not_a_follow_on(tmp_path: Path) -> None:
+    """pydantic adds "Tuple should have at least 1 item" for a non-empty list whose only item
+    failed; the reader gets the item's own error and nothing else."""
+    document = minimal()
+    document["models"][1]["endpoints"][0]["pricing"]["output_token"] = "abc"
+    document["providers"][1]["timeout_s"] = "slow"
+    path = write(tmp_path, document)
+    with pytest.raises(RegistryError) as caught:
+        load_registry(path, {})
+    assert [p.removeprefix(f"{path}: ") for p in caught.value.problems] == [
+        "providers[1] (slug=beta).timeout_s: Input should be a valid number, "
+        "unable to parse string as a number",
+        "models[1] (id=chat-b).endpoints[0] (provider=alpha).pricing.output_token: "
+        "Input should be a valid decimal",
+    ]
+    assert "Tuple should have at least" not in str(caught.value)
+
+
+def optional_document() -> dict[str, Any]:
+    """alpha needs ALPHA_KEY and is optional; chat-b is served by alpha alone."""
+    document = minimal()
+    document["providers"][0].update(api_key_env="ALPHA_KEY", optional=True)
+    document["providers"][1].update(api_key_env="BETA_KEY")
+    return document
+
+
+def test_optional_provider_without_its_secret_is_skipped_with_warnings(tmp_path: Path) -> None:
+    path = write(tmp_path, optional_document())
+    registry = load_registry(path, {"BETA_KEY": "b"})
+    assert set(registry.providers) == {"beta"}
+    assert dict(registry.skipped) == {"alpha": "environment variable ALPHA_KEY is not set or empty"}
+    # chat-a keeps its other endpoint; chat-b had no other provider and is dropped, and
+    # chat-a's fallback to it goes with it.
+    assert [e.provider.slug for e in registry.endpoints_of("chat-a")] == ["beta"]
+    assert registry.model("chat-a").fallback == ()  # type: ignore[union-attr]
+    assert registry.model("chat-b") is None and registry.endpoints_of("chat-b") == ()
+    assert registry.cheapest_pricing("chat-a") == Pricing(
+        input_token=Decimal("0.10"), output_token=Decimal("0.30")
+    )
+    assert registry.warnings == (
+        f"{path}: optional provider 'alpha' skipped: environment variable ALPHA_KEY is not "
+        "set or empty",
+        f"{path}: model 'chat-b' dropped: its only providers were skipped",
+        f"{path}: model 'chat-a': fallback to 'chat-b' removed",
+    )
+
+
+def test_optional_provider_with_its_secret_is_used(tmp_path: Path) -> None:
+    registry = load_registry(
+        write(tmp_path, optional_document()), {"ALPHA_KEY": "a", "BETA_KEY": "b"}
+    )
+    assert registry.provider("alpha").api_key == "a"  # type: ignore[union-attr]
+    assert registry.warnings == () and dict(registry.skipped) == {}
+    assert registry.model("chat-a").fallback == ("chat-b",)  # type: ignore[union-attr]
+
+
+def test_a_required_provider_without_its_secret_still_refuses_the_file(tmp_path: Path) -> None:
+    message = problems(tmp_path, optional_document(), {"ALPHA_KEY": "a"})
+    assert message.splitlines() == [
+        f"{tmp_path / 'providers.yaml'}: providers[1] (slug=beta).api_key_env: environment "
+        "variable BETA_KEY is not set or empty"
+    ]
+
+
+def test_no_model_left_is_an_error(tmp_path: Path) -> None:
+    document = optional_document()
+    document["providers"][1].update(optional=True)
+    message = problems(tmp_path, document)
+    assert "no model left" in message
+
+
+def test_optional_must_be_a_boolean(tmp_path: Path) -> None:
+    document = minimal()
+    document["providers"][0]["optional"] = "sometimes"
+    assert "providers[0] (slug=alpha).optional: Input should be a valid boolean" in problems(
+        tmp_path, document
+    )

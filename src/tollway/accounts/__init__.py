@@ -1,1 +1,1 @@
-"""Users, projects and memberships: the tenancy model of CONTRACT §1."""
+"""Users, projects and memberships: the tenancy model (docs/api.md)."""

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 
 from sqlalchemy.exc import IntegrityError
 
-from tollway.billing.credits import eur_to_credits
+from tollway.billing.credits import credits_to_eur, parse_eur
 from tollway.clock import Clock
 from tollway.errors import BadRequest, NotFound
 from tollway.ids import new_id
 from tollway.keys.secrets import NAME_PATTERN, digest_of, generate_key
 from tollway.projects.service import default_config_row
 from tollway.store import accounts, configs, keys, ledger
-from tollway.store.accounts import ProjectRow, UserRow
+from tollway.store.accounts import (
+    MembershipListing,
+    ProjectListing,
+    ProjectRow,
+    UserListing,
+    UserRow,
+)
 from tollway.store.database import Database
 
 ROLES = ("admin", "member")
+REASON_MAX = 200  # the ledger's note column
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,17 +109,25 @@ class AccountService:
         async with self._db.write() as conn:
             await accounts.upsert_membership(conn, user_row.id, project_row.id, role)
 
+    async def users(self) -> list[UserListing]:
+        async with self._db.read() as conn:
+            return await accounts.list_users(conn)
+
+    async def projects(self) -> list[ProjectListing]:
+        async with self._db.read() as conn:
+            return await accounts.list_projects(conn)
+
+    async def memberships(
+        self, *, project: str | None = None, user: str | None = None
+    ) -> list[MembershipListing]:
+        project_id = (await self.project(project)).id if project is not None else None
+        user_id = (await self.user(user)).id if user is not None else None
+        async with self._db.read() as conn:
+            return await accounts.list_memberships(conn, project_id=project_id, user_id=user_id)
+
     async def add_credits(self, *, user: str, amount_eur: str) -> int:
-        """Top up a balance; returns the new balance in credits."""
-        try:
-            amount = Decimal(amount_eur)
-        except InvalidOperation as exc:
-            raise BadRequest(f"amount must be a number of EUR, got '{amount_eur}'") from exc
-        if not amount.is_finite() or amount <= 0:
-            raise BadRequest(f"amount must be a positive number of EUR, got '{amount_eur}'")
-        credits = eur_to_credits(amount)
-        if credits != amount * 1_000_000:
-            raise BadRequest("amount has more than 6 decimal places (1 credit = 0.000001 EUR)")
+        """Top up a balance by a positive amount; returns the new balance in credits."""
+        credits = parse_eur(amount_eur)
         user_row = await self.user(user)
         async with self._db.write() as conn:
             await ledger.post_entry(
@@ -127,6 +141,42 @@ class AccountService:
             updated = await accounts.user_by_id(conn, user_row.id)
         assert updated is not None
         return updated.balance_credits
+
+    async def adjust_credits(self, *, user: str, amount_eur: str, reason: str) -> int:
+        """Refund (positive) or debit (negative) a balance, with the reason in the ledger row;
+        returns the new balance in credits.
+
+        A debit never takes the balance below zero: the check and the write happen in one
+        transaction with the user's row locked, so a concurrent reservation cannot slip in
+        between. A debit may take at most the spendable balance (funds minus open
+        reservations), so no request in flight loses the credits it reserved."""
+        credits = parse_eur(amount_eur, signed=True)
+        note = " ".join(reason.split())
+        if not note:
+            raise BadRequest("reason must not be empty: it is recorded in the ledger")
+        if len(note) > REASON_MAX:
+            raise BadRequest(f"reason must be at most {REASON_MAX} characters")
+        user_row = await self.user(user)
+        async with self._db.write() as conn:
+            await accounts.lock_user(conn, user_row.id)
+            current = await accounts.user_by_id(conn, user_row.id)
+            assert current is not None
+            if current.balance_credits + credits < 0:
+                raise BadRequest(
+                    f"a debit of {credits_to_eur(-credits)} EUR would take the balance of "
+                    f"{user} below zero (spendable balance "
+                    f"{credits_to_eur(current.balance_credits)} EUR)"
+                )
+            await ledger.post_entry(
+                conn,
+                entry_id=f"adjust:{uuid.uuid4().hex}",
+                user_id=user_row.id,
+                kind="adjustment",
+                amount_credits=credits,
+                now=int(self._clock()),
+                note=note,
+            )
+        return current.balance_credits + credits
 
     async def bootstrap(self) -> Bootstrap | None:
         """On an empty database, in ONE transaction: user ``admin``, project ``default``

@@ -1,4 +1,4 @@
-"""Budgets (CONTRACT §3.6): EUR limits per UTC period on a scope, managed by project admins.
+"""Budgets (docs/billing.md): EUR limits per UTC period on a scope, managed by project admins.
 
 The meter enforces them inside the reservation transaction; this module owns the periods
 (when a window starts and resets) and the management operations.

@@ -1,5 +1,5 @@
 """The meter: reserve a request's worst-case cost before it is forwarded, settle it to the
-exact cost afterwards (CONTRACT §4). Each step is one database transaction.
+exact cost afterwards (docs/billing.md). Each step is one database transaction.
 
 Why it cannot overdraw: the reservation locks the user's row (PostgreSQL ``FOR UPDATE``;
 SQLite holds the database write lock from ``BEGIN IMMEDIATE``) and the budget windows in key

@@ -1,4 +1,4 @@
-"""Recovery of reservations whose process died (CONTRACT §4).
+"""Recovery of reservations whose process died (docs/billing.md).
 
 Each gateway process registers an ``instances`` row and beats every ``heartbeat_s``. The same
 background task sweeps: a reservation whose instance is gone, or silent for longer than

@@ -1,4 +1,4 @@
-"""The usage report (CONTRACT §3.5): requests, tokens and cost per time bucket and group."""
+"""The usage report (docs/billing.md): requests, tokens and cost per time bucket and group."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`tollway ledger verify`: the money invariants, checkable at any time (CONTRACT §4)."""
+"""`tollway ledger verify`: the money invariants, checkable at any time (docs/billing.md)."""
 
 from __future__ import annotations
 

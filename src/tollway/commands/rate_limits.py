@@ -9,7 +9,7 @@ from rich.console import Console
 
 from tollway.accounts.service import AccountService
 from tollway.clock import system_clock
-from tollway.commands.common import fail, print_json, run
+from tollway.commands.common import fail, group, print_json, run
 from tollway.limits.service import (
     SCOPES,
     NewRateLimit,
@@ -21,9 +21,7 @@ from tollway.settings import Settings
 from tollway.store.database import Database
 from tollway.store.rate_limits import RateLimitRow
 
-rate_limits_app = typer.Typer(
-    help="Manage rate limits (requests and tokens per minute).", no_args_is_help=True
-)
+rate_limits_app = group("Manage rate limits (requests and tokens per minute).")
 JSON_HELP = "Print one JSON object."
 
 

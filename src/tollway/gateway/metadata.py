@@ -1,4 +1,5 @@
-"""The routing metadata of CONTRACT §5.4, built from what the router decided and did."""
+"""The routing metadata (`include_metadata`, see docs/api.md), built from what the router
+decided and did."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Budgets over HTTP (CONTRACT §3.6): project admins list, create and delete them."""
+"""Budgets over HTTP (docs/api.md, budgets): project admins list, create and delete them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible inference API (CONTRACT §5): parse, call the gateway, render."""
+"""The OpenAI-compatible inference API (docs/api.md): parse, call the gateway, render."""
 
 from __future__ import annotations
 

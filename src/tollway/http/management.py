@@ -1,5 +1,5 @@
-"""The Management API (CONTRACT §3.1, §3.2, §3.4): keys, project configuration, balance, and
-the caller's own identity (``/v1/manage/me``)."""
+"""The Management API (docs/api.md): keys, project configuration, balance, and the caller's
+own identity (``/v1/manage/me``)."""
 
 from __future__ import annotations
 

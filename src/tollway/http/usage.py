@@ -1,4 +1,4 @@
-"""The usage report over HTTP (CONTRACT §3.5)."""
+"""The usage report over HTTP (docs/api.md, usage)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Create, list and delete API keys (CONTRACT §3.1)."""
+"""Create, list and delete API keys (see docs/api.md, API keys)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tollway.errors import BadRequest, NotFound
 from tollway.keys.secrets import NAME_PATTERN, digest_of, generate_key
 from tollway.store import accounts, keys
 from tollway.store.database import Database
-from tollway.store.keys import KeyRow
+from tollway.store.keys import KeyListing, KeyRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,13 @@ class KeyService:
         self._db = db
         self._clock = clock
         self._key_limit = key_limit
+
+    async def listing(
+        self, *, user_id: str | None = None, project_id: str | None = None
+    ) -> list[KeyListing]:
+        """Keys of every user (operators' view, without secrets), optionally narrowed."""
+        async with self._db.read() as conn:
+            return await keys.list_keys(conn, user_id=user_id, project_id=project_id)
 
     async def by_digest(self, digest: str) -> KeyRow | None:
         async with self._db.read() as conn:

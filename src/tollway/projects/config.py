@@ -1,4 +1,4 @@
-"""The project configuration of CONTRACT §3.2: its wire models and defaults."""
+"""The project configuration (docs/api.md): its wire models and defaults."""
 
 from __future__ import annotations
 

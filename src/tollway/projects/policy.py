@@ -1,5 +1,5 @@
 """The routing policy a request runs under: the project's configuration merged with the
-request's own router fields (CONTRACT §3.3), and the filters it applies to endpoints."""
+request's own router fields (docs/gateway.md), and the filters it applies to endpoints."""
 
 from __future__ import annotations
 

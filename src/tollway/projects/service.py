@@ -1,4 +1,4 @@
-"""Read and change a project's configuration (CONTRACT §3.2), validated against the registry."""
+"""Read and change a project's configuration (docs/api.md), validated against the registry."""
 
 from __future__ import annotations
 

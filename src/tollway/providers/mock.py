@@ -7,7 +7,8 @@ sequences in `tollway.providers.mock_choices`); tokens are counted with `tollway
 
 Endpoints: `POST /v1/chat/completions` (streaming and not), `POST /v1/embeddings`,
 `GET /v1/models`, `GET /health`, `GET /_mock/stats` (request and stream counters of this
-process, plus the last request body) and `POST /_mock/reset` (zero the counters).
+process, plus the last request body) and `POST /_mock/reset` (zero the counters). With
+`api_key` set (`--require-key`), `/v1/` calls without `Authorization: Bearer <key>` get 401.
 
 Test hooks, read from the request's `model` name so one process serves every behaviour:
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hmac
 import importlib.util
 import random
 import struct
@@ -51,7 +53,17 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Handler = Callable[[Receive, Send], Awaitable[None]]
 
-MOCK_MODELS = ("mock-chat", "mock-chat-small", "mock-embed")
+# What GET /v1/models lists (any model name is served): the mock's own names and the
+# upstream models of the built-in demo registry, so `tollway providers check` passes there.
+MOCK_MODELS = (
+    "mock-chat",
+    "mock-chat-small",
+    "mock-embed",
+    "demo-chat",
+    "demo-chat-fp8",
+    "demo-small",
+    "demo-embed",
+)
 _JSON_HEADERS = ((b"content-type", b"application/json"),)
 _SSE_HEADERS = (
     (b"content-type", b"text/event-stream"),
@@ -73,6 +85,9 @@ class MockSettings:
     omit_usage: bool = False
     embedding_dim: int = 8
     seed: int | None = None  # seeds the error_rate dice; None = a fresh seed per process
+    # When set, every /v1/ call must send `Authorization: Bearer <api_key>` (else 401),
+    # like a real provider checking the gateway's secret.
+    api_key: str | None = None
 
 
 @dataclass
@@ -165,12 +180,21 @@ class MockProvider:
         if scope["type"] != "http":
             return
         handler = self._routes.get((scope["method"], scope["path"]))
-        if handler is not None:
+        if handler is not None and not self._authorised(scope):
+            await _respond(send, 401, error_body(401, "invalid or missing API key"))
+        elif handler is not None:
             await handler(receive, send)
         elif scope["path"] in self._paths:
             await _respond(send, 405, error_body(405, "method not allowed"))
         else:
             await _respond(send, 404, error_body(404, f"no route {scope['path']}"))
+
+    def _authorised(self, scope: Scope) -> bool:
+        expected = self.settings.api_key
+        if expected is None or not scope["path"].startswith("/v1/"):
+            return True
+        sent = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+        return hmac.compare_digest(sent, f"Bearer {expected}".encode())
 
     async def _admit(self, receive: Receive) -> tuple[bytes, dict[str, Any], str, Hooks]:
         """Read the body and apply latency and error knobs common to every inference call."""

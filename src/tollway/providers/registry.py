@@ -1,7 +1,9 @@
-"""The provider registry (CONTRACT §6): which models exist, where they run, what they cost.
+"""The provider registry: which models exist, where they run, what they cost.
 
 Loaded once from YAML at start-up, validated with errors that name file, entry and field,
-then frozen; the hot path only reads lookups precomputed here.
+then frozen; the hot path only reads lookups precomputed here. An `optional` provider whose
+secret is missing is left out with a warning (`Registry.warnings`), and so are the models it
+alone served (see docs/providers.md).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class RegistryError(ConfigError):
     """An unusable registry file; the message names file, entry and field of each problem."""
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
+        # One problem per line: printed as is, each line names its file, entry and field.
+        super().__init__("\n".join(problems))
         self.problems = tuple(problems)
 
 
@@ -61,6 +64,9 @@ class Provider(_Frozen):
     name: str = Field(min_length=1)
     base_url: str
     api_key_env: str | None = None
+    # Optional: when the secret in `api_key_env` is missing, leave the provider out (with a
+    # warning) instead of refusing the whole registry.
+    optional: bool = False
     eu_native: bool = False
     zero_data_retention: bool = False
     timeout_s: float = Field(default=60.0, gt=0)
@@ -154,10 +160,28 @@ def _price_rank(pricing: Pricing) -> tuple[Decimal, Decimal]:
 class Registry:
     """Immutable lookups over a validated registry document."""
 
-    __slots__ = ("_cheapest", "_endpoints", "_models", "_providers", "source")
+    __slots__ = (
+        "_cheapest",
+        "_endpoints",
+        "_models",
+        "_providers",
+        "skipped",
+        "source",
+        "warnings",
+    )
 
-    def __init__(self, document: RegistryDocument, source: str) -> None:
+    def __init__(
+        self,
+        document: RegistryDocument,
+        source: str,
+        *,
+        skipped: Mapping[str, str] | None = None,
+        warnings: tuple[str, ...] = (),
+    ) -> None:
         self.source = source
+        # Optional providers left out (slug → why), and what the loader warns about.
+        self.skipped: Mapping[str, str] = MappingProxyType(dict(skipped or {}))
+        self.warnings = warnings
         self._providers = MappingProxyType({p.slug: p for p in document.providers})
         self._models = MappingProxyType({m.id: m for m in document.models})
         self._endpoints = MappingProxyType(
@@ -229,12 +253,103 @@ def load_registry(
         document = RegistryDocument.model_validate(raw)
     except ValidationError as error:
         raise RegistryError(
-            [_problem(source, raw, tuple(e["loc"]), e["msg"]) for e in error.errors()]
+            [
+                _problem(source, raw, tuple(e["loc"]), e["msg"])
+                for e in error.errors()
+                if not _is_follow_on(e["type"], tuple(e["loc"]), raw)
+            ]
         ) from None
-    problems = [_problem(source, raw, loc, msg) for loc, msg in _cross_check(document, env)]
-    if problems:
-        raise RegistryError(problems)
-    return Registry(document, source)
+    found = _cross_check(document)
+    secrets, missing = _read_secrets(document, env)
+    for i, provider in enumerate(document.providers):
+        if provider.slug in missing and not provider.optional:
+            found.append((("providers", i, "api_key_env"), missing[provider.slug]))
+    if found:
+        found.sort(key=_file_order)
+        raise RegistryError([_problem(source, raw, loc, msg) for loc, msg in found])
+    skipped = missing  # every provider still missing its secret is optional
+    document, warnings = _without(document, skipped, source)
+    if not document.models:
+        raise RegistryError(
+            [f"{source}: no model left: every provider that serves one is optional and skipped"]
+        )
+    for provider in document.providers:
+        provider._api_key = secrets.get(provider.slug)
+    return Registry(document, source, skipped=skipped, warnings=tuple(warnings))
+
+
+def _file_order(problem: tuple[Location, str]) -> tuple[int, int]:
+    """Problems in the order a reader meets them: providers, then models, by entry."""
+    loc = problem[0]
+    index = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else 0
+    return (0 if loc[0] == "providers" else 1, index)
+
+
+def _is_follow_on(kind: str, loc: Location, raw: object) -> bool:
+    """pydantic reports a list whose items failed as also "too short" ("Tuple should have at
+    least 1 item after validation, not 0"); that line only repeats the item's own error."""
+    if kind != "too_short":
+        return False
+    node = raw
+    for item in loc:
+        if isinstance(item, int) and isinstance(node, list) and 0 <= item < len(node):
+            node = node[item]
+        elif isinstance(item, str) and isinstance(node, dict):
+            node = node.get(item)
+        else:
+            return False
+    return isinstance(node, list) and len(node) > 0
+
+
+def _read_secrets(
+    document: RegistryDocument, env: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Each provider's secret from the variable its `api_key_env` names: (found, missing),
+    both keyed by slug; `missing` says why."""
+    found: dict[str, str] = {}
+    missing: dict[str, str] = {}
+    for provider in document.providers:
+        if provider.api_key_env is None:
+            continue
+        key = env.get(provider.api_key_env)
+        if key:
+            found[provider.slug] = key
+        else:
+            missing[provider.slug] = (
+                f"environment variable {provider.api_key_env} is not set or empty"
+            )
+    return found, missing
+
+
+def _without(
+    document: RegistryDocument, skipped: Mapping[str, str], source: str
+) -> tuple[RegistryDocument, list[str]]:
+    """The document without the skipped providers, their endpoints, the models left with no
+    endpoint, and fallback references to those models; one warning per thing left out."""
+    if not skipped:
+        return document, []
+    warnings = [
+        f"{source}: optional provider {slug!r} skipped: {why}" for slug, why in skipped.items()
+    ]
+    models: list[Model] = []
+    for model in document.models:
+        endpoints = tuple(e for e in model.endpoints if e.provider not in skipped)
+        if endpoints:
+            models.append(model.model_copy(update={"endpoints": endpoints}))
+        else:
+            warnings.append(
+                f"{source}: model {model.id!r} dropped: its only providers were skipped"
+            )
+    kept = {model.id for model in models}
+    for index, model in enumerate(models):
+        fallback = tuple(target for target in model.fallback if target in kept)
+        if fallback != model.fallback:
+            dropped = ", ".join(repr(t) for t in model.fallback if t not in kept)
+            warnings.append(f"{source}: model {model.id!r}: fallback to {dropped} removed")
+            models[index] = model.model_copy(update={"fallback": fallback})
+    providers = tuple(p for p in document.providers if p.slug not in skipped)
+    updated = document.model_copy(update={"providers": providers, "models": tuple(models)})
+    return updated, warnings
 
 
 def _problem(source: str, raw: object, loc: Location, message: str) -> str:
@@ -288,8 +403,8 @@ def _expand(value: Any, env: Mapping[str, str], loc: Location, report: Report) -
     return _ENV_REFERENCE.sub(substitute, value)
 
 
-def _cross_check(document: RegistryDocument, env: Mapping[str, str]) -> list[tuple[Location, str]]:
-    """References between entries, which field validation cannot see; also reads API keys."""
+def _cross_check(document: RegistryDocument) -> list[tuple[Location, str]]:
+    """References between entries, which field validation cannot see."""
     problems: list[tuple[Location, str]] = []
     slugs: dict[str, int] = {}
     for i, provider in enumerate(document.providers):
@@ -299,12 +414,6 @@ def _cross_check(document: RegistryDocument, env: Mapping[str, str]) -> list[tup
                 (("providers", i, "slug"), f"duplicate slug, first at providers[{first}]")
             )
         slugs.setdefault(provider.slug, i)
-        if provider.api_key_env is not None:
-            key = env.get(provider.api_key_env)
-            if not key:
-                message = f"environment variable {provider.api_key_env} is not set or empty"
-                problems.append((("providers", i, "api_key_env"), message))
-            provider._api_key = key or None
     ids: dict[str, int] = {}
     for i, model in enumerate(document.models):
         if model.id in ids:

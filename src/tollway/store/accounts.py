@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Column, ScalarSelect, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tollway.store.schema import memberships, projects, users
+from tollway.store.schema import api_keys, memberships, projects, users
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,32 @@ class UserRow:
 class ProjectRow:
     id: str
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserListing:
+    id: str
+    name: str
+    balance_credits: int
+    created_at: int
+    projects: int
+    keys: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectListing:
+    id: str
+    name: str
+    created_at: int
+    members: int
+    keys: int
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipListing:
+    project: str
+    user: str
+    role: str
 
 
 async def insert_user(conn: AsyncConnection, user_id: str, name: str, now: int) -> None:
@@ -100,3 +126,57 @@ async def upsert_membership(
         await conn.execute(
             insert(memberships).values(user_id=user_id, project_id=project_id, role=role)
         )
+
+
+def _count_by(column: Column[str], key: Column[str]) -> ScalarSelect[int]:
+    """A scalar subquery: how many rows of ``column``'s table have ``column == key``."""
+    return select(func.count()).where(column == key).scalar_subquery()
+
+
+async def list_users(conn: AsyncConnection) -> list[UserListing]:
+    """Every user, by name, with the number of projects and keys they hold."""
+    rows = await conn.execute(
+        select(
+            users.c.id,
+            users.c.name,
+            users.c.balance_credits,
+            users.c.created_at,
+            _count_by(memberships.c.user_id, users.c.id),
+            _count_by(api_keys.c.user_id, users.c.id),
+        ).order_by(users.c.name)
+    )
+    return [UserListing(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), int(r[5])) for r in rows]
+
+
+async def list_projects(conn: AsyncConnection) -> list[ProjectListing]:
+    """Every project, by name, with its number of members and keys."""
+    rows = await conn.execute(
+        select(
+            projects.c.id,
+            projects.c.name,
+            projects.c.created_at,
+            _count_by(memberships.c.project_id, projects.c.id),
+            _count_by(api_keys.c.project_id, projects.c.id),
+        ).order_by(projects.c.name)
+    )
+    return [ProjectListing(r[0], r[1], int(r[2]), int(r[3]), int(r[4])) for r in rows]
+
+
+async def list_memberships(
+    conn: AsyncConnection, *, project_id: str | None = None, user_id: str | None = None
+) -> list[MembershipListing]:
+    """Memberships by project then user name, optionally of one project and/or one user."""
+    query = (
+        select(projects.c.name, users.c.name, memberships.c.role)
+        .select_from(
+            memberships.join(users, users.c.id == memberships.c.user_id).join(
+                projects, projects.c.id == memberships.c.project_id
+            )
+        )
+        .order_by(projects.c.name, users.c.name)
+    )
+    if project_id is not None:
+        query = query.where(memberships.c.project_id == project_id)
+    if user_id is not None:
+        query = query.where(memberships.c.user_id == user_id)
+    return [MembershipListing(r[0], r[1], r[2]) for r in await conn.execute(query)]

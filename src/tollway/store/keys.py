@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tollway.store.schema import api_keys, budgets, rate_limits
+from tollway.store.schema import api_keys, budgets, projects, rate_limits, users
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +17,17 @@ class KeyRow:
     project_id: str
     name: str
     digest: str
+    is_management: bool
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyListing:
+    """A key as an operator sees it: never the secret, nor its digest."""
+
+    user: str
+    project: str
+    name: str
     is_management: bool
     created_at: int
 
@@ -111,3 +122,29 @@ async def delete_key(conn: AsyncConnection, key_id: int) -> None:
 async def key_exists(conn: AsyncConnection, key_id: int) -> bool:
     row = (await conn.execute(select(api_keys.c.id).where(api_keys.c.id == key_id))).first()
     return row is not None
+
+
+async def list_keys(
+    conn: AsyncConnection, *, user_id: str | None = None, project_id: str | None = None
+) -> list[KeyListing]:
+    """Keys by user name then age, optionally of one user and/or one project."""
+    query = (
+        select(
+            users.c.name,
+            projects.c.name,
+            api_keys.c.name,
+            api_keys.c.is_management,
+            api_keys.c.created_at,
+        )
+        .select_from(
+            api_keys.join(users, users.c.id == api_keys.c.user_id).join(
+                projects, projects.c.id == api_keys.c.project_id
+            )
+        )
+        .order_by(users.c.name, api_keys.c.created_at, api_keys.c.id)
+    )
+    if user_id is not None:
+        query = query.where(api_keys.c.user_id == user_id)
+    if project_id is not None:
+        query = query.where(api_keys.c.project_id == project_id)
+    return [KeyListing(r[0], r[1], r[2], bool(r[3]), int(r[4])) for r in await conn.execute(query)]
