@@ -22,14 +22,26 @@ from tollway.gateway.config_cache import ConfigCache
 from tollway.gateway.health import HealthBook
 from tollway.gateway.observed import ObservedMeter
 from tollway.gateway.pipeline import Gateway
+from tollway.gateway.ratelimit import RateLimiter
 from tollway.gateway.tasks import TaskTracker
-from tollway.http import budgets, health, inference, management, messages, models, requests, usage
+from tollway.http import (
+    budgets,
+    health,
+    inference,
+    management,
+    messages,
+    models,
+    rate_limits,
+    requests,
+    usage,
+)
 from tollway.http.errors import install_error_handlers
 from tollway.http.exchange import RequestLogMiddleware
 from tollway.http.limits import BodyLimit
 from tollway.http.openapi import install_openapi
 from tollway.ids import RequestIds, new_id
 from tollway.keys.service import KeyService
+from tollway.limits.service import RateLimitIndex, RateLimitService
 from tollway.observe.metrics import Metrics
 from tollway.observe.requests import RequestLogService
 from tollway.observe.tracing import Tracer, build_tracer
@@ -68,6 +80,14 @@ def build_state(
         ),
     )
     tasks = TaskTracker()
+    limit_index = RateLimitIndex(db)
+    limiter = RateLimiter(
+        limit_index,
+        clock=clock,
+        metrics=metrics,
+        redis_url=settings.redis_url,
+        redis_timeout_s=settings.redis_timeout_s,
+    )
     return AppState(
         settings=settings,
         clock=clock,
@@ -95,6 +115,7 @@ def build_state(
             tasks=tasks,
             metrics=metrics,
             tracer=tracer,
+            limiter=limiter,
         ),
         recovery=Recovery(
             db,
@@ -115,6 +136,7 @@ def build_state(
             clock=clock,
         ),
         request_log=RequestLogService(db),
+        rate_limits=RateLimitService(db, clock, limit_index),
     )
 
 
@@ -146,6 +168,7 @@ def create_app(
             await state.tasks.drain()
             await state.recovery.stop()
             await state.upstream.close()
+            await state.gateway.limiter.close()
             await state.db.dispose()
             state.metrics.close()
             await asyncio.to_thread(tracer.shutdown)
@@ -168,6 +191,7 @@ def create_app(
     app.include_router(messages.router)
     app.include_router(management.router)
     app.include_router(budgets.router)
+    app.include_router(rate_limits.router)
     app.include_router(usage.router)
     app.include_router(requests.router)
     app.include_router(models.router)

@@ -29,6 +29,7 @@ from tollway.commands.common import (
 )
 from tollway.commands.money import credits_app, ledger_app
 from tollway.commands.providers import providers_app
+from tollway.commands.rate_limits import rate_limits_app
 from tollway.commands.tenancy import keys_app, members_app, projects_app, users_app
 from tollway.keys.service import KeyService
 from tollway.observe.banner import log_banner
@@ -52,6 +53,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(credits_app, name="credits")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(providers_app, name="providers")
+app.add_typer(rate_limits_app, name="rate-limits")
 
 
 @app.callback()

@@ -41,6 +41,8 @@ class TollwayError(Exception):
     should_retry: bool | None = None
     # Seconds a client should wait before retrying (sent as `Retry-After`), when it applies.
     retry_after_s: int | None = None
+    # Further response headers the error carries (e.g. a rate limit's x-ratelimit-*).
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -90,6 +92,20 @@ class BudgetExceeded(TollwayError):
     openai_type = "rate_limit_error"
     code = "budget_exceeded"
     should_retry = False
+
+
+class RateLimited(TollwayError):
+    """A rate limit is reached: 429 with Retry-After and OpenAI's x-ratelimit-* headers, so
+    SDKs wait and retry (it succeeds once the window resets)."""
+
+    status = 429
+    openai_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.headers = headers
 
 
 class NoHealthyCandidate(TollwayError):

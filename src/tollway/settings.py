@@ -75,6 +75,15 @@ class Settings(BaseSettings):
         description="OpenTelemetry tracing: 1 on, 0 off; unset = on when OTEL_* variables "
         "configure a trace exporter.",
     )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for rate limits shared by every replica; unset = counted per process.",
+    )
+    redis_timeout_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How long a rate-limit check waits for Redis before counting in process.",
+    )
     log_level: str = "info"
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as logfmt-style text or one JSON object each."

@@ -17,6 +17,7 @@ from tollway.gateway.pipeline import Gateway
 from tollway.gateway.tasks import TaskTracker
 from tollway.ids import RequestIds
 from tollway.keys.service import KeyService
+from tollway.limits.service import RateLimitService
 from tollway.observe.metrics import Metrics
 from tollway.observe.requests import RequestLogService
 from tollway.observe.tracing import Tracer
@@ -53,3 +54,4 @@ class AppState:
     request_ids: RequestIds
     request_log_writer: RequestLogWriter
     request_log: RequestLogService
+    rate_limits: RateLimitService

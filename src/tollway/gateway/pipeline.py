@@ -36,6 +36,7 @@ from tollway.gateway.config_cache import ConfigCache
 from tollway.gateway.health import HealthBook
 from tollway.gateway.metadata import Trace, build_metadata
 from tollway.gateway.observed import Attempt, ObservedMeter
+from tollway.gateway.ratelimit import RateLimiter
 from tollway.gateway.request import InferenceRequest, counted_prompt_tokens, reported_usage
 from tollway.gateway.routing import ModelPlan, plan_model, worst_prices
 from tollway.gateway.streaming import StreamRelay
@@ -64,6 +65,14 @@ class Call:
     tally: Tally
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    """What the edge sends: the answer (bytes, or a stream relay) and extra headers."""
+
+    result: bytes | StreamRelay
+    headers: dict[str, str]
+
+
 class Gateway:
     def __init__(
         self,
@@ -77,6 +86,7 @@ class Gateway:
         tasks: TaskTracker,
         metrics: Metrics,
         tracer: Tracer,
+        limiter: RateLimiter,
     ) -> None:
         self.registry = registry
         self.configs = configs
@@ -87,10 +97,11 @@ class Gateway:
         self.tasks = tasks
         self.metrics = metrics
         self.tracer = tracer
+        self.limiter = limiter
 
     async def handle(
         self, principal: Principal, request: InferenceRequest, tally: Tally
-    ) -> bytes | StreamRelay:
+    ) -> Served:
         """Serve one request; `tally` (its id, and what it did) is filled in on the way."""
         try:
             return await self._handle(principal, request, tally)
@@ -102,7 +113,7 @@ class Gateway:
 
     async def _handle(
         self, principal: Principal, request: InferenceRequest, tally: Tally
-    ) -> bytes | StreamRelay:
+    ) -> Served:
         started = time.perf_counter()
         with self.tracer.span("tollway.policy", stream=request.stream) as span:
             model = self._model(request)
@@ -113,7 +124,13 @@ class Gateway:
             plans = self._plans(model, policy, request)
             span.set("tollway.candidates", sum(len(p.ranked) for p in plans))
         trace = tally.trace = Trace(policy.preference, list(policy.applied_filters), plans)
-        reservation = await self._reserve(principal, request, plans, tally.request_id)
+        completion_bound = _completion_bound(request, plans)
+        # Tokens per minute count an estimate (prompt bytes / 4 + the completion bound), as
+        # OpenAI does: a rate limit is about capacity; money uses the strict bound below.
+        headers = await self.limiter.admit(principal, request.prompt_estimate + completion_bound)
+        reservation = await self._reserve(
+            principal, request, plans, completion_bound, tally.request_id
+        )
         self.tracer.current().set("tollway.request_id", reservation.request_id)
         if reservation.lowered:
             per_choice = reservation.max_tokens // request.choices
@@ -125,8 +142,8 @@ class Gateway:
         call = Call(principal, request, policy, trace, reservation, started, tally)
         try:
             if request.stream:
-                return await self._open_stream(call)
-            return await self._complete(call)
+                return Served(await self._open_stream(call), headers)
+            return Served(await self._complete(call), headers)
         except BaseException:
             # Nothing was served (a relay, once returned, settles by itself).
             await self.settle(reservation, None)
@@ -188,15 +205,10 @@ class Gateway:
         principal: Principal,
         request: InferenceRequest,
         plans: list[ModelPlan],
+        completion_bound: int,
         request_id: str,
     ) -> Reservation:
         input_price, output_price = worst_prices(plans)
-        if request.kind == "embeddings":
-            completion_bound = 0
-        else:
-            # Without max_tokens a choice may run to the end of the model's context.
-            per_choice = request.max_tokens or max(p.model.context_size for p in plans if p.ranked)
-            completion_bound = per_choice * request.choices
         payer = Payer(
             request_id=request_id,
             user_id=principal.user_id,
@@ -365,6 +377,15 @@ class Gateway:
             status=status,
             usage_source=source,
         )
+
+
+def _completion_bound(request: InferenceRequest, plans: list[ModelPlan]) -> int:
+    """The most completion tokens the request may produce (what is reserved and rate-limited)."""
+    if request.kind == "embeddings":
+        return 0
+    # Without max_tokens a choice may run to the end of the model's context.
+    per_choice = request.max_tokens or max(p.model.context_size for p in plans if p.ranked)
+    return per_choice * request.choices
 
 
 def _usage_of(request: InferenceRequest, payload: dict[str, Any]) -> tuple[int, int, UsageSource]:

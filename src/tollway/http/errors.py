@@ -57,7 +57,7 @@ def render_tollway_error(path: str, exc: TollwayError) -> Response:
             return error_response(path, exc.status, _error_message(exc.body))
         # An upstream validation error goes back as is: its status and its body.
         return Response(exc.body, status_code=exc.status, media_type="application/json")
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = dict(exc.headers or {})
     if exc.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     if exc.should_retry is False:

@@ -60,10 +60,12 @@ async def _serve(
     tally = exchange_of(request).inference(principal, endpoint)
     parsed = parse(await request.body())
     tally.model, tally.stream = parsed.model, parsed.stream
-    result = await state.gateway.handle(principal, parsed, tally)
-    if isinstance(result, StreamRelay):
-        return RelayResponse(result)
-    return Response(result, media_type="application/json")
+    served = await state.gateway.handle(principal, parsed, tally)
+    if isinstance(served.result, StreamRelay):
+        response: Response = RelayResponse(served.result)
+        response.headers.update(served.headers)
+        return response
+    return Response(served.result, media_type="application/json", headers=served.headers)
 
 
 # Each handler authenticates before it reads the body (within TOLLWAY_MAX_BODY_BYTES).

@@ -46,9 +46,12 @@ async def messages(request: Request) -> Response:
     tally = exchange_of(request).inference(principal, "messages")  # recorded from here on
     parsed = parse_messages(await request.body())
     tally.model, tally.stream = parsed.inference.model, parsed.inference.stream
-    result = await state.gateway.handle(principal, parsed.inference, tally)
+    served = await state.gateway.handle(principal, parsed.inference, tally)
+    result = served.result
     if isinstance(result, StreamRelay):
         events = AnthropicEvents(parsed.stop_sequences).translate(result.iterate())
-        return RelayResponse(result, events)
+        response: Response = RelayResponse(result, events)
+        response.headers.update(served.headers)
+        return response
     message = to_message(orjson.loads(result), parsed.stop_sequences)
-    return Response(orjson.dumps(message), media_type="application/json")
+    return Response(orjson.dumps(message), media_type="application/json", headers=served.headers)

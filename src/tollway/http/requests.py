@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from tollway.gateway.auth import Principal
-from tollway.http.deps import app_state, management_principal
+from tollway.http.deps import ManagementRoute, app_state, management_principal
 from tollway.observe.requests import parse_request_query
 
-router = APIRouter(tags=["Request log"])
+router = APIRouter(tags=["Request log"], route_class=ManagementRoute)
 Caller = Annotated[Principal, Depends(management_principal)]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {

@@ -120,6 +120,11 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.ratelimit_local = Counter(
+            "tollway_ratelimit_local_checks",
+            "Rate-limit checks counted in the process because Redis was unreachable.",
+            registry=r,
+        )
 
     def served(
         self,

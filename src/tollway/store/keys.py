@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tollway.store.schema import api_keys, budgets, projects, users
+from tollway.store.schema import api_keys, budgets, projects, rate_limits, users
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +112,10 @@ async def key_by_name(conn: AsyncConnection, user_id: str, name: str) -> KeyRow 
 
 
 async def delete_key(conn: AsyncConnection, key_id: int) -> None:
-    # Budgets cascade by foreign key; deleting them explicitly keeps SQLite files created
-    # without foreign_keys=ON consistent too.
+    # Budgets and rate limits cascade by foreign key; deleting them explicitly keeps SQLite
+    # files created without foreign_keys=ON consistent too.
     await conn.execute(delete(budgets).where(budgets.c.key_id == key_id))
+    await conn.execute(delete(rate_limits).where(rate_limits.c.key_id == key_id))
     await conn.execute(delete(api_keys).where(api_keys.c.id == key_id))
 
 

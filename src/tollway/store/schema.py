@@ -211,3 +211,18 @@ request_log = Table(
     Index("ix_request_log_user_created", "user_id", "created_at_ms", "request_id"),
     Index("ix_request_log_created", "created_at_ms"),
 )
+
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project_id", String(32), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    # project | each_user | user | each_key | key (as budgets)
+    Column("scope", String(16), nullable=False),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
+    Column("key_id", Integer, ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=True),
+    Column("requests_per_minute", BigInteger, nullable=True),
+    Column("tokens_per_minute", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_rate_limits_project_id", "project_id"),
+)

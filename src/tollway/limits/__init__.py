@@ -1,0 +1,1 @@
+"""Rate limits: requests and tokens per minute per project, user and key."""

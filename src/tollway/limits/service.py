@@ -1,0 +1,204 @@
+"""Rate limits as project admins manage them, and the per-process index the gateway reads.
+
+A limit caps requests and/or tokens per minute on a scope, like a budget: the whole project,
+each user, one user, each key or one key. The gateway reads a project's limits from
+`RateLimitIndex` (cached ≤ 1 s, a change through this process seen at once), never from the
+database on each request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tollway.clock import Clock
+from tollway.errors import BadRequest, Forbidden, NotFound
+from tollway.ids import new_id
+from tollway.store import accounts, keys
+from tollway.store import rate_limits as store
+from tollway.store.database import Database
+from tollway.store.rate_limits import RateLimitRow
+
+SCOPES = ("project", "each_user", "user", "each_key", "key")
+PROJECT_WIDE_SCOPES = ("project", "each_user", "each_key")
+MAX_PER_MINUTE = 10**12
+
+# How long a process may go on using the limits of a project it read (seconds): a limit
+# created or deleted through another process applies within this time.
+RATE_LIMIT_INDEX_TTL_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class NewRateLimit:
+    scope: str
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    user_id: str | None = None
+    key_name: str | None = None
+
+
+def applicable(rows: tuple[RateLimitRow, ...], *, user_id: str, key_id: int) -> list[RateLimitRow]:
+    """The limits of a project that a request of this user's key counts against."""
+    return [
+        r
+        for r in rows
+        if r.scope in PROJECT_WIDE_SCOPES
+        or (r.scope == "user" and r.user_id == user_id)
+        or (r.scope == "key" and r.key_id == key_id)
+    ]
+
+
+def subject_of(row: RateLimitRow, *, user_id: str, key_id: int) -> str:
+    """Whose counter a request increments: "" for the project, else the user or the key."""
+    if row.scope == "project":
+        return ""
+    if row.scope in ("each_user", "user"):
+        return user_id
+    return str(key_id)
+
+
+def rate_limit_json(row: RateLimitRow) -> dict[str, Any]:
+    """A limit as the Management API and `tollway rate-limits --json` show it."""
+    return {
+        "id": row.id,
+        "scope": row.scope,
+        "requests_per_minute": row.requests_per_minute,
+        "tokens_per_minute": row.tokens_per_minute,
+        "user_id": row.user_id,
+        "key_name": row.key_name,
+        "created_at": row.created_at,
+    }
+
+
+class RateLimitIndex:
+    """Each project's limits, cached per process for `ttl_s`. Read and invalidated on the
+    event loop only; a generation counter keeps a list read before an invalidation from being
+    stored after it."""
+
+    def __init__(
+        self,
+        db: Database,
+        ttl_s: float = RATE_LIMIT_INDEX_TTL_S,
+        *,
+        max_projects: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._db = db
+        self._ttl_s = ttl_s
+        self._max_projects = max_projects
+        self._clock = clock
+        self._entries: dict[str, tuple[float, tuple[RateLimitRow, ...]]] = {}
+        self._generation = 0
+
+    async def limits_of(self, project_id: str) -> tuple[RateLimitRow, ...]:
+        entry = self._entries.get(project_id)
+        if entry is not None and entry[0] > self._clock():
+            return entry[1]
+        generation = self._generation
+        async with self._db.read() as conn:
+            rows = tuple(await store.rate_limits_of_project(conn, project_id))
+        if generation == self._generation:
+            if len(self._entries) >= self._max_projects:
+                self._entries.clear()
+            self._entries[project_id] = (self._clock() + self._ttl_s, rows)
+        return rows
+
+    def invalidate(self, project_id: str) -> None:
+        self._generation += 1
+        self._entries.pop(project_id, None)
+
+
+class RateLimitService:
+    def __init__(self, db: Database, clock: Clock, index: RateLimitIndex) -> None:
+        self._db = db
+        self._clock = clock
+        self.index = index
+
+    async def list(self, *, user_id: str | None, project_id: str) -> list[RateLimitRow]:
+        """`user_id` None: the operator (the CLI), who needs no membership."""
+        async with self._db.read() as conn:
+            await _require_admin(conn, user_id, project_id)
+            return await store.rate_limits_of_project(conn, project_id)
+
+    async def create(
+        self, *, user_id: str | None, project_id: str, spec: NewRateLimit
+    ) -> RateLimitRow:
+        _validate(spec)
+        async with self._db.write() as conn:
+            await _require_admin(conn, user_id, project_id)
+            target_user: str | None = None
+            key_id: int | None = None
+            if spec.scope == "user":
+                if spec.user_id is None:
+                    raise BadRequest("user_id: required for a 'user' rate limit", param="user_id")
+                if await accounts.role_of(conn, spec.user_id, project_id) is None:
+                    raise BadRequest(
+                        f"user_id: user '{spec.user_id}' is not a member of the project",
+                        param="user_id",
+                    )
+                target_user = spec.user_id
+            elif spec.scope == "key":
+                if spec.key_name is None:
+                    raise BadRequest("key_name: required for a 'key' rate limit", param="key_name")
+                owner = spec.user_id or user_id
+                key = None if owner is None else await keys.key_by_name(conn, owner, spec.key_name)
+                if key is None or key.project_id != project_id:
+                    raise BadRequest(
+                        f"key_name: user '{owner}' has no API key '{spec.key_name}' "
+                        "in this project",
+                        param="key_name",
+                    )
+                target_user, key_id = owner, key.id
+            row = RateLimitRow(
+                id=new_id(),
+                project_id=project_id,
+                scope=spec.scope,
+                user_id=target_user,
+                key_id=key_id,
+                requests_per_minute=spec.requests_per_minute,
+                tokens_per_minute=spec.tokens_per_minute,
+                created_at=int(self._clock()),
+                key_name=spec.key_name if key_id is not None else None,
+            )
+            await store.insert_rate_limit(conn, row)
+        self.index.invalidate(project_id)  # the gateway of this process: at once
+        return row
+
+    async def delete(self, *, user_id: str | None, project_id: str, limit_id: str) -> None:
+        async with self._db.write() as conn:
+            await _require_admin(conn, user_id, project_id)
+            if not await store.delete_rate_limit(conn, project_id, limit_id):
+                raise NotFound(f"rate limit '{limit_id}' not found")
+        self.index.invalidate(project_id)
+
+
+def _validate(spec: NewRateLimit) -> None:
+    if spec.scope not in SCOPES:
+        raise BadRequest(f"scope: must be one of {', '.join(SCOPES)}", param="scope")
+    if spec.requests_per_minute is None and spec.tokens_per_minute is None:
+        raise BadRequest(
+            "requests_per_minute: give requests_per_minute, tokens_per_minute or both",
+            param="requests_per_minute",
+        )
+    for name, value in (
+        ("requests_per_minute", spec.requests_per_minute),
+        ("tokens_per_minute", spec.tokens_per_minute),
+    ):
+        if value is not None and not 1 <= value <= MAX_PER_MINUTE:
+            raise BadRequest(f"{name}: must be between 1 and {MAX_PER_MINUTE}", param=name)
+    if spec.scope not in ("user", "key") and spec.user_id is not None:
+        raise BadRequest("user_id: only a 'user' or 'key' rate limit names a user", param="user_id")
+    if spec.scope != "key" and spec.key_name is not None:
+        raise BadRequest("key_name: only a 'key' rate limit names a key", param="key_name")
+
+
+async def _require_admin(conn: AsyncConnection, user_id: str | None, project_id: str) -> None:
+    if user_id is None:
+        return
+    role = await accounts.role_of(conn, user_id, project_id)
+    if role != "admin":
+        raise Forbidden("only a project admin may manage rate limits")
