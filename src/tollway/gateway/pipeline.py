@@ -99,9 +99,7 @@ class Gateway:
         self.tracer = tracer
         self.limiter = limiter
 
-    async def handle(
-        self, principal: Principal, request: InferenceRequest, tally: Tally
-    ) -> Served:
+    async def handle(self, principal: Principal, request: InferenceRequest, tally: Tally) -> Served:
         """Serve one request; `tally` (its id, and what it did) is filled in on the way."""
         try:
             return await self._handle(principal, request, tally)
