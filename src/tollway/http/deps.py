@@ -11,6 +11,7 @@ from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from tollway.gateway.auth import Principal
+from tollway.http._scope import EXCHANGE
 from tollway.http.limits import lower_body_limit
 from tollway.http.openapi import BEARER
 from tollway.jsonbody import parse_json_body_exact
@@ -18,8 +19,6 @@ from tollway.state import AppState
 
 if TYPE_CHECKING:
     from tollway.http.exchange import Exchange
-
-EXCHANGE = "tollway.exchange"  # the scope key under which the handlers find the Exchange
 
 
 def app_state(request: Request) -> AppState:
