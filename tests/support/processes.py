@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,22 +33,25 @@ def free_port() -> int:
 
 @contextmanager
 def serve_process(database_url: str, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`tollway serve` on a free port; yields (root URL, process) once /health answers."""
+    """`tollway serve` on a free port; yields (root URL, process) once /health answers.
+
+    Its log (one line per request) goes to a temporary file, never to a pipe nobody reads:
+    a full pipe would block the server's logging, and with it the server."""
     port = free_port()
+    log = tempfile.TemporaryFile()
     process = subprocess.Popen(
         [sys.executable, "-m", "tollway", "serve", "--port", str(port)],
         env=os.environ | {"TOLLWAY_DATABASE_URL": database_url} | env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
     root = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
-                raise RuntimeError(
-                    f"tollway serve exited: {process.stderr.read() if process.stderr else ''!r}"
-                )
+                log.seek(0)
+                raise RuntimeError(f"tollway serve exited: {log.read()[-4000:]!r}")
             try:
                 if httpx.get(f"{root}/health", timeout=1).status_code == 200:
                     break
@@ -65,5 +69,4 @@ def serve_process(database_url: str, **env: str) -> Iterator[tuple[str, subproce
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        if process.stderr:
-            process.stderr.close()
+        log.close()
