@@ -13,13 +13,12 @@ from starlette.responses import Response
 from tollway.gateway.auth import Principal
 from tollway.http.limits import lower_body_limit
 from tollway.http.openapi import BEARER
+from tollway.http.scope import EXCHANGE
 from tollway.jsonbody import parse_json_body_exact
 from tollway.state import AppState
 
 if TYPE_CHECKING:
     from tollway.http.exchange import Exchange
-
-EXCHANGE = "tollway.exchange"  # the scope key under which the handlers find the Exchange
 
 
 def app_state(request: Request) -> AppState:
