@@ -46,4 +46,3 @@ def _upgrade(connection: Connection) -> bool:
 async def upgrade(engine: AsyncEngine) -> bool:
     async with engine.begin() as conn:
         return await conn.run_sync(_upgrade)
-

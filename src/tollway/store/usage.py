@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.store.schema import usage_events
 
+
 @dataclass(frozen=True, slots=True)
 class UsageSum:
     bucket_start: int
