@@ -11,9 +11,9 @@ from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from tollway.gateway.auth import Principal
+from tollway.http._scope import EXCHANGE
 from tollway.http.limits import lower_body_limit
 from tollway.http.openapi import BEARER
-from tollway.http.scope import EXCHANGE
 from tollway.jsonbody import parse_json_body_exact
 from tollway.state import AppState
 

@@ -17,8 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tollway.errors import excerpt
 from tollway.gateway.auth import Principal
 from tollway.gateway.tally import Tally
+from tollway.http._scope import EXCHANGE
 from tollway.http.errors import error_response
-from tollway.http.scope import EXCHANGE
 from tollway.observe.logs import FIELDS
 from tollway.observe.record import RequestRecord
 from tollway.state import AppState
