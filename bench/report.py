@@ -111,6 +111,88 @@ def _throughput_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def vs_floor(results: dict[str, Any]) -> dict[str, Any]:
+    """Each gateway against the floor measured in the same run (bench/floor.py): throughput
+    as a ratio of the floor's, per concurrency and at the peak, and added latency beside the
+    floor's. Empty without a floor."""
+    floor_rows = results["throughput"].get("floor")
+    floor_over = results["overhead"].get("floor")
+    if not floor_rows or floor_over is None:
+        return {}
+    floor_by_level = {r["connections"]: r["rps"] for r in floor_rows}
+    floor_peak = _peak(floor_rows)["rps"]
+    out: dict[str, Any] = {}
+    for name, rows in results["throughput"].items():
+        if not name.startswith("gateway"):
+            continue
+        over = results["overhead"].get(name)
+        levels = {
+            r["connections"]: r["rps"] / floor_by_level[r["connections"]]
+            for r in rows
+            if floor_by_level.get(r["connections"])
+        }
+        peak = _peak(rows)["rps"]
+        added: dict[str, Any] = {}
+        if over is not None:
+            for key in ("p50_ms", "p99_ms"):
+                gateway_ms = over["non_streaming"][key]
+                floor_ms = floor_over["non_streaming"][key]
+                added[key] = {
+                    "gateway": gateway_ms,
+                    "floor": floor_ms,
+                    "beyond_floor": gateway_ms - floor_ms,
+                }
+        out[name] = {
+            "peak_rps": peak,
+            "floor_peak_rps": floor_peak,
+            "peak_ratio": peak / floor_peak if floor_peak else math.nan,
+            "ratio_by_connections": levels,
+            "added": added,
+        }
+    return out
+
+
+def _floor_tables(results: dict[str, Any]) -> list[str]:
+    comparison = vs_floor(results)
+    if not comparison:
+        return []
+    names = list(comparison)
+    floor_rows = {r["connections"]: r["rps"] for r in results["throughput"]["floor"]}
+    lines = [
+        "", "## Against the floor (a bare CPython proxy, bench/floor.py, same run)", "",
+        "Throughput as a ratio of the floor's (1.00 = as fast as a proxy that does nothing "
+        "but parse, rewrite the model and re-serialise both ways):", "",
+        "| concurrency | floor req/s | " + " | ".join(f"{n} / floor" for n in names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]  # fmt: skip
+    for level in sorted(floor_rows):
+        cells = [_f(comparison[n]["ratio_by_connections"].get(level, math.nan), 3) for n in names]
+        lines.append(f"| {level} | {floor_rows[level]:.0f} | " + " | ".join(cells) + " |")
+    peaks = [
+        f"{comparison[n]['peak_rps']:.0f} = {_f(comparison[n]['peak_ratio'], 3)}" for n in names
+    ]
+    floor_peak = comparison[names[0]]["floor_peak_rps"]
+    lines.append(f"| peak | {floor_peak:.0f} | " + " | ".join(peaks) + " |")
+    lines += [
+        "", "Added latency (non-streaming, sequential; vs direct to the mock), gateway beside "
+        "the floor:", "",
+        "| target | added p50 | floor added p50 | beyond the floor | added p99 "
+        "| floor added p99 | beyond the floor |",
+        "|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for name in names:
+        added = comparison[name]["added"]
+        if not added:
+            continue
+        p50, p99 = added["p50_ms"], added["p99_ms"]
+        lines.append(
+            f"| {name} | {_f(p50['gateway'], 3)} | {_f(p50['floor'], 3)} "
+            f"| {_f(p50['beyond_floor'], 3)} | {_f(p99['gateway'], 3)} | {_f(p99['floor'], 3)} "
+            f"| {_f(p99['beyond_floor'], 3)} |"
+        )
+    return lines
+
+
 def goals(results: dict[str, Any]) -> list[str]:
     """One line per goal of the issue, for each gateway measured."""
     lines = ["| goal | target | measured | met |", "|---|---|---|---|"]
@@ -136,6 +218,12 @@ def goals(results: dict[str, Any]) -> list[str]:
             lines.append(
                 f"| {name}: peak req/s vs LiteLLM | >= {GOAL_VS_LITELLM}x | {peak:.0f} / "
                 f"{litellm_peak:.0f} = {ratio:.1f}x | {met} |"
+            )
+        floor = vs_floor(results).get(name)
+        if floor and floor["floor_peak_rps"]:
+            lines.append(
+                f"| {name}: peak req/s vs the floor | (reference) | {peak:.0f} / "
+                f"{floor['floor_peak_rps']:.0f} = {floor['peak_ratio']:.2f}x | - |"
             )
         if direct_peak:
             ratio = peak / direct_peak
@@ -170,6 +258,7 @@ def markdown(results: dict[str, Any]) -> str:
     out += ["", "## Added latency (sequential, one keep-alive connection; ms)", ""]
     out += _latency_table(results)
     out += ["", "## Throughput by concurrency (non-streaming)", "", *_throughput_table(results)]
+    out += _floor_tables(results)
     out += ["", "## Streaming under load", ""]
     out += ["| target | streams | streams/s | chunks/s | TTFT p50 | TTFT p99 | errors |"]
     out += ["|---|---|---|---|---|---|---|"]

@@ -1,7 +1,8 @@
 """Tollway's benchmark: `python3 bench/run.py` (full, ~10 min) or `--smoke` (CI, < 60 s).
 
-Starts the mock upstream, the gateway (one worker; SQLite, and PostgreSQL when reachable)
-and LiteLLM's proxy, loads them, and writes JSON, Markdown and a plot. See bench/README.md.
+Starts the mock upstream, the floor (a bare CPython proxy, bench/floor.py), the gateway (one
+worker; SQLite, and PostgreSQL when reachable) and LiteLLM's proxy, loads them, and writes
+JSON, Markdown and a plot. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -144,6 +145,33 @@ async def bench_gateway(
     return api_key
 
 
+async def bench_floor(
+    plan: Plan, stack: Any, workdir: Path, results: dict[str, Any], *, mock: Any, use_wrk: bool
+) -> None:
+    """The floor (bench/floor.py) through the same scenarios as a gateway: what any CPython
+    proxy pays, against which each gateway row is read."""
+    import scenarios
+    import services
+
+    proc, target = await services.start_floor(stack, mock)
+    print(f"[floor] added latency ({plan.latency_count} sequential requests) ...", flush=True)
+    results["latency"]["floor"] = await scenarios.added_latency(target, count=plan.latency_count)
+    print("[floor] throughput ...", flush=True)
+    results["throughput"]["floor"] = await scenarios.throughput(
+        target,
+        workdir,
+        levels=plan.levels,
+        seconds=plan.level_seconds,
+        use_wrk=use_wrk,
+        stop_when_saturated=False,
+    )
+    print(f"[floor] {plan.stream_connections} concurrent streams ...", flush=True)
+    results["streaming"]["floor"] = await scenarios.streaming(
+        target, connections=plan.stream_connections, seconds=plan.stream_seconds
+    )
+    stack.stop(proc)
+
+
 async def bench_many_streams(
     plan: Plan,
     stack: Any,
@@ -242,6 +270,7 @@ async def run(plan: Plan, out_dir: Path, workdir: Path, notes: list[str]) -> dic
         results["streaming"]["direct"] = await scenarios.streaming(
             mock, connections=plan.stream_connections, seconds=plan.stream_seconds
         )
+        await bench_floor(plan, stack, workdir, results, mock=mock, use_wrk=use_wrk)
         sqlite_url = f"sqlite:///{workdir / 'tollway.db'}"
         api_key = await bench_gateway(
             plan, stack, workdir, out_dir, results,
@@ -270,24 +299,30 @@ async def run(plan: Plan, out_dir: Path, workdir: Path, notes: list[str]) -> dic
     for name, latency in results["latency"].items():
         if name != "direct":
             results["overhead"][name] = scenarios.overhead(latency, direct)
+    results["vs_floor"] = report.vs_floor(results)
     return results
 
 
 def gateway_failures(results: dict[str, Any]) -> list[str]:
-    """Why the gateway did not serve (non-empty = exit 1); speed is never asserted."""
+    """Why the gateway (or the floor) did not serve (non-empty = exit 1); speed is never
+    asserted."""
     failures = []
     for name, latency in results["latency"].items():
-        if name.startswith("gateway") and latency["errors"]:
+        if _served_by_us(name) and latency["errors"]:
             failures.append(f"{name}: {latency['errors']} failed sequential requests")
-        if name.startswith("gateway") and latency["non_streaming"]["n"] == 0:
+        if _served_by_us(name) and latency["non_streaming"]["n"] == 0:
             failures.append(f"{name}: no request succeeded")
     for name, rows in results["throughput"].items():
-        if name.startswith("gateway") and not any(r["rps"] > 0 for r in rows):
+        if _served_by_us(name) and not any(r["rps"] > 0 for r in rows):
             failures.append(f"{name}: no request succeeded under load")
     leak = results["memory"].get("leak")
     if leak is not None and leak["errors"] and results["meta"]["mode"] == "smoke":
         failures.append(f"leak run: {leak['errors']} errors")
     return failures
+
+
+def _served_by_us(name: str) -> bool:
+    return name.startswith("gateway") or name == "floor"
 
 
 def main() -> int:

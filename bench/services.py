@@ -110,6 +110,20 @@ async def start_gateway(
     return proc, Target(name, base, MODEL, api_key=api_key, pid=proc.pid)
 
 
+async def start_floor(stack: Stack, mock: Target) -> tuple[Proc, Target]:
+    """The floor (bench/floor.py): a bare CPython proxy in front of the same mock, pinned like
+    the gateway, with a key of its own."""
+    port = free_port()
+    api_key = f"sk-floor-{uuid.uuid4().hex}"
+    argv = [str(VENV_BIN / "python"), str(ROOT / "bench" / "floor.py"), "--port", str(port)]
+    argv += ["--upstream", f"{mock.base}/v1", "--key", api_key]
+    argv += ["--model", f"{MODEL}={UPSTREAM_MODEL}"]
+    proc = stack.start("floor", argv, cpu=GATEWAY_CPU)
+    base = f"http://127.0.0.1:{port}"
+    await wait_ready(proc, f"{base}/health")
+    return proc, Target("floor", base, MODEL, api_key=api_key, pid=proc.pid)
+
+
 async def create_pg_database() -> str | None:
     """A fresh database on the local PostgreSQL, or None when it is not reachable."""
     import asyncpg

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from tollway.billing.credits import CREDITS_PER_EUR, credits_to_json_number
 from tollway.gateway.routing import SCORING, ModelPlan
 from tollway.providers.registry import Pricing, ResolvedEndpoint
 
@@ -35,7 +36,7 @@ class Trace:
 
 
 def _eur(amount: Decimal) -> float:
-    return float(amount / 1_000_000)
+    return float(amount / CREDITS_PER_EUR)
 
 
 def build_metadata(
@@ -58,7 +59,7 @@ def build_metadata(
             "cost": {
                 "prompt_cost": _eur(pricing.input_token * prompt_tokens),
                 "completion_cost": _eur(pricing.output_token * completion_tokens),
-                "total_cost": charged_credits / 1_000_000,
+                "total_cost": credits_to_json_number(charged_credits),
                 "currency": "EUR",
             },
             "latency_ms": latency_ms,

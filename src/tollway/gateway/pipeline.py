@@ -6,7 +6,6 @@ Non-streaming calls settle before answering; streams settle when they end, howev
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,9 +16,7 @@ from tollway.billing.meter import (
     Payer,
     Reservation,
     ReserveRequest,
-    UsageRecord,
     UsageSource,
-    UsageStatus,
 )
 from tollway.errors import (
     BadRequest,
@@ -39,6 +36,7 @@ from tollway.gateway.observed import Attempt, ObservedMeter
 from tollway.gateway.ratelimit import RateLimiter
 from tollway.gateway.request import InferenceRequest, counted_prompt_tokens, reported_usage
 from tollway.gateway.routing import ModelPlan, plan_model, worst_prices
+from tollway.gateway.settlement import Call, Settler
 from tollway.gateway.streaming import StreamRelay
 from tollway.gateway.tally import Tally
 from tollway.gateway.tasks import TaskTracker
@@ -50,19 +48,6 @@ from tollway.providers.tokens import answer_tokens
 from tollway.providers.upstream import UpstreamClient, UpstreamError, UpstreamStatusError
 
 PATHS = {"chat.completions": "/chat/completions", "embeddings": "/embeddings"}
-
-
-@dataclass(slots=True)
-class Call:
-    """The state of one request as it moves down the path."""
-
-    principal: Principal
-    request: InferenceRequest
-    policy: Policy
-    trace: Trace
-    reservation: Reservation
-    started: float
-    tally: Tally
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +83,7 @@ class Gateway:
         self.metrics = metrics
         self.tracer = tracer
         self.limiter = limiter
+        self.settler = Settler(meter=meter, tasks=tasks, metrics=metrics, health=health)
 
     async def handle(self, principal: Principal, request: InferenceRequest, tally: Tally) -> Served:
         """Serve one request; `tally` (its id, and what it did) is filled in on the way."""
@@ -133,7 +119,7 @@ class Gateway:
         if reservation.lowered:
             per_choice = reservation.max_tokens // request.choices
             if per_choice < 1:
-                await self.settle(reservation, None)
+                await self.settler.settle(reservation, None)
                 raise InsufficientBalance("insufficient balance")
             request.limit_completion(per_choice)
             trace.applied_filters.append(f"max_tokens lowered to {per_choice} to fit the balance")
@@ -144,24 +130,8 @@ class Gateway:
             return Served(await self._complete(call), headers)
         except BaseException:
             # Nothing was served (a relay, once returned, settles by itself).
-            await self.settle(reservation, None)
+            await self.settler.settle(reservation, None)
             raise
-
-    # -- settlement -------------------------------------------------------------------------
-
-    def settle_later(
-        self, reservation: Reservation, usage: UsageRecord | None
-    ) -> asyncio.Task[int]:
-        """Settle in a tracked task: durable (a settlement the database refuses is retried
-        until it lands, see `Meter.settle_durably`) and out of reach of the caller's
-        cancellation (a client that leaves while its settlement is on the wire)."""
-        return self.tasks.spawn(
-            self.meter.settle_durably(reservation, usage), name=f"settle-{reservation.request_id}"
-        )
-
-    async def settle(self, reservation: Reservation, usage: UsageRecord | None) -> int:
-        """`settle_later` and wait for it; returns the charge (never raises for the database)."""
-        return await asyncio.shield(self.settle_later(reservation, usage))
 
     # -- policy and routing -------------------------------------------------------------
 
@@ -292,13 +262,9 @@ class Gateway:
         self, call: Call, endpoint: ResolvedEndpoint, payload: dict[str, Any], elapsed_ms: float
     ) -> bytes:
         prompt, completion, source = _usage_of(call.request, payload)
-        self.health.record_success(endpoint, completion_tokens=completion, total_ms=elapsed_ms)
-        record = self.usage_record(
-            call, endpoint, prompt=prompt, completion=completion, status="success", source=source
+        record, charged = await self.settler.succeeded(
+            call, endpoint, prompt=prompt, completion=completion, source=source, total_ms=elapsed_ms
         )
-        charged = await self.settle(call.reservation, record)
-        self.record_served(record)
-        call.tally.settled(record, charged)
         payload["model"] = endpoint.model.id
         payload["provider"] = endpoint.provider.slug
         if source == "counted":
@@ -329,7 +295,7 @@ class Gateway:
                     stream = await self.upstream.open_stream(
                         endpoint.provider, "/chat/completions", self._upstream_body(call, endpoint)
                     )
-                    relay = StreamRelay(self, call, endpoint, stream, attempt_started)
+                    relay = StreamRelay(self.settler, call, endpoint, stream, attempt_started)
                     await relay.prime()
             except UpstreamError as exc:  # failed or broken before the first byte: next one
                 last = exc
@@ -342,39 +308,6 @@ class Gateway:
             call.trace.succeeded(endpoint)
             return relay
         raise _all_failed(last)
-
-    def record_served(self, record: UsageRecord) -> None:
-        self.metrics.served(
-            endpoint=record.endpoint,
-            model=record.model,
-            provider=record.provider,
-            status=record.status,
-            seconds=record.latency_ms / 1000,
-            prompt_tokens=record.prompt_tokens,
-            completion_tokens=record.completion_tokens,
-        )
-
-    def usage_record(
-        self,
-        call: Call,
-        endpoint: ResolvedEndpoint,
-        *,
-        prompt: int,
-        completion: int,
-        status: UsageStatus,
-        source: UsageSource,
-    ) -> UsageRecord:
-        return UsageRecord(
-            endpoint=call.request.endpoint,
-            model=endpoint.model.id,
-            provider=endpoint.provider.slug,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            pricing=endpoint.pricing,
-            latency_ms=int((time.perf_counter() - call.started) * 1000),
-            status=status,
-            usage_source=source,
-        )
 
 
 def _completion_bound(request: InferenceRequest, plans: list[ModelPlan]) -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from tollway.billing.credits import CREDITS_PER_EUR
 from tollway.gateway.health import HealthBook
 from tollway.projects.policy import Policy
 from tollway.providers.registry import Model, Registry, ResolvedEndpoint
@@ -101,7 +102,7 @@ def _rank(
         else:
             score = 0.5 * max(cost, 1e-9) / min_cost + 0.5 * latency / min_latency
         context: dict[str, Any] = {
-            "expected_cost_eur": round(cost / 1_000_000, 9),
+            "expected_cost_eur": round(cost / CREDITS_PER_EUR, 9),
             "predicted_latency_ms": round(latency, 3),
             **health.snapshot(ep),
         }

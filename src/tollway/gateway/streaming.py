@@ -4,16 +4,16 @@ counted by the gateway itself when the upstream sent no usage)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from tollway.billing.meter import UsageSource, UsageStatus
 from tollway.gateway.metadata import build_metadata
 from tollway.gateway.request import counted_prompt_tokens, reported_usage
+from tollway.gateway.settlement import Call, Settler
 from tollway.providers.registry import ResolvedEndpoint
 from tollway.providers.tokens import count_tokens
 from tollway.providers.upstream import (
@@ -22,9 +22,6 @@ from tollway.providers.upstream import (
     ended_early,
     malformed_answer,
 )
-
-if TYPE_CHECKING:
-    from tollway.gateway.pipeline import Call, Gateway
 
 DONE = b"data: [DONE]\n\n"
 
@@ -36,13 +33,13 @@ def sse(payload: dict[str, Any]) -> bytes:
 class StreamRelay:
     def __init__(
         self,
-        gateway: Gateway,
+        settler: Settler,
         call: Call,
         endpoint: ResolvedEndpoint,
         stream: UpstreamStream,
         attempt_started: float,
     ) -> None:
-        self._gateway = gateway
+        self._settler = settler
         self._call = call
         self._endpoint = endpoint
         self._stream = stream
@@ -70,7 +67,7 @@ class StreamRelay:
             raise
         first_byte_at = self._call.tally.first_byte_at = time.perf_counter()
         self._ttft_ms = (first_byte_at - self._attempt_started) * 1000
-        metrics = self._gateway.metrics
+        metrics = self._settler.metrics
         metrics.ttft.labels(self._endpoint.model.id, self._endpoint.provider.slug).observe(
             self._ttft_ms / 1000
         )
@@ -157,24 +154,19 @@ class StreamRelay:
         """Settle, then the closing chunks: usage (if asked), metadata (if asked), [DONE]."""
         prompt, completion, source = self._counts()
         total_ms = (time.perf_counter() - self._attempt_started) * 1000
-        self._gateway.health.record_success(
-            self._endpoint, ttft_ms=self._ttft_ms, completion_tokens=completion, total_ms=total_ms
-        )
-        record = self._gateway.usage_record(
+        # Settled exactly once: once the settlement task exists it owns the reservation
+        # (retried until it lands), so a client leaving now must not make `finalize` settle
+        # it as disconnected.
+        record, charged = await self._settler.succeeded(
             self._call,
             self._endpoint,
             prompt=prompt,
             completion=completion,
-            status="success",
             source=source,
+            total_ms=total_ms,
+            ttft_ms=self._ttft_ms,
+            owned=self._owned,
         )
-        # Settled exactly once: from here the task owns it (retried until it lands), so a
-        # client leaving now must not make `finalize` settle it as disconnected.
-        settlement = self._gateway.settle_later(self._call.reservation, record)
-        self._settled = True
-        charged = await asyncio.shield(settlement)
-        self._gateway.record_served(record)
-        self._call.tally.settled(record, charged)
         base = {
             "id": self._chunk_id,
             "object": "chat.completion.chunk",
@@ -205,18 +197,21 @@ class StreamRelay:
         tail.append(DONE)
         return tail
 
+    def _owned(self) -> None:
+        self._settled = True
+
     def finalize(self, status: UsageStatus = "client_disconnected") -> None:
         """Close the upstream and, unless settled already, settle in a tracked task (this may
         run inside a cancelled task, where awaiting is not possible)."""
         self._stream.close()
         if self._counted_open:
             self._counted_open = False
-            self._gateway.metrics.open_streams.dec()
+            self._settler.metrics.open_streams.dec()
         if self._settled:
             return
         self._settled = True
         prompt, completion, source = self._counts()
-        record = self._gateway.usage_record(
+        record = self._settler.usage_record(
             self._call,
             self._endpoint,
             prompt=prompt,
@@ -224,11 +219,11 @@ class StreamRelay:
             status=status,
             source=source,
         )
-        self._gateway.record_served(record)
+        self._settler.record_served(record)
         # What the meter will charge (it caps the cost at the reservation), known now.
         cost = record.pricing.credits_for(record.prompt_tokens, record.completion_tokens)
         self._call.tally.settled(record, min(cost, self._call.reservation.amount_credits))
-        self._gateway.settle_later(self._call.reservation, record)
+        self._settler.settle_later(self._call.reservation, record)
 
 
 def _stream_error(message: str) -> dict[str, Any]:

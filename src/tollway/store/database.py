@@ -1,5 +1,5 @@
 """Engine creation for SQLite (WAL, immediate write transactions) and PostgreSQL, and the
-one-hop transactions of the hot path (`run_write`, `run_read`, `run_autocommit`).
+one-hop transactions of the hot path (`run_write`, `run_autocommit`).
 
 Every way into the database passes here, so this is the seam where a database that does not
 answer becomes one error, `DatabaseUnavailable` (503 with Retry-After at the edge), whatever
@@ -23,7 +23,6 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from tollway.errors import DatabaseUnavailable
 from tollway.store.budgets import BudgetIndex
@@ -32,8 +31,6 @@ T = TypeVar("T")
 
 log = logging.getLogger("tollway.store")
 
-# SQLite readers of `run_read` (the writer is always one thread).
-_SQLITE_READERS = 2
 # How long a PostgreSQL connection attempt may take before the database counts as down.
 _PG_CONNECT_TIMEOUT_S = 5
 # asyncpg errors that say the server is not there (class 08 connection exceptions, class 57
@@ -106,7 +103,7 @@ class Database:
     """The database of one process. ``write()`` opens a transaction that holds the write lock
     at once on SQLite (``BEGIN IMMEDIATE``), so a read-then-write never fails half way.
 
-    ``run_write(fn)`` / ``run_read(fn)`` run a synchronous ``fn(Connection)`` inside one
+    ``run_write(fn)`` runs a synchronous ``fn(Connection)`` inside one write
     transaction for the hot path: on SQLite in a dedicated thread over a pysqlite engine (the
     whole transaction is one thread hop; one writer thread serialises this process's writers,
     other processes wait through ``busy_timeout``); on PostgreSQL through ``run_sync`` on the
@@ -146,7 +143,6 @@ class Database:
         # Per-process cache of the budgets of each project (see BudgetIndex).
         self.budget_index = BudgetIndex()
         self._writer: ThreadPoolExecutor | None = None
-        self._readers: ThreadPoolExecutor | None = None
         self._sync: Engine | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine.sync_engine, busy_s)
@@ -154,18 +150,15 @@ class Database:
             self._sync = create_engine(
                 f"sqlite:///{database}",
                 connect_args={"timeout": busy_s, "check_same_thread": False},
-                pool_size=1 + _SQLITE_READERS,
+                pool_size=1,
                 max_overflow=0,
             )
             _configure_sqlite(self._sync, busy_s)
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="tollway-sqlite-writer")
-            self._readers = ThreadPoolExecutor(
-                _SQLITE_READERS, thread_name_prefix="tollway-sqlite-reader"
-            )
 
     @property
     def sync_engine(self) -> Engine:
-        """The engine `run_write` / `run_read` execute on (for statement listeners)."""
+        """The engine `run_write` executes on (for statement listeners)."""
         return self._sync if self._sync is not None else self.engine.sync_engine
 
     async def run_write(self, fn: Callable[[Connection], T]) -> T:
@@ -175,16 +168,7 @@ class Database:
             if self._sync is None:
                 return await self._run_async(fn)
             return await asyncio.get_running_loop().run_in_executor(
-                self._writer, _in_transaction, self._sync, fn, True
-            )
-
-    async def run_read(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn` in one read transaction (a consistent snapshot)."""
-        with _translated():
-            if self._sync is None:
-                return await self._run_async(fn)
-            return await asyncio.get_running_loop().run_in_executor(
-                self._readers, _in_transaction, self._sync, fn, False
+                self._writer, _in_write_transaction, self._sync, fn
             )
 
     async def run_autocommit(self, fn: Callable[[Connection], T]) -> T:
@@ -230,20 +214,18 @@ class Database:
                     yield conn
 
     async def dispose(self) -> None:
-        if self._writer is not None and self._readers is not None:
+        if self._writer is not None:
             # Waits for a transaction still running in a thread to finish.
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, self._writer.shutdown, True)
-            await loop.run_in_executor(None, self._readers.shutdown, True)
         if self._sync is not None:
             self._sync.dispose()
         await self.engine.dispose()
 
 
-def _in_transaction(engine: Engine, fn: Callable[[Connection], T], write: bool) -> T:
+def _in_write_transaction(engine: Engine, fn: Callable[[Connection], T]) -> T:
     with engine.connect() as conn:
-        if write:
-            conn.execution_options(tollway_write=True)
+        conn.execution_options(tollway_write=True)
         with conn.begin():
             return fn(conn)
 
@@ -259,14 +241,6 @@ def _sqlite_can_write(path: str, timeout_s: float) -> bool:
     except sqlite3.Error:
         return False
     return True
-
-
-def null_pool_engine(url: str) -> AsyncEngine:
-    """An engine without pooling, for one-shot CLI work and migrations."""
-    engine = create_async_engine(async_url(url), poolclass=NullPool)
-    if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine.sync_engine, 30.0)
-    return engine
 
 
 def _configure_sqlite(sync_engine: Engine, busy_timeout_s: float) -> None:

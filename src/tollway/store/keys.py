@@ -119,11 +119,6 @@ async def delete_key(conn: AsyncConnection, key_id: int) -> None:
     await conn.execute(delete(api_keys).where(api_keys.c.id == key_id))
 
 
-async def key_exists(conn: AsyncConnection, key_id: int) -> bool:
-    row = (await conn.execute(select(api_keys.c.id).where(api_keys.c.id == key_id))).first()
-    return row is not None
-
-
 async def list_keys(
     conn: AsyncConnection, *, user_id: str | None = None, project_id: str | None = None
 ) -> list[KeyListing]:

@@ -46,8 +46,3 @@ def _upgrade(connection: Connection) -> bool:
 async def upgrade(engine: AsyncEngine) -> bool:
     async with engine.begin() as conn:
         return await conn.run_sync(_upgrade)
-
-
-async def current_revision(engine: AsyncEngine) -> str | None:
-    async with engine.connect() as conn:
-        return await conn.run_sync(_current)

@@ -10,8 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.store.schema import usage_events
 
-GROUPABLE = ("user_id", "key_name", "model", "provider")
-
 
 @dataclass(frozen=True, slots=True)
 class UsageSum:

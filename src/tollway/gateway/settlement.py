@@ -1,0 +1,124 @@
+"""The state of one call down the path, and how it is settled: once, durably, out of reach of
+the client's cancellation. Both ways of serving (a whole answer in `pipeline`, a relayed stream
+in `streaming`) settle a success through `Settler.succeeded`, so neither imports the other."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tollway.billing.meter import Reservation, UsageRecord, UsageSource, UsageStatus
+from tollway.gateway.auth import Principal
+from tollway.gateway.health import HealthBook
+from tollway.gateway.metadata import Trace
+from tollway.gateway.observed import ObservedMeter
+from tollway.gateway.request import InferenceRequest
+from tollway.gateway.tally import Tally
+from tollway.gateway.tasks import TaskTracker
+from tollway.observe.metrics import Metrics
+from tollway.projects.policy import Policy
+from tollway.providers.registry import ResolvedEndpoint
+
+
+@dataclass(slots=True)
+class Call:
+    """The state of one request as it moves down the path."""
+
+    principal: Principal
+    request: InferenceRequest
+    policy: Policy
+    trace: Trace
+    reservation: Reservation
+    started: float
+    tally: Tally
+
+
+class Settler:
+    """Settles reservations and records what was served (metrics, endpoint health, the tally
+    of the request log line)."""
+
+    def __init__(
+        self, *, meter: ObservedMeter, tasks: TaskTracker, metrics: Metrics, health: HealthBook
+    ) -> None:
+        self.meter = meter
+        self.tasks = tasks
+        self.metrics = metrics
+        self.health = health
+
+    def settle_later(
+        self, reservation: Reservation, usage: UsageRecord | None
+    ) -> asyncio.Task[int]:
+        """Settle in a tracked task: durable (a settlement the database refuses is retried
+        until it lands, see `Meter.settle_durably`) and out of reach of the caller's
+        cancellation (a client that leaves while its settlement is on the wire)."""
+        return self.tasks.spawn(
+            self.meter.settle_durably(reservation, usage), name=f"settle-{reservation.request_id}"
+        )
+
+    async def settle(self, reservation: Reservation, usage: UsageRecord | None) -> int:
+        """`settle_later` and wait for it; returns the charge (never raises for the database)."""
+        return await asyncio.shield(self.settle_later(reservation, usage))
+
+    async def succeeded(
+        self,
+        call: Call,
+        endpoint: ResolvedEndpoint,
+        *,
+        prompt: int,
+        completion: int,
+        source: UsageSource,
+        total_ms: float,
+        ttft_ms: float | None = None,
+        owned: Callable[[], None] | None = None,
+    ) -> tuple[UsageRecord, int]:
+        """Settle a served call: endpoint health, the charge, metrics and the tally. Returns
+        the usage record and the credits charged. `owned` is called as soon as the settlement
+        task exists (from then on it owns the reservation, whatever happens to the caller)."""
+        self.health.record_success(
+            endpoint, ttft_ms=ttft_ms, completion_tokens=completion, total_ms=total_ms
+        )
+        record = self.usage_record(
+            call, endpoint, prompt=prompt, completion=completion, status="success", source=source
+        )
+        settlement = self.settle_later(call.reservation, record)
+        if owned is not None:
+            owned()
+        charged = await asyncio.shield(settlement)
+        self.record_served(record)
+        call.tally.settled(record, charged)
+        return record, charged
+
+    def record_served(self, record: UsageRecord) -> None:
+        self.metrics.served(
+            endpoint=record.endpoint,
+            model=record.model,
+            provider=record.provider,
+            status=record.status,
+            seconds=record.latency_ms / 1000,
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
+        )
+
+    def usage_record(
+        self,
+        call: Call,
+        endpoint: ResolvedEndpoint,
+        *,
+        prompt: int,
+        completion: int,
+        status: UsageStatus,
+        source: UsageSource,
+    ) -> UsageRecord:
+        return UsageRecord(
+            endpoint=call.request.endpoint,
+            model=endpoint.model.id,
+            provider=endpoint.provider.slug,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            pricing=endpoint.pricing,
+            latency_ms=int((time.perf_counter() - call.started) * 1000),
+            status=status,
+            usage_source=source,
+        )
