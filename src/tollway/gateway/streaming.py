@@ -172,6 +172,10 @@ class StreamRelay:
         # client leaving now must not make `finalize` settle it as disconnected.
         settlement = self._gateway.settle_later(self._call.reservation, record)
         self._settled = True
+        # Tallied before the await: a client leaving during it cancels this coroutine, and
+        # `finalize` (settled already) would not tally it. The meter's figure replaces it.
+        cost = record.pricing.credits_for(record.prompt_tokens, record.completion_tokens)
+        self._call.tally.settled(record, min(cost, self._call.reservation.amount_credits))
         charged = await asyncio.shield(settlement)
         self._gateway.record_served(record)
         self._call.tally.settled(record, charged)
