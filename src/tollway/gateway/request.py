@@ -195,7 +195,5 @@ MAX_REPORTED_TOKENS = 2**31 - 1
 
 def _count(value: object) -> TypeGuard[int]:
     return (
-        isinstance(value, int)
-        and not isinstance(value, bool)
-        and 0 <= value <= MAX_REPORTED_TOKENS
+        isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_REPORTED_TOKENS
     )
