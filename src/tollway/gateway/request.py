@@ -176,7 +176,7 @@ def counted_prompt_tokens(request: InferenceRequest) -> int:
 
 def reported_usage(usage: object) -> tuple[int, int] | None:
     """(prompt, completion) tokens from an upstream's ``usage`` when well-formed
-    (non-negative integers; completion may be absent, as for embeddings), else None."""
+    (integers from 0 to 2^31 - 1; completion may be absent, as for embeddings), else None."""
     if not isinstance(usage, dict):
         return None
     prompt = usage.get("prompt_tokens")
@@ -188,5 +188,12 @@ def reported_usage(usage: object) -> tuple[int, int] | None:
     return None
 
 
+# Token counts are stored in 32-bit columns; no real request comes near this, so a larger
+# count is malformed usage (counted by the gateway instead), never a failed settlement.
+MAX_REPORTED_TOKENS = 2**31 - 1
+
+
 def _count(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_REPORTED_TOKENS
+    )

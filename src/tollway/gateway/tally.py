@@ -39,7 +39,8 @@ class Tally:
     stream_outcome: str | None = None
 
     def settled(self, usage: UsageRecord, charged: int) -> None:
-        """What was served and charged (called once, where the reservation is settled)."""
+        """What was served and charged (called where the reservation is settled; a later call
+        with the meter's own figure replaces an earlier estimate)."""
         self.served_model = usage.model
         self.provider = usage.provider
         self.prompt_tokens = usage.prompt_tokens

@@ -88,6 +88,7 @@ class RequestLogMiddleware:
         except Exception as exc:
             log.error(
                 "unhandled error",
+                exc_info=exc,  # the trace goes to the server log only, never to the client
                 extra={
                     FIELDS: {"request_id": exchange.request_id, "error": excerpt(repr(exc), 500)}
                 },

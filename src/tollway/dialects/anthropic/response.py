@@ -58,7 +58,8 @@ def to_message(completion: dict[str, Any], stops: tuple[str, ...]) -> dict[str, 
     text = message.get("content")
     if isinstance(text, str) and text:
         content.append({"type": "text", "text": text})
-    for call in message.get("tool_calls") or []:
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else []:
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict):
             continue
@@ -70,8 +71,9 @@ def to_message(completion: dict[str, Any], stops: tuple[str, ...]) -> dict[str, 
                 "input": tool_input(function.get("arguments")),
             }
         )
+    choice = choice if isinstance(choice, dict) else {}
     reason, sequence = stop_reason(choice.get("finish_reason"), choice.get("stop_reason"), stops)
-    if message.get("tool_calls") and reason == "end_turn":
+    if calls and reason == "end_turn":
         reason = "tool_use"
     out: dict[str, Any] = {
         "id": message_id(completion.get("id")),
