@@ -106,7 +106,7 @@ async def test_only_project_admins_with_management_keys(
     alice = await world.member("alice", "p1")
     bob = await world.member("bob", "p1", role="member")
     body = {"scope": "project", "requests_per_minute": 1}
-    for method, json in (("GET", None), ("POST", body), ("DELETE", {"id": "x"})):
+    for method, json in (("GET", None), ("POST", body), ("DELETE", {"id": "0" * 24})):
         as_member = await api.request(method, PATH, json=json, headers=bearer(bob.management_key))
         assert as_member.status_code == 403, (method, as_member.text)
         inference = await api.request(method, PATH, json=json, headers=bearer(alice.inference_key))
