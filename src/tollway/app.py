@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from tollway import __version__
 from tollway.accounts.service import AccountService
 from tollway.billing.budgets import BudgetService
+from tollway.billing.leases import Leases
 from tollway.billing.meter import Meter
 from tollway.billing.recovery import Recovery
 from tollway.billing.usage import UsageService
@@ -68,7 +69,19 @@ def build_state(
     auth = Authenticator(keys, cache_size=settings.auth_cache_size)
     configs = ConfigCache(projects, ttl_s=settings.cache_ttl_s)
     instance_id = new_id()
-    meter = Meter(db, clock, instance_id=instance_id)
+    leases = (
+        Leases(
+            db,
+            clock,
+            instance_id=instance_id,
+            flush_s=settings.lease_flush_ms / 1000,
+            idle_s=settings.lease_idle_s,
+            on_key_gone=auth.forget,
+        )
+        if settings.credit_leases
+        else None
+    )
+    meter = Meter(db, clock, instance_id=instance_id, leases=leases)
     upstream = UpstreamClient(limit_per_host=settings.upstream_connections)
     metrics = Metrics()
     tracer = tracer or Tracer()

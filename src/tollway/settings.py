@@ -37,6 +37,21 @@ class Settings(BaseSettings):
         ge=0,
         description="On shutdown, how long to keep retrying settlements the database refused.",
     )
+    credit_leases: bool = Field(
+        default=True,
+        description="Reserve requests in memory against per-process credit leases, "
+        "group-committing their charges; 0 = one database reservation per request.",
+    )
+    lease_flush_ms: int = Field(
+        default=25,
+        ge=1,
+        le=1000,
+        description="How often charges reserved against a credit lease are committed "
+        "(after a crash, at most this much of them is lost, in the user's favour).",
+    )
+    lease_idle_s: float = Field(
+        default=2.0, gt=0, description="An unused credit lease goes back to the balance."
+    )
     db_pool_size: int = Field(default=16, ge=1)
     sqlite_busy_timeout_s: float = Field(
         default=30.0,

@@ -71,12 +71,14 @@ class AccountService:
         return ProjectRow(project_id, name)
 
     async def balance_credits(self, user_id: str) -> int:
-        """The spendable balance: funds minus open reservations (both are ledger rows)."""
+        """The spendable balance: funds minus charges and the holds of requests reserved in
+        the database; credits leased to a gateway process count as the user's until charged
+        (docs/billing.md)."""
         async with self._db.read() as conn:
-            row = await accounts.user_by_id(conn, user_id)
-        if row is None:
+            credits = await accounts.spendable_credits(conn, user_id)
+        if credits is None:
             raise NotFound("user not found")
-        return row.balance_credits
+        return credits
 
     async def identity(self, *, user_id: str, project_id: str) -> Identity:
         async with self._db.read() as conn:

@@ -32,6 +32,7 @@ from typing import Any, Literal, get_args
 from sqlalchemy import Connection
 
 from tollway.billing.budgets import describe, eur, window_key_of
+from tollway.billing.leases import Leases
 from tollway.billing.quote import Quote
 from tollway.billing.settlement import PendingSettlements
 from tollway.clock import Clock
@@ -42,6 +43,7 @@ from tollway.store import one_statement
 from tollway.store import reservations as store
 from tollway.store.budgets import BudgetRow, WindowKey
 from tollway.store.database import Database
+from tollway.store.leases import is_lease
 from tollway.store.reservations import OpenReservation
 
 log = logging.getLogger("tollway.billing")
@@ -81,6 +83,7 @@ class Reservation:
     max_tokens: int
     lowered: bool
     windows: tuple[WindowKey, ...] = ()
+    lease: str | None = None  # reserved in memory against this credit lease (billing/leases)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,18 +100,36 @@ class UsageRecord:
 
 
 class Meter:
-    def __init__(self, db: Database, clock: Clock, *, instance_id: str) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, *, instance_id: str, leases: Leases | None = None
+    ) -> None:
         self._db = db
         self._clock = clock
         self.instance_id = instance_id
+        self.leases = leases
         # Request ids of this process's reservations not known to be closed yet: in flight,
         # or waiting in `pending` for the database.
         self._unsettled: set[str] = set()
         self.pending = PendingSettlements(self)
 
     def is_open(self, request_id: str) -> bool:
-        """Whether this process may still settle `request_id` (in flight or pending)."""
+        """Whether this process may still settle `request_id` (in flight or pending), or
+        still holds it (a credit lease)."""
+        if self.leases is not None and self.leases.is_open(request_id):
+            return True
         return request_id in self._unsettled
+
+    async def sync(self) -> None:
+        """Write what this process has charged but not committed yet (read-your-writes for
+        the balance and usage reads of the Management API)."""
+        if self.leases is None:
+            return
+        try:
+            await self.leases.flush()
+        except DatabaseUnavailable:
+            raise
+        except Exception:  # a bug in one group: the read shows what is written
+            log.exception("credit lease commit failed")
 
     def forget(self, request_id: str) -> None:
         self._unsettled.discard(request_id)
@@ -121,6 +142,10 @@ class Meter:
         quote = Quote.of(
             request.input_price, request.prompt_tokens, request.output_price, request.max_tokens
         )
+        if self.leases is not None:
+            leased = await self._reserve_leased(request, quote.full)
+            if leased is not None:
+                return leased
         now = int(self._clock())
         request_id = request.payer.request_id
         self._unsettled.add(request_id)  # before it can exist in the database
@@ -150,6 +175,32 @@ class Meter:
             self._unsettled.discard(request_id)
             raise
 
+    async def _reserve_leased(self, request: ReserveRequest, full: int) -> Reservation | None:
+        """No budget applying: reserve the worst case in memory against this process's
+        credit lease (drawn or topped up first when short). None: the database decides."""
+        assert self.leases is not None
+        payer = request.payer
+        if await self._budgets_apply(payer):
+            return None
+        lease_id = self.leases.take(payer.user_id, full)
+        if lease_id is None:
+            if not await self.leases.draw(payer.user_id, full):
+                return None
+            lease_id = self.leases.take(payer.user_id, full)
+            if lease_id is None:
+                return None
+        self._unsettled.add(payer.request_id)
+        return Reservation(payer.request_id, payer, full, request.max_tokens, False, lease=lease_id)
+
+    async def _budgets_apply(self, payer: Payer) -> bool:
+        index = self._db.budget_index
+        budgets = index.get(payer.project_id)
+        if budgets is None:  # one statement to read them (cached for a second)
+            budgets = await self._db.run_autocommit(
+                partial(index.budgets_of, project_id=payer.project_id)
+            )
+        return bool(budget_store.applicable(budgets, user_id=payer.user_id, key_id=payer.key_id))
+
     async def _reserve_in_one_statement(
         self, request: ReserveRequest, full: int, now: int
     ) -> Reservation | None:
@@ -157,13 +208,7 @@ class Meter:
         it in one statement. None: budgets apply, the balance is short of the worst case or
         the key is gone; nothing was written, and the transaction decides."""
         payer = request.payer
-        index = self._db.budget_index
-        budgets = index.get(payer.project_id)
-        if budgets is None:  # one statement to read them; the transaction would read them too
-            budgets = await self._db.run_autocommit(
-                partial(index.budgets_of, project_id=payer.project_id)
-            )
-        if budget_store.applicable(budgets, user_id=payer.user_id, key_id=payer.key_id):
+        if await self._budgets_apply(payer):
             return None
         if not await self._db.run_autocommit(
             partial(one_statement.reserve, r=self._opened(payer, full, (), now))
@@ -285,10 +330,44 @@ class Meter:
     async def settle(self, reservation: Reservation, usage: UsageRecord | None) -> int:
         """Release the reservation and charge exactly the usage, capped at what was reserved,
         with its usage event, in one transaction. Settling twice charges once. One attempt:
-        raises `DatabaseUnavailable` when the database does not answer."""
+        raises `DatabaseUnavailable` when the database does not answer.
+
+        A reservation against a credit lease is settled in memory (never raises); its charge
+        and usage event are written by the lease's next group commit."""
+        if reservation.lease is not None:
+            return self._settle_leased(reservation, reservation.lease, usage)
         charged = await self._settle_once(reservation, usage)
         self._unsettled.discard(reservation.request_id)
         return charged
+
+    def _settle_leased(
+        self, reservation: Reservation, lease_id: str, usage: UsageRecord | None
+    ) -> int:
+        assert self.leases is not None
+        if reservation.request_id not in self._unsettled:
+            return 0  # settled already: charged once
+        self._unsettled.discard(reservation.request_id)
+        cost = _cost_of(usage)
+        _warn_if_capped(reservation.request_id, cost, reserved=reservation.amount_credits)
+        charge = min(cost, reservation.amount_credits)
+        payer = reservation.payer
+        row = {
+            "request_id": reservation.request_id,
+            "created_at": int(self._clock()),
+            "user_id": payer.user_id,
+            "project_id": payer.project_id,
+            "key_id": payer.key_id,
+            "cost_credits": charge,
+            **(_ABORTED if usage is None else _described(usage, payer)),
+        }
+        self.leases.settle(
+            lease_id,
+            reserved=reservation.amount_credits,
+            request_id=reservation.request_id,
+            charge=charge,
+            usage=row,
+        )
+        return charge
 
     async def _settle_once(self, reservation: Reservation, usage: UsageRecord | None) -> int:
         cost = _cost_of(usage)
@@ -346,7 +425,8 @@ def _release_abandoned(request_id: str, now: int, conn: Connection) -> bool:
     if held is None:
         return False
     _close(conn, held, 0, now)
-    _record_usage(conn, held, now, 0, _ABORTED)
+    if not is_lease(request_id):  # a lease served no request of its own
+        _record_usage(conn, held, now, 0, _ABORTED)
     return True
 
 

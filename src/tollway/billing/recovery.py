@@ -109,6 +109,8 @@ class Recovery:
         await self.register()
         await self.sweep()
         self._task = asyncio.create_task(self._run(), name=f"tollway-recovery-{self.instance_id}")
+        if self._meter.leases is not None:
+            self._meter.leases.start()
 
     async def stop(self) -> None:
         """Cancel and await the task, land the pending settlements (bounded by
@@ -121,6 +123,8 @@ class Recovery:
                 await self._task
             self._task = None
         left = await self._meter.pending.close(self._shutdown_settle_s)
+        if self._meter.leases is not None:  # commit their charges, give them back
+            await self._meter.leases.close(self._shutdown_settle_s)
         try:
             await self.release_own(keep=frozenset(left))
             if not left:

@@ -162,5 +162,7 @@ async def whoami(request: Request, caller: Caller) -> dict[str, Any]:
 @router.get("/v1/user/balance", tags=["Balance"], responses=_ERRORS)
 @router.get("/api/v1/user/balance", include_in_schema=False)
 async def get_balance(request: Request, caller: Caller) -> dict[str, Any]:
-    credits = await app_state(request).accounts.balance_credits(caller.user_id)
+    state = app_state(request)
+    await state.meter.sync()  # this process's charges not yet group-committed
+    credits = await state.accounts.balance_credits(caller.user_id)
     return {"current_balance": credits_to_json_number(credits), "currency": "EUR"}

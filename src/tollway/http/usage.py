@@ -36,6 +36,7 @@ async def get_usage(
 ) -> dict[str, Any]:
     state = app_state(request)
     query = parse_query(state.clock, from_, until, bucket, group_by)
+    await state.meter.sync()  # this process's usage events not yet group-committed
     return await state.usage.report(
         user_id=caller.user_id, project_id=caller.project_id, query=query
     )

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import Column, ScalarSelect, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tollway.store.schema import api_keys, memberships, projects, users
+from tollway.store.leases import LEASE_PREFIX
+from tollway.store.schema import api_keys, memberships, projects, reservations, users
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,26 @@ async def upsert_membership(
         )
 
 
+# What a user may spend: the balance plus what gateway processes hold of it as credit leases
+# (still the user's until charged; billing/leases.py). Requests in flight against a lease are
+# not subtracted; requests reserved in the database are (their hold left the balance).
+_SPENDABLE = (
+    users.c.balance_credits
+    + select(func.coalesce(func.sum(reservations.c.amount_credits), 0))
+    .where(
+        reservations.c.user_id == users.c.id,
+        reservations.c.request_id.like(f"{LEASE_PREFIX}%"),
+    )
+    .scalar_subquery()
+)
+
+
+async def spendable_credits(conn: AsyncConnection, user_id: str) -> int | None:
+    """The balance as shown to its user (None: no such user)."""
+    value = (await conn.execute(select(_SPENDABLE).where(users.c.id == user_id))).scalar()
+    return None if value is None else int(value)
+
+
 def _count_by(column: Column[str], key: Column[str]) -> ScalarSelect[int]:
     """A scalar subquery: how many rows of ``column``'s table have ``column == key``."""
     return select(func.count()).where(column == key).scalar_subquery()
@@ -139,7 +160,7 @@ async def list_users(conn: AsyncConnection) -> list[UserListing]:
         select(
             users.c.id,
             users.c.name,
-            users.c.balance_credits,
+            _SPENDABLE,
             users.c.created_at,
             _count_by(memberships.c.user_id, users.c.id),
             _count_by(api_keys.c.user_id, users.c.id),

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.store._sql import Locking
 from tollway.store.budgets import WindowKey
+from tollway.store.leases import LEASE_PREFIX
 from tollway.store.schema import instances, ledger, reservations, users
 
 
@@ -222,11 +223,15 @@ async def abandoned_reservations(
 
 
 async def held_since(conn: AsyncConnection, *, created_before: int) -> tuple[int, int]:
-    """(count, Σ credits) of the open reservations created before `created_before`."""
+    """(count, Σ credits) of the open reservations of requests created before
+    `created_before`."""
     row = (
         await conn.execute(
             select(func.count(), func.coalesce(func.sum(reservations.c.amount_credits), 0)).where(
-                reservations.c.created_at < created_before
+                reservations.c.created_at < created_before,
+                # A credit lease lives as long as its process uses it (its liveness is the
+                # instance's heartbeat): only requests have a maximum age.
+                reservations.c.request_id.not_like(f"{LEASE_PREFIX}%"),
             )
         )
     ).one()
@@ -249,16 +254,19 @@ async def drop_dead_instances(conn: AsyncConnection, *, stale_before: int) -> No
 
 
 async def open_reservation_totals(conn: AsyncConnection) -> list[tuple[str, int, int]]:
-    """(user id, Σ open reservations, Σ unreleased `reserve:` ledger rows) where they differ."""
+    """(user id, Σ open reservations, what the ledger says they hold) where they differ.
+
+    A reservation's `reserve` row is matched by its `release` row once closed; a credit
+    lease's `lease` rows (draws) by its `release` rows (what it passed on to the requests it
+    charged, and what it gave back). So what is held is minus the sum of those three kinds."""
     opened = (
         select(reservations.c.user_id, func.sum(reservations.c.amount_credits).label("held"))
         .group_by(reservations.c.user_id)
         .subquery()
     )
-    released = select(ledger.c.request_id).where(ledger.c.kind == "release").scalar_subquery()
     pending = (
         select(ledger.c.user_id, (-func.sum(ledger.c.amount_credits)).label("pending"))
-        .where(ledger.c.kind == "reserve", ledger.c.request_id.not_in(released))
+        .where(ledger.c.kind.in_(("reserve", "release", "lease")))
         .group_by(ledger.c.user_id)
         .subquery()
     )

@@ -86,7 +86,7 @@ project_configs = Table(
 )
 
 # Every `ledger.kind` written (top-ups by accounts, the rest by the meter).
-LEDGER_KINDS = ("topup", "reserve", "release", "charge")
+LEDGER_KINDS = ("topup", "reserve", "release", "charge", "lease")
 
 ledger = Table(
     "ledger",

@@ -1,0 +1,217 @@
+"""Credit leases (billing/leases.py) on both backends: requests reserved in memory against a
+lease drawn from the balance, charges group-committed, the books exact after a flush and
+after the lease is given back; never more than the balance, on any number of replicas."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import text
+
+from tests.billing.conftest import (
+    FakeClock,
+    ask,
+    assert_invariant,
+    balance_of,
+    open_reservations,
+    payer_of,
+    set_balance,
+    usage,
+)
+from tests.support.world import World
+from tollway.billing.budgets import BudgetService, NewBudget
+from tollway.billing.leases import Leases
+from tollway.billing.meter import Meter
+from tollway.billing.recovery import Recovery
+from tollway.billing.verify import verify_ledger
+from tollway.errors import InsufficientBalance
+
+
+def leased_meter(world: World, clock: FakeClock, instance: str, **kw: object) -> Meter:
+    leases = Leases(world.db, clock, instance_id=instance, **kw)  # type: ignore[arg-type]
+    return Meter(world.db, clock, instance_id=instance, leases=leases)
+
+
+@pytest.fixture
+async def lmeter(world: World, clock: FakeClock) -> AsyncIterator[Meter]:
+    meter = leased_meter(world, clock, "lease-test")
+    await Recovery(world.db, meter, clock, heartbeat_s=1, stale_s=1e9).register()
+    yield meter
+    assert meter.leases is not None
+    await meter.leases.close(1.0)
+
+
+async def scalar(world: World, sql: str) -> int:
+    async with world.db.read() as conn:
+        return int((await conn.execute(text(sql))).scalar_one())
+
+
+async def test_requests_are_reserved_in_memory_and_charged_by_the_group_commit(
+    world: World, clock: FakeClock, lmeter: Meter
+) -> None:
+    alice = await world.member("alice", "p1", credits_eur="1")
+    payer = await payer_of(world, alice)
+    reservations = await asyncio.gather(
+        *(lmeter.reserve(ask(payer, prompt=10, max_tokens=40)) for _ in range(20))
+    )
+    assert {r.lease for r in reservations} != {None}
+    assert len({r.lease for r in reservations}) == 1  # one lease for them all
+    assert all(r.amount_credits == 50 for r in reservations)
+    assert await open_reservations(world.db) == 1  # the lease, not 20 holds
+    drawn = 1_000_000 - await balance_of(world.db, alice.user_id)
+    assert drawn >= 20 * 50  # the lease covers them all
+    charges = [await lmeter.settle(r, usage(10, 7)) for r in reservations]
+    assert charges == [17] * 20
+    # Settled in memory: nothing charged in the database yet, the invariant holds.
+    assert await scalar(world, "SELECT count(*) FROM ledger WHERE kind = 'charge'") == 0
+    await assert_invariant(world.db)
+    assert lmeter.leases is not None
+    await lmeter.leases.flush()
+    assert await scalar(world, "SELECT count(*) FROM ledger WHERE kind = 'charge'") == 20
+    assert await scalar(world, "SELECT sum(cost_credits) FROM usage_events") == 20 * 17
+    await assert_invariant(world.db)
+    report = await verify_ledger(world.db, clock, stale_s=1e9, max_age_s=1)
+    assert report.ok, report.problems  # a lease is not an old reservation
+    # What the user sees: the balance with the lease counted as theirs.
+    assert await world.accounts.balance_credits(alice.user_id) == 1_000_000 - 20 * 17
+    await lmeter.leases.close(1.0)
+    assert await open_reservations(world.db) == 0
+    assert await balance_of(world.db, alice.user_id) == 1_000_000 - 20 * 17
+    await assert_invariant(world.db)
+    assert (await verify_ledger(world.db, clock, stale_s=1e9, max_age_s=900)).ok
+
+
+async def test_settling_twice_charges_once(world: World, lmeter: Meter) -> None:
+    bob = await world.member("bob", "p1", credits_eur="1")
+    payer = await payer_of(world, bob)
+    reservation = await lmeter.reserve(ask(payer))
+    assert reservation.lease is not None
+    assert await lmeter.settle(reservation, usage(10, 5)) == 15
+    assert await lmeter.settle(reservation, usage(10, 5)) == 0
+    await lmeter.sync()
+    assert await scalar(world, "SELECT count(*) FROM usage_events") == 1
+    assert (
+        await scalar(world, "SELECT -sum(amount_credits) FROM ledger WHERE kind = 'charge'") == 15
+    )
+
+
+async def test_a_short_balance_is_reserved_in_the_database_against_all_of_it(
+    world: World, lmeter: Meter
+) -> None:
+    """A lease takes at most a quarter of the balance: when that cannot cover the request,
+    the database decides against the whole balance (lowering max_tokens) as without leases."""
+    carol = await world.member("carol", "p1", credits_eur=None)
+    await set_balance(world, carol, 100)
+    payer = await payer_of(world, carol)
+    reservation = await lmeter.reserve(ask(payer, prompt=10, max_tokens=200))
+    assert reservation.lease is None
+    assert reservation.lowered and reservation.amount_credits == 100
+    with pytest.raises(InsufficientBalance):
+        await lmeter.reserve(ask(payer, prompt=10, max_tokens=200))
+    assert await lmeter.settle(reservation, usage(10, 20)) == 30
+    await assert_invariant(world.db)
+    assert await balance_of(world.db, carol.user_id) == 70
+
+
+async def test_a_request_a_budget_applies_to_is_reserved_in_the_database(
+    world: World, clock: FakeClock, lmeter: Meter
+) -> None:
+    dave = await world.member("dave", "p1", credits_eur="1")
+    await BudgetService(world.db, clock).create(
+        user_id=dave.user_id,
+        project_id=dave.project_id,
+        spec=NewBudget("project", "daily", 500_000),
+    )
+    reservation = await lmeter.reserve(ask(await payer_of(world, dave)))
+    assert reservation.lease is None and reservation.windows
+    await lmeter.settle(reservation, usage(1, 1))
+    await assert_invariant(world.db)
+
+
+async def test_replicas_with_leases_never_overdraw(world: World, clock: FakeClock) -> None:
+    """Four processes' meters on one database and one small balance, every request costing
+    its worst case: what they serve never exceeds the balance, which never goes negative."""
+    erin = await world.member("erin", "p1", credits_eur=None)
+    await set_balance(world, erin, 20_000)
+    payer = await payer_of(world, erin)
+    meters = [leased_meter(world, clock, f"replica-{i}") for i in range(4)]
+
+    async def spend(meter: Meter) -> int:
+        total = 0
+        for _ in range(60):
+            try:
+                r = await meter.reserve(ask(payer, prompt=10, max_tokens=90))
+            except InsufficientBalance:
+                return total
+            # Charged in full: every credit reserved is spent.
+            total += await meter.settle(r, usage(r.max_tokens + 10, 0))
+        return total
+
+    spent = await asyncio.gather(*(spend(m) for m in meters))
+    for meter in meters:
+        assert meter.leases is not None
+        assert await meter.leases.close(1.0)
+    assert sum(spent) <= 20_000
+    assert await balance_of(world.db, erin.user_id) == 20_000 - sum(spent)
+    assert await open_reservations(world.db) == 0
+    await assert_invariant(world.db)
+    # A replica may be refused while another's lease still holds credits: held back for a
+    # while, never lost. With the leases given back, what is left can be spent.
+    last = leased_meter(world, clock, "replica-last")
+    left = 20_000 - sum(spent)
+    while left >= 100:
+        left -= await last.settle(
+            await last.reserve(ask(payer, prompt=10, max_tokens=90)), usage(100, 0)
+        )
+    assert last.leases is not None and await last.leases.close(1.0)
+    assert await balance_of(world.db, erin.user_id) == left
+    await assert_invariant(world.db)
+
+
+async def test_a_dead_process_loses_only_its_uncommitted_charges(
+    world: World, clock: FakeClock
+) -> None:
+    """The crash bound: the charges committed before the process died stay; those settled
+    after its last group commit are lost, in the user's favour; the sweeper gives the lease
+    back in full and the books balance."""
+    fay = await world.member("fay", "p1", credits_eur="1")
+    payer = await payer_of(world, fay)
+    dying = leased_meter(world, clock, "dying")
+    assert dying.leases is not None
+    for _ in range(5):
+        await dying.settle(await dying.reserve(ask(payer)), usage(10, 10))
+    await dying.leases.flush()  # 5 × 20 committed
+    for _ in range(3):
+        await dying.settle(await dying.reserve(ask(payer)), usage(10, 10))  # not committed
+    in_flight = await dying.reserve(ask(payer))  # never settled
+    assert in_flight.lease is not None
+    # The process dies here: no close. Another one's sweeper finds its lease.
+    survivor = Meter(world.db, clock, instance_id="survivor")
+    recovery = Recovery(world.db, survivor, clock, heartbeat_s=1, stale_s=5)
+    await recovery.register()
+    assert await recovery.sweep() == 1
+    assert await open_reservations(world.db) == 0
+    assert await balance_of(world.db, fay.user_id) == 1_000_000 - 5 * 20
+    assert await scalar(world, "SELECT count(*) FROM usage_events") == 5  # no "aborted" row
+    await assert_invariant(world.db)
+    assert (await verify_ledger(world.db, clock, stale_s=5, max_age_s=900)).ok
+
+
+async def test_the_group_commit_tells_which_keys_were_deleted(
+    world: World, clock: FakeClock
+) -> None:
+    gone: list[int] = []
+    meter = leased_meter(world, clock, "keys", on_key_gone=gone.append)
+    assert meter.leases is not None
+    gus = await world.member("gus", "p1", credits_eur="1")
+    payer = await payer_of(world, gus)
+    reservation = await meter.reserve(ask(payer))
+    async with world.db.write() as conn:
+        await conn.execute(text("DELETE FROM api_keys WHERE id = :id"), {"id": payer.key_id})
+    await meter.settle(reservation, usage(1, 1))
+    await meter.leases.flush()
+    assert gone == [payer.key_id]
+    await meter.leases.close(1.0)
+    await assert_invariant(world.db)
