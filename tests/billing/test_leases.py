@@ -182,7 +182,7 @@ async def test_a_dead_process_loses_only_its_uncommitted_charges(
     assert dying.leases is not None
     for _ in range(5):
         await dying.settle(await dying.reserve(ask(payer)), usage(10, 10))
-    await dying.leases.flush()  # 5 × 20 committed
+    await dying.leases.flush()  # 5 x 20 committed
     for _ in range(3):
         await dying.settle(await dying.reserve(ask(payer)), usage(10, 10))  # not committed
     in_flight = await dying.reserve(ask(payer))  # never settled
