@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from tests.faults.conftest import (
     HOLDS_GONE_WITHIN_S,
@@ -119,3 +120,70 @@ async def test_graceful_shutdown_while_the_database_is_away(
     # writer thread when the gateway stopped may land charged instead: never both.
     assert books.served in range(4)
     await world.close()
+
+
+async def _served(client: httpx.AsyncClient, root: str, headers: dict[str, str], n: int) -> int:
+    """`n` calls at 8 at a time; returns Σ of what the answers say they cost (credits)."""
+    url = f"{root}/v1/chat/completions"
+    semaphore = asyncio.Semaphore(8)
+
+    async def one() -> int:
+        async with semaphore:
+            response = await client.post(url, json=chat(max_tokens=16), headers=headers)
+        assert response.status_code == 200, response.text
+        return int(response.json()["usage"]["total_tokens"])  # 1 credit per token here
+
+    return sum(await asyncio.gather(*(one() for _ in range(n))))
+
+
+async def _committed(world: World) -> int:
+    async with world.db.read() as conn:
+        return int((await conn.execute(text("SELECT count(*) FROM usage_events"))).scalar_one())
+
+
+async def test_sigkill_after_load_loses_at_most_the_uncommitted_charges(
+    world: World, database_url: str, registry_path: Path
+) -> None:
+    """Requests answered and charged against a credit lease, then the process is killed
+    right after the last answer: what was group-committed before stays charged, what was
+    not is lost in the user's favour (at most one flush interval of it), the lease goes
+    back to the balance in full, and the books balance."""
+    alice = await funded(world)
+    headers = {"Authorization": f"Bearer {alice.inference_key}"}
+    env = {"TOLLWAY_PROVIDERS": str(registry_path), **RECOVERY}
+    with serve_process(database_url, **env) as (root, process):
+        async with httpx.AsyncClient(timeout=30) as client:
+            first = await _served(client, root, headers, 40)
+            deadline = time.monotonic() + HOLDS_GONE_WITHIN_S
+            while await _committed(world) < 40:  # the group commit: within a flush or so
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            second = await _served(client, root, headers, 40)
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    with serve_process(database_url, **env) as (root, _):
+        books = await check_books(world, alice, root, "sigkill-after-load")
+    assert 40 <= books.served <= 80
+    assert first <= books.balance_drop <= first + second
+    lost = 80 - books.served
+    print(f"SIGKILL after load: {lost} of 80 answered requests not charged (lost uncommitted)")
+
+
+async def test_clean_shutdown_after_load_charges_every_answer(
+    world: World, database_url: str, registry_path: Path
+) -> None:
+    """SIGTERM right after the last answer: every charge is committed and the lease given
+    back before the process exits; the ledger is exact."""
+    alice = await funded(world)
+    headers = {"Authorization": f"Bearer {alice.inference_key}"}
+    env = {"TOLLWAY_PROVIDERS": str(registry_path), **RECOVERY}
+    with serve_process(database_url, **env) as (root, process):
+        async with httpx.AsyncClient(timeout=30) as client:
+            cost = await _served(client, root, headers, 60)
+        process.terminate()
+        # uvicorn shuts down gracefully, then re-raises the signal (exit status -15).
+        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+    assert await open_holds(world) == 0  # given back by the process itself
+    with serve_process(database_url, **env) as (root, _):
+        books = await check_books(world, alice, root, "sigterm-after-load")
+    assert books.served == 60 and books.balance_drop == cost
