@@ -2,8 +2,9 @@
 
 Management calls always check the key against the database, so a deleted key is refused at
 once on every replica. Inference calls trust an in-process cache of keys already seen (no
-round trip); the reservation step re-checks that the key still exists in the same statement
-that reserves credits, so a deleted key is refused on its next request there too.
+round trip). A key deleted through another replica is dropped from the cache by the credit
+leases' group commit, which checks the keys it charged (within one flush interval), or by
+a reservation made in the database, which re-checks the key in the same statement.
 """
 
 from __future__ import annotations
