@@ -59,10 +59,15 @@ async def test_a_database_outage_under_streams_and_calls_loses_no_money(
     alice = await funded(world)
     headers = {"Authorization": f"Bearer {alice.inference_key}"}
     is_sqlite = outage.url.startswith("sqlite")
-    with running_gateway(outage.url, registry_path, sqlite_busy_timeout_s=0.5, heartbeat_s=0.5) as (
-        base_url,
-        app,
-    ):
+    # The database-reservation path (one hold per request, counted below); the credit
+    # leases' outage is the next test.
+    with running_gateway(
+        outage.url,
+        registry_path,
+        sqlite_busy_timeout_s=0.5,
+        heartbeat_s=0.5,
+        credit_leases=False,
+    ) as (base_url, app):
         state: AppState = app.state.tollway
         root = base_url.removesuffix("/v1")
         url = f"{base_url}/chat/completions"
@@ -146,4 +151,52 @@ async def test_a_database_outage_under_streams_and_calls_loses_no_money(
         f"the database was back; ready after {ready_after:.2f} s; serving after "
         f"{serving_after:.2f} s; all within {recovered:.2f} s"
     )
+    await world.close()
+
+
+async def test_a_database_outage_with_credit_leases_loses_no_money(
+    outage: Outage, registry_path: Path
+) -> None:
+    """Requests reserved against a credit lease when the database goes away: those in flight
+    are answered and charged once it is back (their group commit retried); those arriving
+    meanwhile are served from the lease or refused with a clean 503 — never anything else;
+    the lease goes back and the books balance."""
+    world = World(outage.url)
+    await world.migrate()
+    alice = await funded(world)
+    headers = {"Authorization": f"Bearer {alice.inference_key}"}
+    settings = {"sqlite_busy_timeout_s": 0.5, "heartbeat_s": 0.5, "lease_idle_s": 0.5}
+    with running_gateway(outage.url, registry_path, **settings) as (base_url, app):
+        state: AppState = app.state.tollway
+        assert state.meter.leases is not None
+        root = base_url.removesuffix("/v1")
+        url = f"{base_url}/chat/completions"
+        async with httpx.AsyncClient(timeout=60) as client:
+            warm = await client.post(url, json=chat(max_tokens=3), headers=headers)
+            assert warm.status_code == 200  # the key cached, the lease drawn
+            calls = [
+                asyncio.create_task(client.post(url, json=chat("chat-slow"), headers=headers))
+                for _ in range(CALLS)
+            ]
+            await asyncio.sleep(0.5)  # the calls are in flight, reserved in memory
+            outage.down()
+            during = await asyncio.gather(
+                *(
+                    client.post(url, json=chat(max_tokens=5), headers=headers)
+                    for _ in range(REFUSED)
+                )
+            )
+            assert {r.status_code for r in during} <= {200, 503}, [r.text for r in during]
+            for response in await asyncio.gather(*calls):
+                assert response.status_code == 200, response.text
+            await asyncio.sleep(0.2)  # at least one group commit tried, and failed
+            outage.up()
+            await reconnected(world.db)
+            await eventually_status(
+                client, url, 200, method="POST", json=chat(max_tokens=3), headers=headers
+            )
+        books = await check_books(world, alice, root, "db-outage-leases")
+    answered = 1 + CALLS + sum(r.status_code == 200 for r in during) + 1
+    assert books.served == answered
+    assert await open_holds(world) == 0
     await world.close()

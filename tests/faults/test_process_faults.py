@@ -36,7 +36,9 @@ async def test_sigkill_mid_stream_then_restart(
 ) -> None:
     alice = await funded(world)
     headers = {"Authorization": f"Bearer {alice.inference_key}"}
-    env = {"TOLLWAY_PROVIDERS": str(registry_path), **RECOVERY}
+    # The database-reservation path: one hold per request (counted below). A crash of the
+    # credit leases' path: `test_sigkill_after_load_…`.
+    env = {"TOLLWAY_PROVIDERS": str(registry_path), "TOLLWAY_CREDIT_LEASES": "0", **RECOVERY}
     with serve_process(database_url, **env) as (root, process):
         async with httpx.AsyncClient(timeout=30) as client:
             url = f"{root}/v1/chat/completions"
@@ -85,7 +87,12 @@ async def test_graceful_shutdown_while_the_database_is_away(
     await world.migrate()
     alice = await funded(world)
     headers = {"Authorization": f"Bearer {alice.inference_key}"}
-    settings = {"sqlite_busy_timeout_s": 0.5, "heartbeat_s": 0.2, "reservation_stale_s": 1.0}
+    settings = {
+        "sqlite_busy_timeout_s": 0.5,
+        "heartbeat_s": 0.2,
+        "reservation_stale_s": 1.0,
+        "credit_leases": False,  # one hold per request, counted below
+    }
     with running_gateway(outage.url, registry_path, shutdown_settle_s=0.5, **settings) as (
         base_url,
         _app,

@@ -165,7 +165,13 @@ class Leases:
         return False
 
     def settle(
-        self, lease_id: str, *, reserved: int, request_id: str, charge: int, usage: dict[str, Any]
+        self,
+        lease_id: str,
+        *,
+        reserved: int,
+        request_id: str,
+        charge: int,
+        usage: dict[str, Any] | None,
     ) -> None:
         """Give the request's reservation back to its lease and queue its charge and usage
         event (`usage`: the whole `usage_events` row) for the next group commit."""
@@ -174,6 +180,8 @@ class Leases:
             log.error("lease %s is gone: request %s not charged", lease_id, request_id)
             return
         lease.reserved -= reserved
+        if usage is None and not charge:
+            return  # released: nothing to write
         lease.unflushed += charge
         lease.spent += charge
         group = self._forming.get(lease_id)
@@ -190,7 +198,8 @@ class Leases:
                     "amount": charge,
                 }
             )
-        group.usage.append(usage)
+        if usage is not None:
+            group.usage.append(usage)
 
     # -- the background ------------------------------------------------------------------
 

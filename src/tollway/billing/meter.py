@@ -351,15 +351,17 @@ class Meter:
         _warn_if_capped(reservation.request_id, cost, reserved=reservation.amount_credits)
         charge = min(cost, reservation.amount_credits)
         payer = reservation.payer
-        row = {
-            "request_id": reservation.request_id,
-            "created_at": int(self._clock()),
-            "user_id": payer.user_id,
-            "project_id": payer.project_id,
-            "key_id": payer.key_id,
-            "cost_credits": charge,
-            **(_ABORTED if usage is None else _described(usage, payer)),
-        }
+        row = None  # nothing served: released, no usage event (as in the database path)
+        if usage is not None:
+            row = {
+                "request_id": reservation.request_id,
+                "created_at": int(self._clock()),
+                "user_id": payer.user_id,
+                "project_id": payer.project_id,
+                "key_id": payer.key_id,
+                "cost_credits": charge,
+                **_described(usage, payer),
+            }
         self.leases.settle(
             lease_id,
             reserved=reservation.amount_credits,
