@@ -14,6 +14,7 @@ from sqlalchemy import event
 
 from tests.gateway.conftest import GatewayEnv, Mocks, registry_document
 from tests.support.gateway import running_gateway, write_registry
+from tests.support.money import seen_balance
 from tests.support.servers import serving
 from tests.support.world import World
 
@@ -198,14 +199,19 @@ async def test_hot_path_skips_the_database_for_a_known_key_and_config(
             event.listen(engine, "before_cursor_execute", record)
         client = openai.AsyncOpenAI(base_url=base_url, api_key=member.inference_key, max_retries=0)
         await client.chat.completions.create(model="chat-b", messages=MESSAGES)
+        root = base_url.removesuffix("/v1")
+        await seen_balance(root, member.management_key)  # the first one's charge committed
         statements.clear()
         await client.chat.completions.create(model="chat-b", messages=MESSAGES)
-        # No key lookup by digest, no configuration read; the key's existence is re-checked
-        # inside the reservation statement itself (how a revocation reaches the cache).
+        # No key lookup by digest, no configuration read, and no reservation: the request
+        # is reserved and settled in memory against the process's credit lease.
         lookups = [s for s in statements if "api_keys.digest" in s or "project_configs" in s]
         assert lookups == [], lookups
-        assert any("FROM api_keys" in s and "users" in s for s in statements)
-        assert statements, "the meter still writes the reservation and the settlement"
+        assert not [s for s in statements if "UPDATE users" in s or "FROM users" in s]
+        # Its charge comes with the next group commit, which checks the key it charged.
+        await seen_balance(root, member.management_key)
+        assert any("INSERT INTO usage_events" in s for s in statements)
+        assert any("FROM api_keys" in s and "api_keys.id IN" in s for s in statements)
 
 
 async def test_prometheus_metrics(mocks: Mocks, sqlite_world: World, tmp_path: Any) -> None:

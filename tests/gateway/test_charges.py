@@ -14,10 +14,11 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 from sqlalchemy import text
 
-from tests.billing.conftest import assert_invariant, balance_of, open_reservations
+from tests.billing.conftest import assert_invariant, balance_of
 from tests.gateway.conftest import GatewayEnv
 from tests.gateway.test_streaming import slow_stream_gateway  # noqa: F401 (fixture)
 from tests.support.mock_server import fetch_mock_stats
+from tests.support.money import open_request_holds, seen_balance
 from tests.support.world import World
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
@@ -30,11 +31,11 @@ def exact_charge(prompt: int, completion: int) -> int:
 
 
 async def test_streamed_and_non_streamed_charges_are_identical(gw: GatewayEnv) -> None:
-    db, user = gw.world.db, gw.member.user_id
+    db = gw.world.db
     client = gw.client()
-    start = await balance_of(db, user)
+    start = await seen_balance(gw.root, gw.member.management_key)
     whole = await client.chat.completions.create(model="chat-b", messages=MESSAGES, max_tokens=9)
-    after_whole = await balance_of(db, user)
+    after_whole = await seen_balance(gw.root, gw.member.management_key)
     stream = await client.chat.completions.create(
         model="chat-b",
         messages=MESSAGES,
@@ -44,14 +45,14 @@ async def test_streamed_and_non_streamed_charges_are_identical(gw: GatewayEnv) -
     )
     async for _ in stream:
         pass
-    after_stream = await balance_of(db, user)
+    after_stream = await seen_balance(gw.root, gw.member.management_key)
     assert whole.usage is not None
     expected = exact_charge(whole.usage.prompt_tokens, whole.usage.completion_tokens)
     assert expected > 0
     assert start - after_whole == expected
     assert after_whole - after_stream == expected
     await assert_invariant(db)
-    assert await open_reservations(db) == 0
+    assert await open_request_holds(db) == 0
 
 
 async def test_client_gone_mid_stream_pays_for_what_streamed(
@@ -99,7 +100,7 @@ async def test_client_gone_mid_stream_pays_for_what_streamed(
         assert 3 <= completion < 16  # what streamed, not the whole reply
         assert cost == prompt * 1 + completion * 1  # 1 credit per token both ways
         await assert_invariant(world.db)
-        assert await open_reservations(world.db) == 0
+        assert await open_request_holds(world.db) == 0
     finally:
         await world.close()
 

@@ -13,9 +13,10 @@ import httpx
 import orjson
 import pytest
 
-from tests.billing.conftest import assert_invariant, balance_of, open_reservations
+from tests.billing.conftest import assert_invariant
 from tests.support.gateway import running_gateway, write_registry
 from tests.support.mock_server import running_mock_app
+from tests.support.money import open_request_holds, seen_balance
 from tests.support.world import World
 from tollway.providers.mock import MockProvider
 
@@ -63,7 +64,8 @@ async def test_upstream_gets_exactly_the_reserved_bound(
     with running_gateway(database_url, registry) as (base_url, _):
         async with httpx.AsyncClient(timeout=30) as client:
             for fields, bound in CASES:
-                before = await balance_of(world.db, member.user_id)
+                root = base_url.removesuffix("/v1")
+                before = await seen_balance(root, member.management_key)
                 response = await client.post(
                     f"{base_url}/chat/completions",
                     json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
@@ -79,10 +81,10 @@ async def test_upstream_gets_exactly_the_reserved_bound(
                 assert body["usage"]["completion_tokens"] == bound, fields
                 assert body["choices"][0]["finish_reason"] == "length"
                 prompt = body["usage"]["prompt_tokens"]
-                spent = before - await balance_of(world.db, member.user_id)
+                spent = before - await seen_balance(root, member.management_key)
                 assert spent == INPUT_PRICE * prompt + OUTPUT_PRICE * bound, fields
     await assert_invariant(world.db)
-    assert await open_reservations(world.db) == 0
+    assert await open_request_holds(world.db) == 0
 
 
 async def test_best_of_is_reserved_for_like_n(

@@ -19,10 +19,11 @@ import pytest
 from anthropic.types import MessageParam, ToolParam
 from sqlalchemy import text
 
-from tests.billing.conftest import assert_invariant, balance_of, open_reservations
+from tests.billing.conftest import assert_invariant
 from tests.gateway.conftest import GatewayEnv
 from tests.gateway.test_streaming import slow_stream_gateway  # noqa: F401 (fixture)
 from tests.support.mock_server import fetch_mock_stats, wait_for_mock_stats
+from tests.support.money import open_request_holds, seen_balance
 from tests.support.world import World
 from tollway.providers.mock_replies import DEFAULT_REPLY_TOKENS, words_for
 from tollway.providers.tokens import count_tokens
@@ -472,18 +473,18 @@ async def test_upstream_broken_mid_stream_is_an_error_event(
 
 
 async def test_message_charges_equal_usage(gw_both: GatewayEnv) -> None:
-    db, user = gw_both.world.db, gw_both.member.user_id
-    start = await balance_of(db, user)
+    db = gw_both.world.db
+    start = await seen_balance(gw_both.root, gw_both.member.management_key)
     async with sdk(gw_both) as claude:
         whole = await claude.messages.create(
             model="chat-b", max_tokens=9, system="short", messages=HELLO
         )
-        after_whole = await balance_of(db, user)
+        after_whole = await seen_balance(gw_both.root, gw_both.member.management_key)
         async with claude.messages.stream(
             model="chat-b", max_tokens=9, system="short", messages=HELLO
         ) as stream:
             streamed = await stream.get_final_message()
-    after_stream = await balance_of(db, user)
+    after_stream = await seen_balance(gw_both.root, gw_both.member.management_key)
     expected = charge(whole.usage.input_tokens, whole.usage.output_tokens)
     assert whole.usage.output_tokens == 9
     assert streamed.usage.input_tokens == whole.usage.input_tokens
@@ -494,7 +495,7 @@ async def test_message_charges_equal_usage(gw_both: GatewayEnv) -> None:
         rows = (await conn.execute(text("SELECT endpoint, cost_credits FROM usage_events"))).all()
     assert [(endpoint, int(cost)) for endpoint, cost in rows] == [("messages", expected)] * 2
     await assert_invariant(db)
-    assert await open_reservations(db) == 0
+    assert await open_request_holds(db) == 0
 
 
 async def test_client_gone_mid_message_stream_pays_for_what_streamed(
@@ -532,6 +533,6 @@ async def test_client_gone_mid_message_stream_pays_for_what_streamed(
         assert (endpoint, status) == ("messages", "client_disconnected")
         assert 3 <= completion < DEFAULT_REPLY_TOKENS
         await assert_invariant(world.db)
-        assert await open_reservations(world.db) == 0
+        assert await open_request_holds(world.db) == 0
     finally:
         await world.close()

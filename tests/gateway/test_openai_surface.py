@@ -12,9 +12,10 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
-from tests.billing.conftest import assert_invariant, balance_of, open_reservations
+from tests.billing.conftest import assert_invariant
 from tests.gateway.conftest import GatewayEnv
 from tests.support.mock_server import fetch_mock_stats
+from tests.support.money import open_request_holds, seen_balance
 from tollway.providers.mock_replies import DEFAULT_REPLY_TOKENS
 from tollway.providers.tokens import count_tokens
 
@@ -143,12 +144,12 @@ async def test_streamed_tool_call_deltas(sdk: openai.AsyncOpenAI) -> None:
 
 
 async def test_n_choices_are_distinct_and_metered(gw_both: GatewayEnv) -> None:
-    db, user = gw_both.world.db, gw_both.member.user_id
+    db = gw_both.world.db
     async with gw_both.client() as sdk:
         single = await sdk.chat.completions.create(model="chat-b", messages=QUESTION)
-        start = await balance_of(db, user)
+        start = await seen_balance(gw_both.root, gw_both.member.management_key)
         three = await sdk.chat.completions.create(model="chat-b", messages=QUESTION, n=3)
-        after = await balance_of(db, user)
+        after = await seen_balance(gw_both.root, gw_both.member.management_key)
         stream = await sdk.chat.completions.create(
             model="chat-b",
             messages=QUESTION,
@@ -162,7 +163,7 @@ async def test_n_choices_are_distinct_and_metered(gw_both: GatewayEnv) -> None:
             usage = chunk.usage or usage
             for choice in chunk.choices:
                 texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
-        after_stream = await balance_of(db, user)
+        after_stream = await seen_balance(gw_both.root, gw_both.member.management_key)
     contents = [c.message.content for c in three.choices]
     assert [c.index for c in three.choices] == [0, 1, 2]
     assert len(set(contents)) == 3
@@ -176,7 +177,7 @@ async def test_n_choices_are_distinct_and_metered(gw_both: GatewayEnv) -> None:
     assert usage is not None and usage.completion_tokens == three.usage.completion_tokens
     assert after - after_stream == start - after
     await assert_invariant(db)
-    assert await open_reservations(db) == 0
+    assert await open_request_holds(db) == 0
 
 
 async def test_response_format_json(gw: GatewayEnv, sdk: openai.AsyncOpenAI) -> None:

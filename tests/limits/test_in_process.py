@@ -70,6 +70,8 @@ class Env:
         )
 
     async def served(self) -> int:
+        # A Management API read commits the process's credit-lease charges first.
+        await self.api.get("/v1/user/balance", headers=bearer(self.alice.management_key))
         async with self.world.db.read() as conn:
             return int((await conn.execute(text("SELECT count(*) FROM usage_events"))).scalar_one())
 

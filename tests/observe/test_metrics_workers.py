@@ -88,6 +88,9 @@ async def test_counters_add_up_over_two_workers(
         "TOLLWAY_PROVIDERS": str(registry_path),
         "TOLLWAY_LOG_LEVEL": "warning",
         "TMPDIR": str(tmp_path),  # where `tollway serve` makes its metrics directory
+        # Charged before each answer (no credit lease), so the balance read at once is the
+        # metric's figure, even for the worker killed below.
+        "TOLLWAY_CREDIT_LEASES": "0",
     }
     with serve_process(database_url, **env) as (root, process):
         directory = _metrics_directory(tmp_path)
