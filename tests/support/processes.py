@@ -38,7 +38,8 @@ def serve_process(database_url: str, **env: str) -> Iterator[tuple[str, subproce
     Its log (one line per request) goes to a temporary file, never to a pipe nobody reads:
     a full pipe would block the server's logging, and with it the server."""
     port = free_port()
-    log = tempfile.TemporaryFile()
+    keep = os.environ.get("TOLLWAY_TEST_SERVE_LOG")  # a directory: keep each server's log
+    log = tempfile.NamedTemporaryFile(dir=keep, delete=not keep, suffix=".log")
     process = subprocess.Popen(
         [sys.executable, "-m", "tollway", "serve", "--port", str(port)],
         env=os.environ | {"TOLLWAY_DATABASE_URL": database_url} | env,

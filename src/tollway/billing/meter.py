@@ -27,11 +27,19 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 from sqlalchemy import Connection
 
 from tollway.billing.budgets import describe, eur, window_key_of
+from tollway.billing.closing import (
+    close,
+    cost_of,
+    described,
+    record_usage,
+    release_unsettled,
+    warn_if_capped,
+)
 from tollway.billing.leases import Leases
 from tollway.billing.quote import Quote
 from tollway.billing.settlement import PendingSettlements
@@ -43,7 +51,6 @@ from tollway.store import one_statement
 from tollway.store import reservations as store
 from tollway.store.budgets import BudgetRow, WindowKey
 from tollway.store.database import Database
-from tollway.store.leases import is_lease
 from tollway.store.reservations import OpenReservation
 
 log = logging.getLogger("tollway.billing")
@@ -325,7 +332,7 @@ class Meter:
             raise
         except Exception as exc:  # the durability boundary: whatever failed, retry it
             self.pending.add(reservation, usage, exc)
-            return min(_cost_of(usage), reservation.amount_credits)
+            return min(cost_of(usage), reservation.amount_credits)
 
     async def settle(self, reservation: Reservation, usage: UsageRecord | None) -> int:
         """Release the reservation and charge exactly the usage, capped at what was reserved,
@@ -347,8 +354,8 @@ class Meter:
         if reservation.request_id not in self._unsettled:
             return 0  # settled already: charged once
         self._unsettled.discard(reservation.request_id)
-        cost = _cost_of(usage)
-        _warn_if_capped(reservation.request_id, cost, reserved=reservation.amount_credits)
+        cost = cost_of(usage)
+        warn_if_capped(reservation.request_id, cost, reserved=reservation.amount_credits)
         charge = min(cost, reservation.amount_credits)
         payer = reservation.payer
         row = None  # nothing served: released, no usage event (as in the database path)
@@ -360,7 +367,7 @@ class Meter:
                 "project_id": payer.project_id,
                 "key_id": payer.key_id,
                 "cost_credits": charge,
-                **_described(usage, payer),
+                **described(usage, payer),
             }
         self.leases.settle(
             lease_id,
@@ -372,7 +379,7 @@ class Meter:
         return charge
 
     async def _settle_once(self, reservation: Reservation, usage: UsageRecord | None) -> int:
-        cost = _cost_of(usage)
+        cost = cost_of(usage)
         now = int(self._clock())
         if not self._db.is_sqlite and not reservation.windows:
             # PostgreSQL: claim and close in one statement. None: nothing claimed (settled
@@ -383,11 +390,11 @@ class Meter:
                     request_id=reservation.request_id,
                     cost=cost,
                     now=now,
-                    usage=None if usage is None else _described(usage, reservation.payer),
+                    usage=None if usage is None else described(usage, reservation.payer),
                 )
             )
             if closed is not None:
-                _warn_if_capped(reservation.request_id, cost, reserved=closed[0])
+                warn_if_capped(reservation.request_id, cost, reserved=closed[0])
                 return closed[1]
         return await self._db.run_write(partial(self._settle, reservation, usage, cost, now))
 
@@ -403,103 +410,14 @@ class Meter:
         if held is None:  # settled already, or released by recovery
             return store.charged_for(conn, reservation.request_id)
         charge = min(cost, held.amount_credits)
-        _warn_if_capped(held.request_id, cost, reserved=held.amount_credits)
-        _close(conn, held, charge, now)
+        warn_if_capped(held.request_id, cost, reserved=held.amount_credits)
+        close(conn, held, charge, now)
         if usage is not None:
-            _record_usage(conn, held, now, charge, _described(usage, reservation.payer))
+            record_usage(conn, held, now, charge, described(usage, reservation.payer))
         return charge
 
     async def release_abandoned(self, request_id: str) -> bool:
         """Release a reservation nobody will settle (its process died or is shutting down):
         charge nothing, record an "aborted" usage event. False if it was closed already."""
         now = int(self._clock())
-        return await self._db.run_write(partial(_release_abandoned, request_id, now))
-
-
-def _cost_of(usage: UsageRecord | None) -> int:
-    if usage is None:
-        return 0
-    return usage.pricing.credits_for(usage.prompt_tokens, usage.completion_tokens)
-
-
-def _release_abandoned(request_id: str, now: int, conn: Connection) -> bool:
-    held = store.claim_reservation(conn, request_id)
-    if held is None:
-        return False
-    _close(conn, held, 0, now)
-    if not is_lease(request_id):  # a lease served no request of its own
-        _record_usage(conn, held, now, 0, _ABORTED)
-    return True
-
-
-def _described(usage: UsageRecord, payer: Payer) -> dict[str, Any]:
-    """The `usage_events` columns that say what was served, through which key: all but who
-    paid (user, project, key id) and the cost, which come from the claimed reservation."""
-    return {
-        "key_name": payer.key_name,
-        "endpoint": usage.endpoint,
-        "model": usage.model,
-        "provider": usage.provider,
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-        "latency_ms": usage.latency_ms,
-        "status": usage.status,
-        "usage_source": usage.usage_source,
-    }
-
-
-# What a reservation released without serving records (nothing served, no key named).
-_ABORTED: dict[str, Any] = {
-    "key_name": "",
-    "endpoint": "",
-    "model": "",
-    "provider": "",
-    "prompt_tokens": 0,
-    "completion_tokens": 0,
-    "total_tokens": 0,
-    "latency_ms": 0,
-    "status": "aborted",
-    "usage_source": "none",
-}
-
-
-def _record_usage(
-    conn: Connection, held: OpenReservation, now: int, charge: int, described: dict[str, Any]
-) -> None:
-    store.record_usage(
-        conn,
-        {
-            "request_id": held.request_id,
-            "created_at": now,
-            "user_id": held.user_id,
-            "project_id": held.project_id,
-            "key_id": held.key_id,
-            "cost_credits": charge,
-            **described,
-        },
-    )
-
-
-def _warn_if_capped(request_id: str, cost: int, *, reserved: int) -> None:
-    if cost > reserved:
-        log.warning(
-            "request %s: upstream usage costs %d credits, more than the %d reserved;"
-            " charging the reservation",
-            request_id,
-            cost,
-            reserved,
-        )
-
-
-def _close(conn: Connection, held: OpenReservation, charge: int, now: int) -> None:
-    """Give the reservation back, take the charge; balance, ledger and budget windows."""
-    store.credit(conn, user_id=held.user_id, amount=held.amount_credits - charge)
-    entries = [("release", held.amount_credits)]
-    if charge:
-        entries.append(("charge", -charge))
-    store.append_ledger(conn, held.user_id, held.request_id, now, entries)
-    if held.windows:
-        budget_store.move_windows(
-            conn, held.windows, reserved_delta=-held.amount_credits, spent_delta=charge
-        )
+        return await self._db.run_write(partial(release_unsettled, request_id, now))

@@ -77,7 +77,7 @@ def draw(
     """Move up to `want` credits, and at most 1/`share` of the balance, from the balance into
     the lease (opened if it is not there). Returns (credits drawn, whether the lease row was
     there before); (0, …) when that would be less than `need`: nothing is written then."""
-    row = conn.execute(_LOCK_BALANCE.on(conn), {"user_id": user_id}).first()
+    row = conn.execute(_LOCK_BALANCE.on(conn), {"user_id": user_id}).first()  # user, then lease
     if row is None:
         return 0, False
     take = min(want, int(row[0]) // share)
@@ -149,6 +149,7 @@ def shrink(
 ) -> bool:
     """Give `amount` of what the lease holds back to the balance, the lease staying open.
     False, writing nothing, when the lease row is gone or holds less."""
+    _lock_user(conn, user_id)
     if conn.execute(_SHRINK, {"lease_id": lease_id, "amount": amount}).rowcount != 1:
         return False
     conn.execute(_CREDIT, {"user_id": user_id, "amount": amount})
@@ -167,6 +168,7 @@ def gone_keys(conn: Connection, key_ids: set[int]) -> set[int]:
 def give_back(conn: Connection, *, lease_id: str, entry_id: str, user_id: str, now: int) -> int:
     """Close the lease: what it still holds goes back to the balance. Returns that amount
     (0 when the row was gone already)."""
+    _lock_user(conn, user_id)
     amount = conn.execute(_CLAIM, {"lease_id": lease_id}).scalar_one_or_none()
     if amount is None:
         return 0
@@ -174,6 +176,12 @@ def give_back(conn: Connection, *, lease_id: str, entry_id: str, user_id: str, n
         conn.execute(_CREDIT, {"user_id": user_id, "amount": int(amount)})
         _ledger(conn, entry_id, user_id, "release", int(amount), lease_id, now)
     return int(amount)
+
+
+def _lock_user(conn: Connection, user_id: str) -> None:
+    """Every statement that moves credits between a balance and a lease locks the user's row
+    first, then the lease's: one order for all (a draw's), so two of them cannot deadlock."""
+    conn.execute(_LOCK_BALANCE.on(conn), {"user_id": user_id})
 
 
 def _ledger(
