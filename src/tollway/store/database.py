@@ -40,6 +40,9 @@ _ASYNCPG_UNAVAILABLE = (
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
+    # Class 40, transaction rollback: a deadlock or serialization failure rolled the whole
+    # transaction back; the same request may succeed when retried (503, Retry-After).
+    asyncpg.exceptions.TransactionRollbackError,
 )
 # What sqlite3 says when the file is locked past busy_timeout, unwritable or unreadable.
 _SQLITE_UNAVAILABLE = (
