@@ -18,6 +18,10 @@ import aiohttp
 
 GATEWAY_CPU = 0
 LOAD_CPU = 1
+BOTH_CPUS = "0,1"  # `--workers 2` runs: the gateway may use either core (beside mock and wrk)
+# The cores this machine lets us use, read once at import, before `pin_self` narrows the
+# harness's own affinity to LOAD_CPU (after that, sched_getaffinity(0) says 1 core).
+MACHINE_CPUS = frozenset(os.sched_getaffinity(0))
 
 
 def free_port() -> int:
@@ -27,11 +31,14 @@ def free_port() -> int:
 
 
 def cpu_count() -> int:
-    return len(os.sched_getaffinity(0))
+    """The machine's usable cores: not the harness's own affinity, which is LOAD_CPU once
+    pinned (reading that made every child run unpinned on CPU 1, the harness's core)."""
+    return len(MACHINE_CPUS)
 
 
-def pinned(cpu: int, argv: Sequence[str]) -> list[str]:
-    """Prefix argv with taskset when there is more than one core to choose from."""
+def pinned(cpu: int | str, argv: Sequence[str]) -> list[str]:
+    """Prefix argv with taskset (one core, or a list like "0,1") when there is more than one
+    core to choose from; taskset sets the child's affinity afresh, wider than ours."""
     if cpu_count() > 1 and shutil.which("taskset"):
         return ["taskset", "-c", str(cpu), *argv]
     return list(argv)
@@ -61,6 +68,37 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far, 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds of each uvicorn worker under a supervisor (its multiprocessing children,
+    the resource tracker left out); {} when `pid` has no workers."""
+    out = {}
+    for child in children(pid):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            out[child] = cpu_seconds(child)
+    return out
 
 
 @dataclass
@@ -101,7 +139,12 @@ class Stack:
     procs: list[Proc] = field(default_factory=list)
 
     def start(
-        self, name: str, argv: Sequence[str], *, cpu: int, env: Mapping[str, str] | None = None
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        cpu: int | str,
+        env: Mapping[str, str] | None = None,
     ) -> Proc:
         log_path = self.workdir / f"{name}.log"
         log = log_path.open("wb")
