@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -99,6 +100,68 @@ def worker_cpu_seconds(pid: int) -> dict[int, float]:
         if b"spawn_main" in cmdline:
             out[child] = cpu_seconds(child)
     return out
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy (not idle or waiting for I/O) since boot."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(f) for f in fields[:8]]  # user nice system idle iowait irq softirq steal
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def harness_cpu_seconds() -> float:
+    """This process (the harness, its aiohttp client) and its reaped children (wrk runs)."""
+    import resource
+
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+@dataclass
+class CpuShare:
+    """Where the machine's CPU went during one measurement, in cores (CPU seconds / wall
+    seconds): the server's workers, the mock, wrk + harness, and everything else (other
+    people's work on a shared machine). Read at `start()` and at `stop()`."""
+
+    server_pid: int
+    mock_pid: int | None
+    _start: dict[str, Any] = field(default_factory=dict)
+
+    def _read(self) -> dict[str, Any]:
+        return {
+            "wall": time.monotonic(),
+            "machine": machine_busy_seconds(),
+            # uvicorn's workers, or the server itself when it runs one process
+            "workers": worker_cpu_seconds(self.server_pid)
+            or {self.server_pid: cpu_seconds(self.server_pid)},
+            "mock": cpu_seconds(self.mock_pid) if self.mock_pid else 0.0,
+            "load": harness_cpu_seconds(),
+        }
+
+    def start(self) -> None:
+        self._start = self._read()
+
+    def stop(self) -> dict[str, Any]:
+        end, begin = self._read(), self._start
+        wall = end["wall"] - begin["wall"]
+        workers = [
+            (end["workers"][pid] - begin["workers"].get(pid, 0.0)) / wall
+            for pid in sorted(end["workers"])
+        ]
+        mock = (end["mock"] - begin["mock"]) / wall
+        load = (end["load"] - begin["load"]) / wall
+        machine = (end["machine"] - begin["machine"]) / wall
+        return {
+            "seconds": round(wall, 1),
+            "machine_busy_cores": round(machine, 2),
+            "worker_cores": [round(w, 2) for w in workers],
+            "mock_cores": round(mock, 2),
+            "load_cores": round(load, 2),
+            "other_cores": round(max(0.0, machine - sum(workers) - mock - load), 2),
+        }
 
 
 @dataclass

@@ -23,7 +23,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 ONLY = ("second-core",)  # scenarios `--only` can run by themselves
-SMOKE_SECOND_CORE = True  # two-worker SQLite gateway + floor, 2 short levels: ~10 s
+SMOKE_SECOND_CORE = True  # the two-worker SQLite gateway, 2 levels of 1 s, /metrics: +4 s
 
 
 def ensure_venv_python() -> None:
@@ -105,6 +105,7 @@ async def bench_gateway(
     use_wrk: bool,
     leak: bool,
 ) -> str:
+    import procs
     import scenarios
     import services
 
@@ -116,6 +117,8 @@ async def bench_gateway(
     print(f"[{name}] added latency ({plan.latency_count} sequential requests) ...", flush=True)
     results["latency"][name] = await scenarios.added_latency(target, count=plan.latency_count)
     print(f"[{name}] throughput ...", flush=True)
+    cpu = procs.CpuShare(proc.pid, mock.pid)
+    cpu.start()
     results["throughput"][name] = await scenarios.throughput(
         target,
         workdir,
@@ -124,6 +127,7 @@ async def bench_gateway(
         use_wrk=use_wrk,
         stop_when_saturated=False,
     )
+    results["cpu_throughput"][name] = cpu.stop()
     print(f"[{name}] {plan.stream_connections} concurrent streams ...", flush=True)
     results["streaming"][name] = await scenarios.streaming(
         target, connections=plan.stream_connections, seconds=plan.stream_seconds
@@ -153,6 +157,7 @@ async def bench_floor(
 ) -> None:
     """The floor (bench/floor.py) through the same scenarios as a gateway: what any CPython
     proxy pays, against which each gateway row is read."""
+    import procs
     import scenarios
     import services
 
@@ -160,6 +165,8 @@ async def bench_floor(
     print(f"[floor] added latency ({plan.latency_count} sequential requests) ...", flush=True)
     results["latency"]["floor"] = await scenarios.added_latency(target, count=plan.latency_count)
     print("[floor] throughput ...", flush=True)
+    cpu = procs.CpuShare(proc.pid, mock.pid)
+    cpu.start()
     results["throughput"]["floor"] = await scenarios.throughput(
         target,
         workdir,
@@ -168,6 +175,7 @@ async def bench_floor(
         use_wrk=use_wrk,
         stop_when_saturated=False,
     )
+    results["cpu_throughput"]["floor"] = cpu.stop()
     print(f"[floor] {plan.stream_connections} concurrent streams ...", flush=True)
     results["streaming"]["floor"] = await scenarios.streaming(
         target, connections=plan.stream_connections, seconds=plan.stream_seconds
@@ -256,6 +264,7 @@ async def run(
         "streaming": {},
         "memory": {},
         "profile": {},
+        "cpu_throughput": {},  # where the CPU went during each one-worker throughput run
         "notes": notes,
     }
     results["meta"]["load_generator"] = "wrk (1 thread, CPU 1)" if use_wrk else "aiohttp"
@@ -275,8 +284,8 @@ async def run(
                 if url is not None
             ]
             await second_core.run(
-                stack, workdir, results, mock=mock, backends=backends, levels=plan.levels,
-                seconds=plan.level_seconds, use_wrk=use_wrk,
+                stack, workdir, results, mock=mock, backends=backends,
+                load=second_core.Levels(plan.levels, plan.level_seconds, use_wrk),
             )  # fmt: skip
             finish(results)
             return results
@@ -315,8 +324,9 @@ async def run(
             notes.append("PostgreSQL not reachable on 127.0.0.1:5432: skipped")
         if plan.second_core:
             await second_core.run(
-                stack, workdir, results, mock=mock, backends=backends, levels=plan.levels,
-                seconds=plan.level_seconds, use_wrk=use_wrk,
+                stack, workdir, results, mock=mock, backends=backends,
+                load=second_core.Levels(plan.levels, plan.level_seconds, use_wrk),
+                floor=not plan.smoke,
             )  # fmt: skip
         if not plan.smoke:
             await bench_litellm(plan, stack, workdir, results, mock=mock, use_wrk=use_wrk)

@@ -23,19 +23,27 @@ import aiohttp
 import scenarios
 import services
 from load import run_python_load, run_wrk
-from procs import BOTH_CPUS, Stack, worker_cpu_seconds
+from procs import BOTH_CPUS, CpuShare, Proc, Stack
 from prometheus_client.parser import text_string_to_metric_families
 from services import Target
 
 WORKERS = 2
 SUFFIX = "-2w"
-WARMUP_CONNECTIONS = 8
 CONDITIONS = (
     f"`--workers {WORKERS}` under `taskset -c {BOTH_CPUS}`: the workers may run on either core, "
     "and CPU 1 also carries the mock upstream, wrk and the harness (pinned there as in every "
     "scenario), so the second worker shares its core with the load; one worker = the "
     "one-worker run (CPU 0 only)"
 )
+
+
+@dataclass(frozen=True)
+class Levels:
+    """How each target is loaded: the one-worker run's concurrencies and seconds per level."""
+
+    levels: list[int]
+    seconds: float
+    use_wrk: bool
 
 
 @dataclass(frozen=True)
@@ -58,18 +66,20 @@ async def _load(
 
 
 async def _throughput(
-    target: Target, workdir: Path, *, levels: list[int], seconds: float, use_wrk: bool
+    target: Target, workdir: Path, load: Levels
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(rows by concurrency, every load run including the warm-up) for the metrics check."""
-    warmup = await _load(
-        target, workdir, connections=WARMUP_CONNECTIONS, seconds=1, use_wrk=use_wrk,
-        tag=f"{target.name}-warmup",
-    )  # fmt: skip
+    """(rows by concurrency, every load run including the warm-up) for the metrics check.
+    The warm-up (1 s at c=8, so every worker has its caches filled) only with wrk: the smoke
+    run skips it."""
+    warmup = []
+    if load.use_wrk:
+        tag = f"{target.name}-warmup"
+        warmup.append(await _load(target, workdir, connections=8, seconds=1, use_wrk=True, tag=tag))
     rows = await scenarios.throughput(
-        target, workdir, levels=levels, seconds=seconds, use_wrk=use_wrk,
+        target, workdir, levels=load.levels, seconds=load.seconds, use_wrk=load.use_wrk,
         stop_when_saturated=False,
     )  # fmt: skip
-    return rows, [warmup, *rows]
+    return rows, [*warmup, *rows]
 
 
 async def scrape_requests(target: Target, token: str) -> dict[str, float] | None:
@@ -120,26 +130,44 @@ async def _two_workers(
     stack: Stack,
     workdir: Path,
     out: dict[str, Any],
+    started: tuple[Proc, Target],
     *,
     name: str,
-    start: Any,
-    levels: list[int],
-    seconds: float,
-    use_wrk: bool,
+    load: Levels,
     token: str | None,
+    mock_pid: int | None,
 ) -> None:
-    proc, target = await start
+    proc, target = started
     print(f"[second core] {target.name}: throughput with {WORKERS} workers ...", flush=True)
-    before = worker_cpu_seconds(proc.pid)
-    rows, runs = await _throughput(target, workdir, levels=levels, seconds=seconds, use_wrk=use_wrk)
-    after = worker_cpu_seconds(proc.pid)
+    cpu = CpuShare(proc.pid, mock_pid)
+    cpu.start()
+    rows, runs = await _throughput(target, workdir, load)
     out["throughput"][name] = rows
-    out["worker_cpu_s"][name] = [round(after[p] - before.get(p, 0.0), 1) for p in sorted(after)]
+    out["cpu"][name] = cpu.stop()
     if token is not None:
         await asyncio.sleep(1.0)  # let the requests in flight at wrk's stop finish
         check = metrics_check(runs, await scrape_requests(target, token))
         out["metrics_check"][name] = check
         print(f"  /metrics check: {check}", flush=True)
+    stack.stop(proc)
+
+
+async def _one_worker(
+    stack: Stack,
+    workdir: Path,
+    out: dict[str, Any],
+    started: tuple[Proc, Target],
+    *,
+    name: str,
+    load: Levels,
+    mock_pid: int | None,
+) -> None:
+    proc, target = started
+    print(f"[second core] {name}: one-worker baseline ...", flush=True)
+    cpu = CpuShare(proc.pid, mock_pid)
+    cpu.start()
+    out["one_worker"][name], _ = await _throughput(target, workdir, load)
+    out["cpu_one_worker"][name] = cpu.stop()
     stack.stop(proc)
 
 
@@ -150,52 +178,58 @@ async def run(
     *,
     mock: Target,
     backends: list[Backend],
-    levels: list[int],
-    seconds: float,
-    use_wrk: bool,
+    load: Levels,
+    floor: bool = True,
 ) -> None:
     """Two-worker runs of the floor and each backend into results["second_core"]; a one-worker
     run of the same, pinned like the main run, only where results["throughput"] lacks it
-    (`--only second-core`)."""
+    (`--only second-core`). `floor=False` (the smoke run) leaves the floor out."""
     out: dict[str, Any] = {
         "workers": WORKERS,
         "conditions": CONDITIONS,
         "throughput": {},
         "one_worker": {},
-        "worker_cpu_s": {},
+        "cpu": {},
+        "cpu_one_worker": {},
         "metrics_check": {},
     }
     results["second_core"] = out
-    if "floor" not in results["throughput"]:
-        proc, target = await services.start_floor(stack, mock)
-        print("[second core] floor: one-worker baseline ...", flush=True)
-        out["one_worker"]["floor"], _ = await _throughput(
-            target, workdir, levels=levels, seconds=seconds, use_wrk=use_wrk
-        )
-        stack.stop(proc)
-    floor = services.start_floor(stack, mock, name="floor" + SUFFIX, workers=WORKERS, cpu=BOTH_CPUS)
-    await _two_workers(
-        stack, workdir, out, name="floor", start=floor, levels=levels, seconds=seconds,
-        use_wrk=use_wrk, token=None,
-    )  # fmt: skip
-    for backend in backends:
-        common = {"database_url": backend.database_url, "mock": mock, "api_key": backend.api_key}
-        if backend.name not in results["throughput"]:
-            proc, target = await services.start_gateway(stack, backend.name, **common)
-            print(f"[second core] {backend.name}: one-worker baseline ...", flush=True)
-            out["one_worker"][backend.name], _ = await _throughput(
-                target, workdir, levels=levels, seconds=seconds, use_wrk=use_wrk
+    if floor:
+        if "floor" not in results["throughput"]:
+            started = await services.start_floor(stack, mock)
+            await _one_worker(
+                stack, workdir, out, started, name="floor", load=load, mock_pid=mock.pid
             )
-            stack.stop(proc)
+        started = await services.start_floor(
+            stack, mock, name="floor" + SUFFIX, workers=WORKERS, cpu=BOTH_CPUS
+        )
+        await _two_workers(
+            stack, workdir, out, started, name="floor", token=None, load=load, mock_pid=mock.pid
+        )
+    for backend in backends:
+        db, key = backend.database_url, backend.api_key
+        if backend.name not in results["throughput"]:
+            started = await services.start_gateway(
+                stack, backend.name, database_url=db, mock=mock, api_key=key
+            )
+            await _one_worker(
+                stack, workdir, out, started, name=backend.name, load=load, mock_pid=mock.pid
+            )
         token = f"bench-metrics-{uuid.uuid4().hex}"
-        gateway = services.start_gateway(
-            stack, backend.name + SUFFIX, **common, workers=WORKERS, cpu=BOTH_CPUS,
-            metrics_token=token,
+        started = await services.start_gateway(
+            stack, backend.name + SUFFIX, database_url=db, mock=mock, api_key=key,
+            workers=WORKERS, cpu=BOTH_CPUS, metrics_token=token,
         )  # fmt: skip
         await _two_workers(
-            stack, workdir, out, name=backend.name, start=gateway, levels=levels,
-            seconds=seconds, use_wrk=use_wrk, token=token,
-        )  # fmt: skip
+            stack,
+            workdir,
+            out,
+            started,
+            name=backend.name,
+            token=token,
+            load=load,
+            mock_pid=mock.pid,
+        )
     out["summary"] = summarise(results)
 
 
@@ -279,9 +313,17 @@ def markdown(results: dict[str, Any]) -> list[str]:
             cells.append(_f(s["peak_vs_floor_2w"], 3))
     lines.append("| peak | " + " | ".join(cells) + " |")
     lines += ["", "Checks (recorded, never failing the run):", ""]
-    for name, cpu in out["worker_cpu_s"].items():
-        split = " + ".join(f"{s:.1f}" for s in cpu)
-        lines.append(f"- {name}, CPU seconds per worker during its two-worker run: {split}")
+    one_worker = {**results.get("cpu_throughput", {}), **out["cpu_one_worker"]}
+    shares = [(n, "one", one_worker[n]) for n in names if n in one_worker]
+    shares += [(n, "two", c) for n, c in out["cpu"].items()]
+    for name, workers, cpu in shares:
+        split = " + ".join(f"{c:.2f}" for c in cpu["worker_cores"])
+        lines.append(
+            f"- {name}, where the CPU went during its {workers}-worker run ({cpu['seconds']} s, "
+            f"in cores): machine busy {cpu['machine_busy_cores']:.2f}; server {split}; mock "
+            f"{cpu['mock_cores']:.2f}; wrk + harness {cpu['load_cores']:.2f}; other processes "
+            f"{cpu['other_cores']:.2f}"
+        )
     for name, check in out["metrics_check"].items():
         if check["counter"] is None:
             lines.append(f"- {name}: /metrics {check['why']}")
