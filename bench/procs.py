@@ -120,11 +120,24 @@ def harness_cpu_seconds() -> float:
     return total
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU seconds of every PostgreSQL server process (any client's work, not only ours)."""
+    total = 0.0
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "postgres":
+                total += cpu_seconds(int(comm.parent.name))
+        except OSError:
+            continue
+    return total
+
+
 @dataclass
 class CpuShare:
     """Where the machine's CPU went during one measurement, in cores (CPU seconds / wall
-    seconds): the server's workers, the mock, wrk + harness, and everything else (other
-    people's work on a shared machine). Read at `start()` and at `stop()`."""
+    seconds): the server's workers, the mock, wrk + harness, the PostgreSQL server, and
+    everything else (other people's work on a shared machine, kernel time for loopback
+    traffic not charged to a process). Read at `start()` and at `stop()`."""
 
     server_pid: int
     mock_pid: int | None
@@ -139,6 +152,7 @@ class CpuShare:
             or {self.server_pid: cpu_seconds(self.server_pid)},
             "mock": cpu_seconds(self.mock_pid) if self.mock_pid else 0.0,
             "load": harness_cpu_seconds(),
+            "postgres": postgres_cpu_seconds(),
         }
 
     def start(self) -> None:
@@ -154,13 +168,15 @@ class CpuShare:
         mock = (end["mock"] - begin["mock"]) / wall
         load = (end["load"] - begin["load"]) / wall
         machine = (end["machine"] - begin["machine"]) / wall
+        postgres = max(0.0, end["postgres"] - begin["postgres"]) / wall
         return {
             "seconds": round(wall, 1),
             "machine_busy_cores": round(machine, 2),
             "worker_cores": [round(w, 2) for w in workers],
             "mock_cores": round(mock, 2),
             "load_cores": round(load, 2),
-            "other_cores": round(max(0.0, machine - sum(workers) - mock - load), 2),
+            "postgres_cores": round(postgres, 2),
+            "other_cores": round(max(0.0, machine - sum(workers) - mock - load - postgres), 2),
         }
 
 

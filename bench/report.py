@@ -357,6 +357,6 @@ def write(results: dict[str, Any], out_dir: Path) -> list[Path]:
     paths[0].write_text(json.dumps(results, indent=1, default=str) + "\n")
     paths[1].write_text(markdown(results))
     png = out_dir / "latest.png"
-    if plot(results, png):
+    if "only" not in results["meta"] and plot(results, png):
         paths.append(png)
     return paths

@@ -321,8 +321,9 @@ def markdown(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"- {name}, where the CPU went during its {workers}-worker run ({cpu['seconds']} s, "
             f"in cores): machine busy {cpu['machine_busy_cores']:.2f}; server {split}; mock "
-            f"{cpu['mock_cores']:.2f}; wrk + harness {cpu['load_cores']:.2f}; other processes "
-            f"{cpu['other_cores']:.2f}"
+            f"{cpu['mock_cores']:.2f}; wrk + harness {cpu['load_cores']:.2f}; PostgreSQL server "
+            f"{cpu.get('postgres_cores', 0.0):.2f}; the rest (other work on the machine, "
+            f"kernel) {cpu['other_cores']:.2f}"
         )
     for name, check in out["metrics_check"].items():
         if check["counter"] is None:
