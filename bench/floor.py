@@ -7,12 +7,17 @@ metering, no logs. A gateway row divided by this one says how much of the cost i
 own work and how much is what any Python proxy pays.
 
     python bench/floor.py --port P --upstream http://127.0.0.1:M/v1 --key sk-... \
-        --model tollway-demo-chat=demo-chat
+        --model tollway-demo-chat=demo-chat [--workers 2]
+
+With `--workers N` uvicorn starts N worker processes on one listening socket (as
+`tollway serve --workers N` does); each builds its own `Floor` from the environment
+(`app_from_env`), so one process or several run the same code.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -29,6 +34,7 @@ JSON = [(b"content-type", b"application/json")]
 SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 UNAUTHORIZED = orjson.dumps({"error": {"message": "invalid api key", "type": "auth"}})
 NOT_FOUND = orjson.dumps({"error": {"message": "not found", "type": "not_found"}})
+ENV_UPSTREAM, ENV_KEY, ENV_MODELS = "FLOOR_UPSTREAM", "FLOOR_KEY", "FLOOR_MODELS"
 BAD_MODEL = orjson.dumps({"error": {"message": "unknown model", "type": "invalid_request"}})
 
 
@@ -121,6 +127,14 @@ async def _answer(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def app_from_env() -> Floor:
+    """The app of one worker, from what `main` put in the environment."""
+    models = dict(pair.split("=", 1) for pair in os.environ[ENV_MODELS].split(",") if pair)
+    return Floor(
+        upstream=os.environ[ENV_UPSTREAM], keys={os.environ[ENV_KEY]: "bench"}, models=models
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -128,11 +142,17 @@ def main() -> None:
     parser.add_argument("--upstream", required=True, help="base URL, e.g. http://h:p/v1")
     parser.add_argument("--key", required=True, help="the one API key it accepts")
     parser.add_argument("--model", action="append", default=[], help="client=upstream")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
     args = parser.parse_args()
-    models = dict(pair.split("=", 1) for pair in args.model)
-    app = Floor(upstream=args.upstream, keys={args.key: "bench"}, models=models)
+    # Workers are separate processes: they read their configuration from the environment.
+    os.environ[ENV_UPSTREAM] = args.upstream
+    os.environ[ENV_KEY] = args.key
+    os.environ[ENV_MODELS] = ",".join(args.model)
     uvicorn.run(
-        app,
+        "floor:app_from_env",
+        factory=True,
+        app_dir=os.path.dirname(os.path.abspath(__file__)),
+        workers=args.workers,
         host=args.host,
         port=args.port,
         loop="uvloop",

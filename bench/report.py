@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import second_core
+
 GOAL_P50_MS = 0.5
 GOAL_P99_MS = 2.0
 GOAL_VS_LITELLM = 50
@@ -57,7 +59,8 @@ def machine() -> dict[str, Any]:
             )
         },
         "wrk": wrk_version,
-        "pinning": "gateway/LiteLLM on CPU 0; mock, load generator and harness on CPU 1",
+        "pinning": "gateway/floor/LiteLLM on CPU 0 (with two workers: CPUs 0,1); mock, load "
+        "generator and harness on CPU 1",
     }
 
 
@@ -246,7 +249,8 @@ def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     pk = ", ".join(f"{k} {v}" for k, v in meta["packages"].items())
     out = [
-        f"# Tollway benchmark ({meta['mode']}, {meta['date']})",
+        f"# Tollway benchmark ({meta['mode']}{', only ' + meta['only'] if 'only' in meta else ''}"
+        f", {meta['date']})",
         "",
         f"Machine: {meta['nproc']} CPUs, {meta['cpu']}, Linux {meta['kernel']}, "
         f"Python {meta['python']}; {pk}; {meta['wrk']}. {meta['pinning']}. "
@@ -259,6 +263,7 @@ def markdown(results: dict[str, Any]) -> str:
     out += _latency_table(results)
     out += ["", "## Throughput by concurrency (non-streaming)", "", *_throughput_table(results)]
     out += _floor_tables(results)
+    out += second_core.markdown(results)
     out += ["", "## Streaming under load", ""]
     out += ["| target | streams | streams/s | chunks/s | TTFT p50 | TTFT p99 | errors |"]
     out += ["|---|---|---|---|---|---|---|"]
@@ -289,10 +294,16 @@ def markdown(results: dict[str, Any]) -> str:
         if "inclusive_pct" not in prof:
             continue
         out += ["", f"## Profile: {name} (py-spy, {prof['samples']} samples, wrk c=64)", ""]
+        files = (prof.get("flamegraph_file"), prof.get("raw_file"))
+        out += [
+            f"Files: `{files[0]}` (flame graph), `{files[1]}` (collapsed stacks), beside this "
+            "report.",
+            "",
+        ]
         out += ["| inclusive bucket | % of samples |", "|---|---|"]
         out += [f"| {k} | {v} |" for k, v in prof["inclusive_pct"].items()]
-        out += ["", "| top self time | % |", "|---|---|"]
-        out += [f"| `{k}` | {v} |" for k, v in prof["top_self_pct"][:15]]
+        out += ["", "| top 20 self time (function) | % of samples |", "|---|---|"]
+        out += [f"| `{k}` | {v} |" for k, v in prof["top_self_pct"][:20]]
     if results["notes"]:
         out += ["", "## Notes", "", *(f"- {n}" for n in results["notes"])]
     return "\n".join(out) + "\n"
@@ -346,6 +357,6 @@ def write(results: dict[str, Any], out_dir: Path) -> list[Path]:
     paths[0].write_text(json.dumps(results, indent=1, default=str) + "\n")
     paths[1].write_text(markdown(results))
     png = out_dir / "latest.png"
-    if plot(results, png):
+    if "only" not in results["meta"] and plot(results, png):
         paths.append(png)
     return paths

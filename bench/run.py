@@ -1,8 +1,9 @@
 """Tollway's benchmark: `python3 bench/run.py` (full, ~10 min) or `--smoke` (CI, < 60 s).
 
 Starts the mock upstream, the floor (a bare CPython proxy, bench/floor.py), the gateway (one
-worker; SQLite, and PostgreSQL when reachable) and LiteLLM's proxy, loads them, and writes
-JSON, Markdown and a plot. See bench/README.md.
+worker; SQLite, and PostgreSQL when reachable), both again with two workers (bench/second_core.py)
+and LiteLLM's proxy, loads them, and writes JSON, Markdown and a plot. `--only second-core` runs
+that one scenario (with its own one-worker baseline). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+ONLY = ("second-core",)  # scenarios `--only` can run by themselves
+SMOKE_SECOND_CORE = True  # the two-worker SQLite gateway, 2 levels of 1 s, /metrics: +4 s
 
 
 def ensure_venv_python() -> None:
@@ -48,15 +51,15 @@ class Plan:
     leak_requests: int
     leak_seconds: float
     profile_seconds: float
+    second_core: bool
     deadline_s: float
 
     @classmethod
     def of(cls, smoke: bool) -> Plan:
         if smoke:
-            return cls(True, 30, 0, [1, 8], 1, 16, 1, 50, 2, 500, 20, 0, 100)
-        return cls(
-            False, 2000, 300, [1, 4, 16, 64, 128, 256], 5, 256, 10, 1000, 20, 100_000, 150, 8, 1500
-        )
+            return cls(True, 30, 0, [1, 8], 1, 16, 1, 50, 2, 500, 20, 0, SMOKE_SECOND_CORE, 100)
+        levels = [1, 4, 16, 64, 128, 256]
+        return cls(False, 2000, 300, levels, 5, 256, 10, 1000, 20, 100_000, 150, 8, True, 1500)
 
 
 def install_tools(smoke: bool) -> list[str]:
@@ -102,6 +105,7 @@ async def bench_gateway(
     use_wrk: bool,
     leak: bool,
 ) -> str:
+    import procs
     import scenarios
     import services
 
@@ -113,6 +117,8 @@ async def bench_gateway(
     print(f"[{name}] added latency ({plan.latency_count} sequential requests) ...", flush=True)
     results["latency"][name] = await scenarios.added_latency(target, count=plan.latency_count)
     print(f"[{name}] throughput ...", flush=True)
+    cpu = procs.CpuShare(proc.pid, mock.pid)
+    cpu.start()
     results["throughput"][name] = await scenarios.throughput(
         target,
         workdir,
@@ -121,6 +127,7 @@ async def bench_gateway(
         use_wrk=use_wrk,
         stop_when_saturated=False,
     )
+    results["cpu_throughput"][name] = cpu.stop()
     print(f"[{name}] {plan.stream_connections} concurrent streams ...", flush=True)
     results["streaming"][name] = await scenarios.streaming(
         target, connections=plan.stream_connections, seconds=plan.stream_seconds
@@ -150,6 +157,7 @@ async def bench_floor(
 ) -> None:
     """The floor (bench/floor.py) through the same scenarios as a gateway: what any CPython
     proxy pays, against which each gateway row is read."""
+    import procs
     import scenarios
     import services
 
@@ -157,6 +165,8 @@ async def bench_floor(
     print(f"[floor] added latency ({plan.latency_count} sequential requests) ...", flush=True)
     results["latency"]["floor"] = await scenarios.added_latency(target, count=plan.latency_count)
     print("[floor] throughput ...", flush=True)
+    cpu = procs.CpuShare(proc.pid, mock.pid)
+    cpu.start()
     results["throughput"]["floor"] = await scenarios.throughput(
         target,
         workdir,
@@ -165,6 +175,7 @@ async def bench_floor(
         use_wrk=use_wrk,
         stop_when_saturated=False,
     )
+    results["cpu_throughput"]["floor"] = cpu.stop()
     print(f"[floor] {plan.stream_connections} concurrent streams ...", flush=True)
     results["streaming"]["floor"] = await scenarios.streaming(
         target, connections=plan.stream_connections, seconds=plan.stream_seconds
@@ -234,11 +245,14 @@ async def bench_litellm(
     stack.stop(proc)
 
 
-async def run(plan: Plan, out_dir: Path, workdir: Path, notes: list[str]) -> dict[str, Any]:
+async def run(
+    plan: Plan, out_dir: Path, workdir: Path, notes: list[str], only: str | None = None
+) -> dict[str, Any]:
     import load
     import procs
     import report
     import scenarios
+    import second_core
     import services
 
     use_wrk = load.have_wrk() and not plan.smoke
@@ -250,13 +264,31 @@ async def run(plan: Plan, out_dir: Path, workdir: Path, notes: list[str]) -> dic
         "streaming": {},
         "memory": {},
         "profile": {},
+        "cpu_throughput": {},  # where the CPU went during each one-worker throughput run
         "notes": notes,
     }
     results["meta"]["load_generator"] = "wrk (1 thread, CPU 1)" if use_wrk else "aiohttp"
+    if only is not None:
+        results["meta"]["only"] = only
     stack = procs.Stack(workdir)
     pg_url: str | None = None
+    sqlite_url = f"sqlite:///{workdir / 'tollway.db'}"
     try:
         _, mock = await services.start_mock(stack, "mock")
+        if only == "second-core":
+            pg_url = None if plan.smoke else await services.create_pg_database()
+            urls = {"gateway-sqlite": sqlite_url, "gateway-postgres": pg_url}
+            backends = [
+                second_core.Backend(name, url, await asyncio.to_thread(services.provision, url))
+                for name, url in urls.items()
+                if url is not None
+            ]
+            await second_core.run(
+                stack, workdir, results, mock=mock, backends=backends,
+                load=second_core.Levels(plan.levels, plan.level_seconds, use_wrk),
+            )  # fmt: skip
+            finish(results)
+            return results
         print("[direct] added latency and throughput against the mock ...", flush=True)
         results["latency"]["direct"] = await scenarios.added_latency(mock, count=plan.latency_count)
         results["throughput"]["direct"] = await scenarios.throughput(
@@ -271,7 +303,6 @@ async def run(plan: Plan, out_dir: Path, workdir: Path, notes: list[str]) -> dic
             mock, connections=plan.stream_connections, seconds=plan.stream_seconds
         )
         await bench_floor(plan, stack, workdir, results, mock=mock, use_wrk=use_wrk)
-        sqlite_url = f"sqlite:///{workdir / 'tollway.db'}"
         api_key = await bench_gateway(
             plan, stack, workdir, out_dir, results,
             name="gateway-sqlite", database_url=sqlite_url, mock=mock, use_wrk=use_wrk,
@@ -280,27 +311,43 @@ async def run(plan: Plan, out_dir: Path, workdir: Path, notes: list[str]) -> dic
         await bench_many_streams(
             plan, stack, workdir, results, db=sqlite_url, api_key=api_key, use_wrk=use_wrk
         )
+        backends = [second_core.Backend("gateway-sqlite", sqlite_url, api_key)]
         pg_url = None if plan.smoke else await services.create_pg_database()
         if pg_url is not None:
-            await bench_gateway(
+            pg_key = await bench_gateway(
                 plan, stack, workdir, out_dir, results,
                 name="gateway-postgres", database_url=pg_url, mock=mock, use_wrk=use_wrk,
                 leak=False,
             )  # fmt: skip
+            backends.append(second_core.Backend("gateway-postgres", pg_url, pg_key))
         elif not plan.smoke:
             notes.append("PostgreSQL not reachable on 127.0.0.1:5432: skipped")
+        if plan.second_core:
+            await second_core.run(
+                stack, workdir, results, mock=mock, backends=backends,
+                load=second_core.Levels(plan.levels, plan.level_seconds, use_wrk),
+                floor=not plan.smoke,
+            )  # fmt: skip
         if not plan.smoke:
             await bench_litellm(plan, stack, workdir, results, mock=mock, use_wrk=use_wrk)
     finally:
         stack.close()
         if pg_url is not None:
             await services.drop_pg_database(pg_url)
-    direct = results["latency"]["direct"]
+    finish(results)
+    return results
+
+
+def finish(results: dict[str, Any]) -> None:
+    """Derived figures: added latency against direct, the ratios to the floor."""
+    import report
+    import scenarios
+
+    direct = results["latency"].get("direct")
     for name, latency in results["latency"].items():
-        if name != "direct":
+        if name != "direct" and direct is not None:
             results["overhead"][name] = scenarios.overhead(latency, direct)
     results["vs_floor"] = report.vs_floor(results)
-    return results
 
 
 def gateway_failures(results: dict[str, Any]) -> list[str]:
@@ -315,6 +362,9 @@ def gateway_failures(results: dict[str, Any]) -> list[str]:
     for name, rows in results["throughput"].items():
         if _served_by_us(name) and not any(r["rps"] > 0 for r in rows):
             failures.append(f"{name}: no request succeeded under load")
+    for name, rows in results.get("second_core", {}).get("throughput", {}).items():
+        if not any(r["rps"] > 0 for r in rows):
+            failures.append(f"{name} with two workers: no request succeeded under load")
     leak = results["memory"].get("leak")
     if leak is not None and leak["errors"] and results["meta"]["mode"] == "smoke":
         failures.append(f"leak run: {leak['errors']} errors")
@@ -329,6 +379,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="seconds-long CI check")
     parser.add_argument("--out", type=Path, help="results folder (default bench/results)")
+    parser.add_argument(
+        "--only",
+        choices=ONLY,
+        help="run one scenario (its results default to bench/results/only-<name>/)",
+    )
     args = parser.parse_args()
     ensure_venv_python()
     sys.path.insert(0, str(BENCH))
@@ -342,11 +397,12 @@ def main() -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tollway-bench-") as tmp:
         workdir = Path(tmp)
-        out_dir = args.out or (workdir / "results" if plan.smoke else BENCH / "results")
+        default_out = BENCH / "results" / (f"only-{args.only}" if args.only else "")
+        out_dir = args.out or (workdir / "results" if plan.smoke else default_out)
         out_dir.mkdir(parents=True, exist_ok=True)
         try:
             results = asyncio.run(
-                asyncio.wait_for(run(plan, out_dir, workdir, notes), plan.deadline_s)
+                asyncio.wait_for(run(plan, out_dir, workdir, notes, args.only), plan.deadline_s)
             )
         except (RuntimeError, TimeoutError, OSError) as exc:
             print(f"benchmark failed: {exc!r}", file=sys.stderr)

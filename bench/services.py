@@ -94,7 +94,15 @@ def provision(database_url: str) -> str:
 
 
 async def start_gateway(
-    stack: Stack, name: str, *, database_url: str, mock: Target, api_key: str
+    stack: Stack,
+    name: str,
+    *,
+    database_url: str,
+    mock: Target,
+    api_key: str,
+    workers: int = 1,
+    cpu: int | str = GATEWAY_CPU,
+    metrics_token: str | None = None,
 ) -> tuple[Proc, Target]:
     port = free_port()
     env = {
@@ -102,26 +110,35 @@ async def start_gateway(
         "TOLLWAY_MOCK_URL": f"{mock.base}/v1",
         "TOLLWAY_LOG_LEVEL": "warning",
     }
+    if metrics_token is not None:  # the endpoint only; metrics are recorded either way
+        env["TOLLWAY_METRICS_TOKEN"] = metrics_token
     env.pop("TOLLWAY_PROVIDERS", None)
     argv = [str(VENV_BIN / "tollway"), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    proc = stack.start(name, [*argv, "--workers", "1"], cpu=GATEWAY_CPU, env=env)
+    proc = stack.start(name, [*argv, "--workers", str(workers)], cpu=cpu, env=env)
     base = f"http://127.0.0.1:{port}"
     await wait_ready(proc, f"{base}/health")
     return proc, Target(name, base, MODEL, api_key=api_key, pid=proc.pid)
 
 
-async def start_floor(stack: Stack, mock: Target) -> tuple[Proc, Target]:
+async def start_floor(
+    stack: Stack,
+    mock: Target,
+    *,
+    name: str = "floor",
+    workers: int = 1,
+    cpu: int | str = GATEWAY_CPU,
+) -> tuple[Proc, Target]:
     """The floor (bench/floor.py): a bare CPython proxy in front of the same mock, pinned like
     the gateway, with a key of its own."""
     port = free_port()
     api_key = f"sk-floor-{uuid.uuid4().hex}"
     argv = [str(VENV_BIN / "python"), str(ROOT / "bench" / "floor.py"), "--port", str(port)]
     argv += ["--upstream", f"{mock.base}/v1", "--key", api_key]
-    argv += ["--model", f"{MODEL}={UPSTREAM_MODEL}"]
-    proc = stack.start("floor", argv, cpu=GATEWAY_CPU)
+    argv += ["--model", f"{MODEL}={UPSTREAM_MODEL}", "--workers", str(workers)]
+    proc = stack.start(name, argv, cpu=cpu)
     base = f"http://127.0.0.1:{port}"
     await wait_ready(proc, f"{base}/health")
-    return proc, Target("floor", base, MODEL, api_key=api_key, pid=proc.pid)
+    return proc, Target(name, base, MODEL, api_key=api_key, pid=proc.pid)
 
 
 async def create_pg_database() -> str | None:
