@@ -36,9 +36,8 @@ from tollway.http import (
     requests,
     usage,
 )
+from tollway.http.edge import Edge
 from tollway.http.errors import install_error_handlers
-from tollway.http.exchange import RequestLogMiddleware
-from tollway.http.limits import BodyLimit
 from tollway.http.openapi import install_openapi
 from tollway.ids import RequestIds, new_id
 from tollway.keys.service import KeyService
@@ -192,12 +191,14 @@ def create_app(
         description="A self-hosted LLM gateway: OpenAI-compatible inference with policy "
         "routing, and a Management API compatible with cortecs.ai.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry layer asks the global providers on every request (three
+        # environment lookups); tracing is Tollway's (observe/tracing.py), on its own provider.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    tracer.install(app)  # a span for every request, refused bodies included
-    # Outermost: every response (a 413, a 500 included) gets its x-request-id and log line.
-    app.add_middleware(RequestLogMiddleware)
+    # The one middleware: request id, body limit, span, log line; it serves the inference
+    # POSTs itself (http/fastpath.py) and hands the rest to the router.
+    app.add_middleware(Edge, max_bytes=settings.max_body_bytes, tracer=tracer)
     install_openapi(app)
     app.include_router(health.router)
     app.include_router(inference.router)

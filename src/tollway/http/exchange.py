@@ -1,30 +1,21 @@
 """Every HTTP exchange gets a request id (`x-request-id` on the response) and leaves one log
 line; an inference request that got past authentication also leaves its record in the
-request log. A pure ASGI middleware: bodies are neither read nor buffered, streams pass
-through, and the line is written once the response has ended (a stream: however it ended).
+request log. The `Exchange` is made and finished by the edge middleware (`http/edge.py`),
+once the response has ended (a stream: however it ended).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from tollway.errors import excerpt
 from tollway.gateway.auth import Principal
 from tollway.gateway.tally import Tally
-from tollway.http._scope import EXCHANGE
-from tollway.http.errors import error_response
 from tollway.observe.logs import FIELDS
 from tollway.observe.record import RequestRecord
 from tollway.state import AppState
-
-_SANE_CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_MAX_PATH = 200
 
 log = logging.getLogger("tollway.request")
 
@@ -41,67 +32,13 @@ class Exchange:
     principal: Principal | None = None
     tally: Tally | None = None
     error: str | None = None
+    body_refused: bool = False  # its declared body is over the limit: answered 413 unread
 
     def inference(self, principal: Principal, endpoint: str) -> Tally:
         """An authenticated inference request begins: what it does is tallied from here."""
         self.principal = principal
         self.tally = Tally(self.request_id, endpoint)
         return self.tally
-
-
-def client_request_id(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            text = value.decode("latin-1")
-            return text if _SANE_CLIENT_ID.fullmatch(text) else None
-    return None
-
-
-class RequestLogMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        state: AppState = scope["app"].state.tollway
-        exchange = Exchange(
-            request_id=state.request_ids.next(),
-            client_request_id=client_request_id(scope),
-            method=scope["method"],
-            path=scope["path"][:_MAX_PATH],
-            started=time.perf_counter(),
-            created_at_ms=int(state.clock() * 1000),
-        )
-        scope[EXCHANGE] = exchange
-        header = (b"x-request-id", (exchange.client_request_id or exchange.request_id).encode())
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                exchange.status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        except Exception as exc:
-            log.error(
-                "unhandled error",
-                exc_info=exc,  # the trace goes to the server log only, never to the client
-                extra={
-                    FIELDS: {"request_id": exchange.request_id, "error": excerpt(repr(exc), 500)}
-                },
-            )
-            if exchange.status:  # the response has started: nothing more can be said
-                raise
-            exchange.error = "internal server error"
-            response = error_response(
-                exchange.path, 500, exchange.error, openai_type="server_error"
-            )
-            await response(scope, receive, send_with_id)
-        finally:
-            finish(state, exchange)
 
 
 def finish(state: AppState, exchange: Exchange) -> None:

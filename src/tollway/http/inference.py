@@ -1,74 +1,26 @@
-"""The OpenAI-compatible inference API (docs/api.md): parse, call the gateway, render."""
+"""The OpenAI-compatible inference API (docs/api.md): the routes of the OpenAPI document (the
+inference POSTs are served by `http/fastpath.py`) and the models list."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.responses import Response
 
 from tollway.errors import NotFound
-from tollway.gateway.auth import Principal
-from tollway.gateway.request import InferenceRequest, parse_chat, parse_embeddings
-from tollway.gateway.streaming import StreamRelay
 from tollway.http.deps import app_state, exchange_of
+from tollway.http.fastpath import CHAT_COMPLETIONS, EMBEDDINGS, Delegated
 from tollway.http.openapi import BEARER, CHAT_BODY, EMBEDDINGS_BODY, INFERENCE_ERRORS, json_body
 from tollway.providers.registry import Model, Registry
-from tollway.state import AppState
 
 router = APIRouter(tags=["Inference"])
 _AUTHENTICATED = [Depends(BEARER)]  # documents the bearer scheme; the handler authenticates
 
 
-class RelayResponse(StreamingResponse):
-    """A stream that settles its reservation however the response ends, even when the
-    client went away before the first chunk was sent. ``content`` is the relay's chunks as
-    translated into another dialect (default: the relay's own OpenAI chunks)."""
-
-    def __init__(self, relay: StreamRelay, content: AsyncIterator[bytes] | None = None) -> None:
-        super().__init__(
-            relay.iterate() if content is None else content,
-            media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
-        )
-        self.relay = relay
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.relay.finalize()
-
-
-async def _authenticate(state: AppState, request: Request) -> Principal:
-    with state.tracer.span("tollway.auth") as span:
-        principal = await state.auth.inference(request.headers.get("authorization"))
-        span.set("tollway.project_id", principal.project_id)
-        span.set("tollway.key_id", principal.key_id)
-    return principal
-
-
-async def _serve(
-    request: Request, endpoint: str, parse: Callable[[bytes], InferenceRequest]
-) -> Response:
-    """Authenticate, parse, serve; from authentication on, the request is tallied (it
-    leaves a record in the request log whatever happens next)."""
-    state = app_state(request)
-    principal = await _authenticate(state, request)
-    tally = exchange_of(request).inference(principal, endpoint)
-    parsed = parse(await request.body())
-    tally.model, tally.stream = parsed.model, parsed.stream
-    served = await state.gateway.handle(principal, parsed, tally)
-    if isinstance(served.result, StreamRelay):
-        response: Response = RelayResponse(served.result)
-        response.headers.update(served.headers)
-        return response
-    return Response(served.result, media_type="application/json", headers=served.headers)
-
-
-# Each handler authenticates before it reads the body (within TOLLWAY_MAX_BODY_BYTES).
+# Declared here for the OpenAPI document; their POSTs are served as plain ASGI by the edge
+# (`http/fastpath.py`), which authenticates before it reads the body (within
+# TOLLWAY_MAX_BODY_BYTES).
 @router.post(
     "/v1/chat/completions",
     openapi_extra=json_body(CHAT_BODY),
@@ -77,7 +29,7 @@ async def _serve(
 )
 async def chat_completions(request: Request) -> Response:
     """OpenAI chat completions, streaming or not, with Tollway's router fields."""
-    return await _serve(request, "chat.completions", parse_chat)
+    return Delegated(CHAT_COMPLETIONS)
 
 
 @router.post(
@@ -88,7 +40,7 @@ async def chat_completions(request: Request) -> Response:
 )
 async def embeddings(request: Request) -> Response:
     """OpenAI embeddings, with Tollway's router fields."""
-    return await _serve(request, "embeddings", parse_embeddings)
+    return Delegated(EMBEDDINGS)
 
 
 def model_entry(registry: Registry, model: Model, *, eu_native: bool) -> dict[str, Any] | None:

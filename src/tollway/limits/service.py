@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tollway.cache import TtlCache
 from tollway.clock import Clock
 from tollway.errors import BadRequest, Forbidden, NotFound
 from tollway.ids import new_id
@@ -75,9 +76,9 @@ def rate_limit_json(row: RateLimitRow) -> dict[str, Any]:
 
 
 class RateLimitIndex:
-    """Each project's limits, cached per process for `ttl_s`. Read and invalidated on the
-    event loop only; a generation counter keeps a list read before an invalidation from being
-    stored after it."""
+    """Each project's limits, cached per process for `ttl_s`, one read per project when it
+    expires (`TtlCache`). Read and invalidated on the event loop only; a read that began
+    before an invalidation answers its waiters but is not stored."""
 
     def __init__(
         self,
@@ -88,28 +89,19 @@ class RateLimitIndex:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db = db
-        self._ttl_s = ttl_s
-        self._max_projects = max_projects
-        self._clock = clock
-        self._entries: dict[str, tuple[float, tuple[RateLimitRow, ...]]] = {}
-        self._generation = 0
+        self._cache: TtlCache[str, tuple[RateLimitRow, ...]] = TtlCache(
+            self._read, ttl_s=ttl_s, max_entries=max_projects, clock=clock
+        )
 
     async def limits_of(self, project_id: str) -> tuple[RateLimitRow, ...]:
-        entry = self._entries.get(project_id)
-        if entry is not None and entry[0] > self._clock():
-            return entry[1]
-        generation = self._generation
+        return await self._cache.get(project_id)
+
+    async def _read(self, project_id: str) -> tuple[RateLimitRow, ...]:
         async with self._db.read() as conn:
-            rows = tuple(await store.rate_limits_of_project(conn, project_id))
-        if generation == self._generation:
-            if len(self._entries) >= self._max_projects:
-                self._entries.clear()
-            self._entries[project_id] = (self._clock() + self._ttl_s, rows)
-        return rows
+            return tuple(await store.rate_limits_of_project(conn, project_id))
 
     def invalidate(self, project_id: str) -> None:
-        self._generation += 1
-        self._entries.pop(project_id, None)
+        self._cache.forget(project_id)
 
 
 class RateLimitService:

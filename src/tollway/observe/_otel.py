@@ -20,7 +20,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tollway import __version__
@@ -90,8 +89,8 @@ class OtelTracer(Tracer):
     def current(self) -> Span:
         return _Live(trace.get_current_span())
 
-    def install(self, app: Starlette) -> None:
-        app.add_middleware(RequestSpans, tracer=self)
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        return RequestSpans(app, tracer=self)
 
     def shutdown(self) -> None:
         self.provider.shutdown()

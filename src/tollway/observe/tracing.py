@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import ClassVar, Final
 
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 AttributeValue = str | bool | int | float
 
@@ -67,8 +67,9 @@ class Tracer:
         """The span around the caller now (the request's, between stages)."""
         return NOOP_SPAN
 
-    def install(self, app: Starlette) -> None:
-        """Add what opens one span per HTTP request (nothing when off)."""
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        """`app` inside what opens one span per HTTP request (`app` itself when off)."""
+        return app
 
     def shutdown(self) -> None:
         """Export what is pending (blocking: call it off the event loop)."""
