@@ -11,8 +11,7 @@ from sqlalchemy import Connection
 
 from tollway.store import budgets as budget_store
 from tollway.store import reservations as store
-from tollway.store.leases import is_lease
-from tollway.store.reservations import OpenReservation
+from tollway.store.reservations import OpenReservation, is_lease
 
 if TYPE_CHECKING:
     from tollway.billing.meter import Payer, UsageRecord

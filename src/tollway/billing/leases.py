@@ -41,7 +41,7 @@ from tollway.errors import DatabaseUnavailable
 from tollway.ids import new_id
 from tollway.store import leases as store
 from tollway.store.database import Database
-from tollway.store.reservations import entry_id
+from tollway.store.reservations import LEASE_PREFIX, entry_id
 
 log = logging.getLogger("tollway.billing")
 
@@ -145,7 +145,7 @@ class Leases:
             return False
         lease = self._by_user.get(user_id)
         if lease is None:
-            lease = Lease(lease_id=store.LEASE_PREFIX + new_id(), user_id=user_id)
+            lease = Lease(lease_id=LEASE_PREFIX + new_id(), user_id=user_id)
             self._by_user[user_id] = lease
             self._by_id[lease.lease_id] = lease  # before its row can exist (reconcile)
         elif lease.starved_until > self._monotonic():

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Column, ScalarSelect, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tollway.store.leases import LEASE_PREFIX
+from tollway.store.reservations import LEASE_PREFIX
 from tollway.store.schema import api_keys, memberships, projects, reservations, users
 
 

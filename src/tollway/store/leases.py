@@ -18,9 +18,8 @@ from typing import Any
 from sqlalchemy import Connection, select, text
 
 from tollway.store._sql import Locking
+from tollway.store.reservations import RECORD_USAGE
 from tollway.store.schema import api_keys
-
-LEASE_PREFIX = "lease-"
 
 _LOCK_BALANCE = Locking.of(
     "SELECT balance_credits FROM users WHERE id = :user_id", "FOR UPDATE OF users"
@@ -48,18 +47,6 @@ _LEDGER = text(
     " VALUES (:entry_id, :user_id, :kind, :amount, :request_id, :now)"
 )
 _ENTRY_EXISTS = text("SELECT 1 FROM ledger WHERE entry_id = :entry_id")
-_USAGE = text(
-    "INSERT INTO usage_events (request_id, created_at, user_id, project_id, key_id, key_name,"
-    " endpoint, model, provider, prompt_tokens, completion_tokens, total_tokens,"
-    " cost_credits, latency_ms, status, usage_source) VALUES (:request_id, :created_at,"
-    " :user_id, :project_id, :key_id, :key_name, :endpoint, :model, :provider,"
-    " :prompt_tokens, :completion_tokens, :total_tokens, :cost_credits, :latency_ms,"
-    " :status, :usage_source)"
-)
-
-
-def is_lease(request_id: str) -> bool:
-    return request_id.startswith(LEASE_PREFIX)
 
 
 def draw(
@@ -140,7 +127,7 @@ def commit_charges(
             ],
         )
     if usage:
-        conn.execute(_USAGE, list(usage))
+        conn.execute(RECORD_USAGE, list(usage))
     return True
 
 

@@ -16,8 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.store._sql import Locking
 from tollway.store.budgets import WindowKey
-from tollway.store.leases import LEASE_PREFIX
 from tollway.store.schema import instances, ledger, reservations, users
+
+# A credit lease (billing/leases.py) is a reservation of its process, not of a request: its
+# request id starts with this.
+LEASE_PREFIX = "lease-"
+
+
+def is_lease(request_id: str) -> bool:
+    return request_id.startswith(LEASE_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +76,7 @@ _CLAIM = text(
     " project_id, key_id, amount_credits, budget_windows, instance_id, created_at"
 )
 _CHARGED = text("SELECT amount_credits FROM ledger WHERE entry_id = :entry_id")
-_RECORD_USAGE = text(
+RECORD_USAGE = text(
     "INSERT INTO usage_events (request_id, created_at, user_id, project_id, key_id, key_name,"
     " endpoint, model, provider, prompt_tokens, completion_tokens, total_tokens,"
     " cost_credits, latency_ms, status, usage_source) VALUES (:request_id, :created_at,"
@@ -188,7 +195,7 @@ def charged_for(conn: Connection, request_id: str) -> int:
 
 def record_usage(conn: Connection, values: dict[str, Any]) -> None:
     """One `usage_events` row; `values` names every column of the table."""
-    conn.execute(_RECORD_USAGE, values)
+    conn.execute(RECORD_USAGE, values)
 
 
 async def register_instance(conn: AsyncConnection, instance_id: str, now: int) -> None:
