@@ -17,8 +17,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select, text
 
-from tollway.store._sql import Locking
-from tollway.store.reservations import RECORD_USAGE
+from tollway.store._sql import Locking, insert_rows
+from tollway.store.reservations import USAGE_COLUMNS
 from tollway.store.schema import api_keys
 
 _LOCK_BALANCE = Locking.of(
@@ -111,23 +111,13 @@ def commit_charges(
         return False
     if total:
         _ledger(conn, entry_id, user_id, "release", total, lease_id, now)
-    if charges:
-        conn.execute(
-            _LEDGER,
-            [
-                {
-                    "entry_id": c["entry_id"],
-                    "user_id": user_id,
-                    "kind": "charge",
-                    "amount": -c["amount"],
-                    "request_id": c["request_id"],
-                    "now": now,
-                }
-                for c in charges
-            ],
-        )
-    if usage:
-        conn.execute(RECORD_USAGE, list(usage))
+    insert_rows(
+        conn,
+        "ledger",
+        _LEDGER_COLUMNS,
+        [(c["entry_id"], user_id, "charge", -c["amount"], c["request_id"], now) for c in charges],
+    )
+    insert_rows(conn, "usage_events", USAGE_COLUMNS, [_usage_values(u) for u in usage])
     return True
 
 
@@ -163,6 +153,13 @@ def give_back(conn: Connection, *, lease_id: str, entry_id: str, user_id: str, n
         conn.execute(_CREDIT, {"user_id": user_id, "amount": int(amount)})
         _ledger(conn, entry_id, user_id, "release", int(amount), lease_id, now)
     return int(amount)
+
+
+_LEDGER_COLUMNS = ("entry_id", "user_id", "kind", "amount_credits", "request_id", "created_at")
+
+
+def _usage_values(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(row[name] for name in USAGE_COLUMNS)
 
 
 def _lock_user(conn: Connection, user_id: str) -> None:

@@ -7,17 +7,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, delete, or_, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tollway.store._sql import insert_rows
 from tollway.store.schema import request_log
+
+_COLUMNS = tuple(column.name for column in request_log.columns)
 
 
 def insert_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert a batch; a row already there (a retried batch whose commit did land) is
-    skipped, so a retry never fails on it."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(request_log).on_conflict_do_nothing(), list(rows))
+    """Insert a batch (with the driver's executemany); a row already there (a retried batch
+    whose commit did land) is skipped, so a retry never fails on it."""
+    values = [tuple(row[name] for name in _COLUMNS) for row in rows]
+    insert_rows(conn, "request_log", _COLUMNS, values, skip_existing=True)
 
 
 def prune(conn: Connection, *, before_ms: int, limit: int) -> int:

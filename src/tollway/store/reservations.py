@@ -76,13 +76,28 @@ _CLAIM = text(
     " project_id, key_id, amount_credits, budget_windows, instance_id, created_at"
 )
 _CHARGED = text("SELECT amount_credits FROM ledger WHERE entry_id = :entry_id")
+# The columns of a usage event, in the order of `RECORD_USAGE`'s values.
+USAGE_COLUMNS = (
+    "request_id",
+    "created_at",
+    "user_id",
+    "project_id",
+    "key_id",
+    "key_name",
+    "endpoint",
+    "model",
+    "provider",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cost_credits",
+    "latency_ms",
+    "status",
+    "usage_source",
+)
 RECORD_USAGE = text(
-    "INSERT INTO usage_events (request_id, created_at, user_id, project_id, key_id, key_name,"
-    " endpoint, model, provider, prompt_tokens, completion_tokens, total_tokens,"
-    " cost_credits, latency_ms, status, usage_source) VALUES (:request_id, :created_at,"
-    " :user_id, :project_id, :key_id, :key_name, :endpoint, :model, :provider,"
-    " :prompt_tokens, :completion_tokens, :total_tokens, :cost_credits, :latency_ms,"
-    " :status, :usage_source)"
+    f"INSERT INTO usage_events ({', '.join(USAGE_COLUMNS)})"  # noqa: S608 (constants)
+    f" VALUES ({', '.join(':' + name for name in USAGE_COLUMNS)})"
 )
 
 
