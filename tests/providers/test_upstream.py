@@ -3,6 +3,7 @@ and failures translated at the seam."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -81,3 +82,39 @@ async def test_refused_connection_names_the_provider_only(
         await client.post_json(provider_at(tmp_path, refused_url()), "/chat/completions", b"{}")
     assert caught.value.status == 503
     assert caught.value.message == "up: cannot connect"
+
+
+def _answer(status: str, body: bytes) -> bytes:
+    head = f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
+    return (
+        head.encode() + f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body
+    )
+
+
+# A provider that echoes the request's headers in its error: the gateway's own upstream key.
+ECHOED = orjson.dumps(
+    {
+        "error": {"message": "bad request; got Authorization: Bearer sk-upstream-SECRET-123456"},
+        "request": {"headers": {"x-api-key": "SECRET-987654"}},
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [("500 Internal Server Error", 502), ("422 Unprocessable", 422)]
+)
+async def test_echoed_credentials_reach_neither_the_log_nor_the_client(
+    client: UpstreamClient,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    status: str,
+    code: int,
+) -> None:
+    caplog.set_level(logging.INFO, logger="tollway.upstream")
+    with broken_upstream(_answer(status, ECHOED)) as url, pytest.raises(UpstreamError) as caught:
+        await client.post_json(provider_at(tmp_path, url), "/chat/completions", b"{}")
+    assert caught.value.status == code
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "answered" in logged  # the failure is logged, with its body
+    for text in (logged, caught.value.message):
+        assert "SECRET" not in text and "sk-upstream" not in text, text

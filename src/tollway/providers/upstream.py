@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -82,7 +83,8 @@ class UpstreamStatusError(UpstreamError):
             message = f"{provider}: the provider rejected the gateway's credentials"
         elif not self.retriable:
             # The client's own mistake: the upstream's words are what the client needs.
-            message = f"{provider}: upstream answered {status}: {_error_message(body)}"
+            # Redacted: a provider that echoes the request would echo the gateway's own key.
+            message = f"{provider}: upstream answered {status}: {redacted(_error_message(body))}"
         elif status == 429:
             message = f"{provider}: upstream answered 429 (rate limited)"
         else:
@@ -106,12 +108,26 @@ def _error_message(body: bytes) -> str:
     return body[:200].decode("utf-8", "replace")
 
 
+# What looks like a credential in a provider's error body (some echo the request's headers):
+# a bearer token, an `sk-…`/`tw-…` key, the value of an `api_key`/`x-api-key` field.
+_CREDENTIAL = re.compile(
+    r"(?i)(bearer\s+)[^\s\"',;]+"
+    r"|\b(?:sk|tw)-[A-Za-z0-9_\-]{8,}"
+    r"|((?:x-)?api[_-]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;}]+"
+)
+
+
+def redacted(text: str) -> str:
+    """`text` with anything that looks like a credential replaced by `***`."""
+    return _CREDENTIAL.sub(lambda m: (m.group(1) or m.group(2) or "") + "***", text)
+
+
 def _status_error(provider: Provider, status: int, body: bytes) -> UpstreamStatusError:
     error = UpstreamStatusError(status, body, provider.slug)
     if status in (401, 403):
         detail = "(body not logged: it may echo the credentials)"
     else:
-        detail = body[:LOGGED_BODY_BYTES].decode("utf-8", "replace")
+        detail = redacted(body[:LOGGED_BODY_BYTES].decode("utf-8", "replace"))
     level = logging.INFO if not error.retriable else logging.WARNING
     log.log(level, "upstream %s answered %d: %s", provider.slug, status, detail)
     return error

@@ -120,7 +120,9 @@ class Database:
         self.url = async_url(url)
         self.is_sqlite = make_url(self.url).get_backend_name() == "sqlite"
         busy_s = sqlite_busy_timeout_s
-        kwargs: dict[str, Any] = {}
+        # A failed statement's error (and so every log line that shows it) names the SQL but
+        # not its values: user ids, key names, request contents stay out of the logs.
+        kwargs: dict[str, Any] = {"hide_parameters": True}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": busy_s}
             if ":memory:" in self.url or self.url.endswith("://"):
@@ -155,6 +157,7 @@ class Database:
                 connect_args={"timeout": busy_s, "check_same_thread": False},
                 pool_size=1,
                 max_overflow=0,
+                hide_parameters=True,
             )
             _configure_sqlite(self._sync, busy_s)
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="tollway-sqlite-writer")
