@@ -48,6 +48,7 @@ from tollway.observe.requests import RequestLogService
 from tollway.observe.tracing import Tracer, build_tracer
 from tollway.observe.writer import RequestLogWriter
 from tollway.projects.service import ProjectService
+from tollway.providers.redact import Redactor
 from tollway.providers.registry import Registry, load_registry
 from tollway.providers.upstream import UpstreamClient
 from tollway.settings import Settings
@@ -82,7 +83,10 @@ def build_state(
         else None
     )
     meter = Meter(db, clock, instance_id=instance_id, leases=leases)
-    upstream = UpstreamClient(limit_per_host=settings.upstream_connections)
+    upstream = UpstreamClient(
+        limit_per_host=settings.upstream_connections,
+        redactor=Redactor(p.api_key for p in registry.providers.values()),
+    )
     metrics = Metrics()
     tracer = tracer or Tracer()
     health = HealthBook(

@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.broken_upstream import broken_upstream, chunked_sse, refused_url
 from tests.support.gateway import write_registry
+from tollway.providers.redact import Redactor
 from tollway.providers.registry import Provider, load_registry
 from tollway.providers.upstream import UpstreamClient, UpstreamError
 
@@ -40,7 +41,7 @@ def provider_at(tmp_path: Path, url: str) -> Provider:
 
 @pytest.fixture
 async def client() -> AsyncIterator[UpstreamClient]:
-    upstream = UpstreamClient(limit_per_host=4)
+    upstream = UpstreamClient(limit_per_host=4, redactor=Redactor())
     try:
         yield upstream
     finally:

@@ -4,6 +4,7 @@ with nothing listening on it."""
 
 from __future__ import annotations
 
+import json
 import socket
 import socketserver
 import threading
@@ -81,3 +82,86 @@ def refused_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
     return f"http://127.0.0.1:{port}/v1"
+
+
+class _EchoHandler(socketserver.StreamRequestHandler):
+    """Answers with the request's own credential in it, chosen by the body's `model`:
+    `echo-<status>` an OpenAI-shaped error echoing the `Authorization` header;
+    `echo-stream-error` a stream whose second event is such an error;
+    `echo-content` an answer (or stream) whose text is the header's value."""
+
+    def handle(self) -> None:
+        length, authorization = 0, ""
+        while (line := self.rfile.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip())
+            if name.strip().lower() == "authorization":
+                authorization = value.strip()
+        request = json.loads(self.rfile.read(length) or b"{}")
+        model, stream = str(request.get("model", "")), bool(request.get("stream"))
+        echo = {"message": f"invalid request; got Authorization: {authorization}"}
+        error = json.dumps({"error": {**echo, "type": "invalid_request_error", "code": "x"}})
+        if model.startswith("echo-") and model[5:].isdigit():
+            self._send(f"{model[5:]} Echo", "application/json", error.encode())
+        elif model == "echo-stream-error":
+            events = _delta_event("fine so far") + b"data: " + error.encode() + b"\n\n"
+            self._send("200 OK", "text/event-stream", events)
+        elif stream:
+            events = _delta_event(authorization) + _usage_event() + b"data: [DONE]\n\n"
+            self._send("200 OK", "text/event-stream", events)
+        else:
+            answer = {
+                "id": "c1",
+                "object": "chat.completion",
+                "created": 1,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": authorization},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+            }
+            self._send("200 OK", "application/json", json.dumps(answer).encode())
+
+    def _send(self, status: str, media_type: str, body: bytes) -> None:
+        head = f"HTTP/1.1 {status}\r\ncontent-type: {media_type}\r\n"
+        head += f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        self.wfile.write(head.encode() + body)
+        self.wfile.flush()
+
+
+def _delta_event(content: str) -> bytes:
+    chunk = {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"role": "assistant", "content": content}}],
+    }
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+def _usage_event() -> bytes:
+    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "choices": []}
+    return b"data: " + json.dumps({**chunk, "usage": usage}).encode() + b"\n\n"
+
+
+@contextmanager
+def echoing_upstream() -> Iterator[str]:
+    """A provider that echoes the credential it was sent (see `_EchoHandler`); yields an
+    OpenAI base URL."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _EchoHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

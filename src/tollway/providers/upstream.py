@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import aiohttp
 import orjson
 from aiohttp.http_exceptions import HttpProcessingError
 
+from tollway.providers.redact import Redactor
 from tollway.providers.registry import Provider
 
 log = logging.getLogger("tollway.upstream")
@@ -72,7 +72,8 @@ def client_status(upstream_status: int) -> int:
 
 
 class UpstreamStatusError(UpstreamError):
-    """The upstream answered with an error status."""
+    """The upstream answered with an error status. `body` is already redacted (it may be
+    relayed to the client as is)."""
 
     def __init__(self, status: int, body: bytes, provider: str) -> None:
         self.upstream_status = status
@@ -82,9 +83,9 @@ class UpstreamStatusError(UpstreamError):
             # Never relay what a provider says about our credentials (it may echo the key).
             message = f"{provider}: the provider rejected the gateway's credentials"
         elif not self.retriable:
-            # The client's own mistake: the upstream's words are what the client needs.
-            # Redacted: a provider that echoes the request would echo the gateway's own key.
-            message = f"{provider}: upstream answered {status}: {redacted(_error_message(body))}"
+            # The client's own mistake: the upstream's words are what the client needs
+            # (redacted with the body: a provider that echoes the request echoes our key).
+            message = f"{provider}: upstream answered {status}: {_error_message(body)}"
         elif status == 429:
             message = f"{provider}: upstream answered 429 (rate limited)"
         else:
@@ -108,26 +109,15 @@ def _error_message(body: bytes) -> str:
     return body[:200].decode("utf-8", "replace")
 
 
-# What looks like a credential in a provider's error body (some echo the request's headers):
-# a bearer token, an `sk-…`/`tw-…` key, the value of an `api_key`/`x-api-key` field.
-_CREDENTIAL = re.compile(
-    r"(?i)(bearer\s+)[^\s\"',;]+"
-    r"|\b(?:sk|tw)-[A-Za-z0-9_\-]{8,}"
-    r"|((?:x-)?api[_-]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;}]+"
-)
-
-
-def redacted(text: str) -> str:
-    """`text` with anything that looks like a credential replaced by `***`."""
-    return _CREDENTIAL.sub(lambda m: (m.group(1) or m.group(2) or "") + "***", text)
-
-
-def _status_error(provider: Provider, status: int, body: bytes) -> UpstreamStatusError:
+def _status_error(
+    provider: Provider, status: int, body: bytes, redactor: Redactor
+) -> UpstreamStatusError:
+    body = redactor.error_body(body)
     error = UpstreamStatusError(status, body, provider.slug)
     if status in (401, 403):
         detail = "(body not logged: it may echo the credentials)"
     else:
-        detail = redacted(body[:LOGGED_BODY_BYTES].decode("utf-8", "replace"))
+        detail = body[:LOGGED_BODY_BYTES].decode("utf-8", "replace")
     level = logging.INFO if not error.retriable else logging.WARNING
     log.log(level, "upstream %s answered %d: %s", provider.slug, status, detail)
     return error
@@ -157,10 +147,13 @@ class UpstreamStream:
 
     response: aiohttp.ClientResponse
     provider: Provider
+    redactor: Redactor
 
     async def events(self) -> AsyncIterator[bytes]:
+        """Each event's payload, the gateway's secrets masked (`providers/redact.py`)."""
+        secrets_out = self.redactor.secrets_out
         pending = bytearray()
-        with _translated(self.provider):
+        with _translated(self.provider, self.redactor):
             async for chunk in self.response.content.iter_any():
                 start, search = 0, len(pending)  # only new bytes can hold a new line end
                 pending += chunk
@@ -168,13 +161,13 @@ class UpstreamStream:
                     data = _data(pending[start:end])
                     start = search = end + 1
                     if data is not None:
-                        yield data
+                        yield secrets_out(data)
                 del pending[:start]
                 if len(pending) > MAX_EVENT_BYTES:
                     raise malformed_answer(self.provider, "an event longer than 16 MiB")
             data = _data(pending)
             if data is not None:
-                yield data
+                yield secrets_out(data)
 
     def close(self) -> None:
         self.response.close()
@@ -187,9 +180,11 @@ def _data(line: bytearray) -> bytes | None:
 
 
 class UpstreamClient:
-    """One pooled aiohttp session per process, shared by every provider."""
+    """One pooled aiohttp session per process, shared by every provider. Everything the
+    upstreams say passes through `redactor` here, before any client or log sees it."""
 
-    def __init__(self, *, limit_per_host: int) -> None:
+    def __init__(self, *, limit_per_host: int, redactor: Redactor) -> None:
+        self._redactor = redactor
         self._connector = aiohttp.TCPConnector(
             limit=0, limit_per_host=limit_per_host, ttl_dns_cache=300, keepalive_timeout=30
         )
@@ -229,13 +224,14 @@ class UpstreamClient:
         """POST and return the JSON object of a 2xx answer; anything else raises
         UpstreamError."""
         target = self._target(provider)
-        with _translated(provider):
+        with _translated(provider, self._redactor):
             async with self._session.post(
                 target.base_url + path, data=body, headers=target.headers, timeout=target.timeout
             ) as response:
                 payload = await response.read()
                 if response.status >= 300:
-                    raise _status_error(provider, response.status, payload)
+                    raise _status_error(provider, response.status, payload, self._redactor)
+        payload = self._redactor.secrets_out(payload)
         try:
             answer = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -248,7 +244,7 @@ class UpstreamClient:
         """Open a streaming POST; errors before the body starts raise UpstreamError. The
         caller owns the returned stream and must ``close()`` it."""
         target = self._target(provider)
-        with _translated(provider):
+        with _translated(provider, self._redactor):
             response = await self._session.post(
                 target.base_url + path,
                 data=body,
@@ -262,8 +258,8 @@ class UpstreamClient:
                 payload = b""
             finally:
                 response.close()
-            raise _status_error(provider, response.status, payload)
-        return UpstreamStream(response, provider)
+            raise _status_error(provider, response.status, payload, self._redactor)
+        return UpstreamStream(response, provider, self._redactor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,26 +273,30 @@ class _Target:
 
 
 @contextmanager
-def _translated(provider: Provider) -> Iterator[None]:
+def _translated(provider: Provider, redactor: Redactor) -> Iterator[None]:
     """Translate aiohttp's exceptions into the UpstreamError tree: the client's message says
     what happened; the log line says how (the exception, with the address)."""
     try:
         yield
     except TimeoutError as exc:
-        raise _logged(UpstreamTimeout, provider, "timed out", exc) from exc
+        raise _logged(UpstreamTimeout, provider, "timed out", exc, redactor) from exc
     except aiohttp.ClientConnectorError as exc:  # refused, DNS, TLS: nothing was sent
-        raise _logged(UpstreamUnavailable, provider, "cannot connect", exc) from exc
+        raise _logged(UpstreamUnavailable, provider, "cannot connect", exc, redactor) from exc
     except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-        raise _logged(
-            UpstreamDisconnected, provider, "connection lost before the answer was complete", exc
-        ) from exc
+        lost = "connection lost before the answer was complete"
+        raise _logged(UpstreamDisconnected, provider, lost, exc, redactor) from exc
     except (aiohttp.ClientError, HttpProcessingError) as exc:  # e.g. an invalid HTTP answer
-        raise _logged(UpstreamError, provider, "malformed answer", exc) from exc
+        raise _logged(UpstreamError, provider, "malformed answer", exc, redactor) from exc
 
 
 def _logged(
-    kind: type[UpstreamError], provider: Provider, what: str, exc: BaseException
+    kind: type[UpstreamError],
+    provider: Provider,
+    what: str,
+    exc: BaseException,
+    redactor: Redactor,
 ) -> UpstreamError:
-    reason = f"{exc.__class__.__name__}: {exc}"
+    # An invalid answer's text may quote what the upstream sent: redacted like its bodies.
+    reason = redactor.text(f"{exc.__class__.__name__}: {exc}")
     log.warning("upstream %s: %s: %s", provider.slug, what, reason)
     return kind(f"{provider.slug}: {what}")
