@@ -151,6 +151,7 @@ def build_state(
             capacity=settings.request_log_buffer,
             retention_s=settings.request_log_retention_days * 86_400,
             clock=clock,
+            metrics=metrics,
         ),
         request_log=RequestLogService(db),
         rate_limits=RateLimitService(db, clock, limit_index),

@@ -64,6 +64,14 @@ def test_text_values_are_one_line_and_bounded() -> None:
     assert len(line) < 500
 
 
+def test_control_characters_a_client_sent_are_escaped_in_text_lines() -> None:
+    model = "x\x00\x1b[2J\x1b]0;owned\x07\x7f"  # NUL, a clear-screen and a title escape
+    line = TextFormatter().format(record_with({"model": model}, message=f"unknown {model}"))
+    assert not any(ord(c) < 0x20 or ord(c) == 0x7F for c in line), repr(line)
+    assert 'model="x\\x00\\x1b[2J\\x1b]0;owned\\x07\\x7f"' in line
+    assert "unknown x\\x00\\x1b[2J" in line
+
+
 def test_logging_config_is_accepted_by_dictconfig() -> None:
     for fmt in ("text", "json"):
         config = logging_config("info", fmt)

@@ -126,6 +126,20 @@ async def test_failures_refusals_and_bad_requests_are_recorded(env: Env) -> None
     await env.wait_for_rows(env.alice, 4)
 
 
+async def test_a_nul_in_a_model_name_stops_nobody_s_log(env: Env) -> None:
+    # PostgreSQL refuses NUL in text: the writer used to retry that batch forever, and no
+    # later request of any tenant was logged.
+    hostile = await env.chat(env.alice, model="x\u0000\u001b[31m")
+    assert hostile.status_code == 404
+    other = await env.world.member("bob", "p2", credits_eur="1")
+    after = await env.chat(other, max_tokens=5)
+    assert after.status_code == 200
+    [mine] = await env.wait_for_rows(env.alice, 1)
+    assert mine["model"] == "x\ufffd\u001b[31m" and mine["http_status"] == 404
+    [theirs] = await env.wait_for_rows(other, 1)
+    assert theirs["request_id"] == after.headers["x-request-id"]
+
+
 async def test_a_stream_is_recorded_with_its_time_to_first_token(env: Env) -> None:
     async with (
         httpx.AsyncClient(timeout=10) as client,

@@ -6,41 +6,47 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 from sqlalchemy import func, select
 
 from tests.support.world import World
 from tollway.clock import system_clock
+from tollway.observe.metrics import Metrics
 from tollway.observe.record import Attempt, RequestRecord
 from tollway.observe.writer import RequestLogWriter
 from tollway.store.schema import request_log
 
 
-def record(n: int) -> RequestRecord:
-    return RequestRecord(
-        request_id=f"req-{n}",
-        client_request_id=None,
-        created_at_ms=1_700_000_000_000 + n,
-        user_id="u1",
-        project_id="p1",
-        key_id=1,
-        key_name="k",
-        endpoint="chat.completions",
-        model="m" * 300,  # longer than the column: clipped, not a rejected batch
-        served_model="m",
-        provider="p",
-        status="success",
-        http_status=200,
-        stream=False,
-        prompt_tokens=1,
-        completion_tokens=2,
-        cost_credits=3,
-        latency_ms=4,
-        ttft_ms=None,
-        usage_source="upstream",
-        error=None,
-        attempts=(Attempt("p", "m", "success", None),),
-        routing=lambda: {"preference": "cost"},
+def record(n: int, **changes: Any) -> RequestRecord:
+    return replace(
+        RequestRecord(
+            request_id=f"req-{n}",
+            client_request_id=None,
+            created_at_ms=1_700_000_000_000 + n,
+            user_id="u1",
+            project_id="p1",
+            key_id=1,
+            key_name="k",
+            endpoint="chat.completions",
+            model="m" * 300,  # longer than the column: clipped, not a rejected batch
+            served_model="m",
+            provider="p",
+            status="success",
+            http_status=200,
+            stream=False,
+            prompt_tokens=1,
+            completion_tokens=2,
+            cost_credits=3,
+            latency_ms=4,
+            ttft_ms=None,
+            usage_source="upstream",
+            error=None,
+            attempts=(Attempt("p", "m", "success", None),),
+            routing=lambda: {"preference": "cost"},
+        ),
+        **changes,
     )
 
 
@@ -61,7 +67,9 @@ def spawn(coro: object, name: str) -> asyncio.Task[None]:
 
 
 async def test_rows_wait_out_an_outage_then_land(world: World) -> None:
-    writer = RequestLogWriter(world.db, interval_s=0.01, capacity=3, clock=system_clock)
+    writer = RequestLogWriter(
+        world.db, interval_s=0.01, capacity=3, clock=system_clock, metrics=Metrics()
+    )
     writer.start(spawn)
     async with world.db.write() as conn:  # the table is gone: every insert fails
         await conn.exec_driver_sql("ALTER TABLE request_log RENAME TO request_log_away")
@@ -85,7 +93,7 @@ async def test_rows_wait_out_an_outage_then_land(world: World) -> None:
 
 
 async def test_close_flushes_what_is_queued(world: World) -> None:
-    writer = RequestLogWriter(world.db, interval_s=60, clock=system_clock)
+    writer = RequestLogWriter(world.db, interval_s=60, clock=system_clock, metrics=Metrics())
     writer.start(spawn)
     for n in range(7):
         writer.submit(record(n))
@@ -98,7 +106,9 @@ async def test_close_flushes_what_is_queued(world: World) -> None:
 
 
 async def test_a_full_batch_is_written_without_waiting(world: World) -> None:
-    writer = RequestLogWriter(world.db, interval_s=60, batch_size=4, clock=system_clock)
+    writer = RequestLogWriter(
+        world.db, interval_s=60, batch_size=4, clock=system_clock, metrics=Metrics()
+    )
     writer.start(spawn)
     for n in range(4):
         writer.submit(record(n))
@@ -108,10 +118,35 @@ async def test_a_full_batch_is_written_without_waiting(world: World) -> None:
 
 async def test_old_rows_are_pruned(world: World) -> None:
     now = 1_700_000_100.0  # 100 s after record(0) was created
-    writer = RequestLogWriter(world.db, interval_s=0.01, retention_s=50, clock=lambda: now)
+    writer = RequestLogWriter(
+        world.db, interval_s=0.01, retention_s=50, clock=lambda: now, metrics=Metrics()
+    )
     writer.start(spawn)
     writer.submit(record(0))
     await until(lambda: writer.written == 1)
     await writer.close()
     # The prune ran after the flush: the row was older than the retention.
     assert await count(world) == 0
+
+
+async def test_one_refused_row_is_dropped_alone_and_counted(world: World) -> None:
+    metrics = Metrics()
+    writer = RequestLogWriter(
+        world.db, interval_s=60, batch_size=5, clock=system_clock, metrics=metrics
+    )
+    writer.start(spawn)
+    writer.submit(record(0))
+    writer.submit(record(1, model="x\x00y", error="bad \x00 byte"))  # made storable
+    writer.submit(record(2, prompt_tokens=2**64))  # no backend stores this: refused
+    writer.submit(record(3))
+    writer.submit(record(4))
+    await until(lambda: writer.written == 4)
+    assert writer.dropped == 1
+    assert metrics.request_log_dropped.labels("refused")._value.get() == 1
+    writer.submit(record(5))  # and the log goes on
+    await writer.close()
+    assert writer.written == 5
+    async with world.db.read() as conn:
+        rows = {r.request_id: r for r in await conn.execute(select(request_log))}
+    assert sorted(rows) == ["req-0", "req-1", "req-3", "req-4", "req-5"]
+    assert (rows["req-1"].model, rows["req-1"].error) == ("x\ufffdy", "bad \ufffd byte")

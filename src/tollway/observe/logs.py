@@ -16,7 +16,16 @@ import orjson
 
 FIELDS = "fields"
 _MAX_VALUE = 300  # longest value a text line carries (errors, paths)
-_NEEDS_QUOTES = re.compile(r'[\s"=\\]')
+_NEEDS_QUOTES = re.compile(r'[\s"=\\\x00-\x1f\x7f]')
+# Control characters a client can put in a value (a model name, a path): written escaped, so
+# a log line stays one line and no terminal escape sequence reaches an operator's terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped_control(match: re.Match[str]) -> str:
+    char = match.group()
+    return _ESCAPES.get(char) or f"\\x{ord(char):02x}"
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -33,14 +42,15 @@ def _text_value(value: Any) -> str:
     if text and _NEEDS_QUOTES.search(text) is None:
         return text
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    return '"' + escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t") + '"'
+    return '"' + _CONTROL.sub(_escaped_control, escaped) + '"'
 
 
 class TextFormatter(logging.Formatter):
     """``<time> <LEVEL> <logger> <message> key=value …`` (values with spaces are quoted)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{_timestamp(record)} {record.levelname} {record.name} {record.getMessage()}"
+        message = _CONTROL.sub(_escaped_control, record.getMessage())
+        line = f"{_timestamp(record)} {record.levelname} {record.name} {message}"
         fields: dict[str, Any] | None = getattr(record, FIELDS, None)
         if fields:
             line += " " + " ".join(

@@ -120,6 +120,13 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.request_log_dropped = Counter(
+            "tollway_request_log_rows_dropped",
+            "Request log rows not written: refused (the database refused the row itself), "
+            "queue_full (the buffer was full during an outage), shutdown.",
+            ("reason",),
+            registry=r,
+        )
         self.ratelimit_local = Counter(
             "tollway_ratelimit_local_checks",
             "Rate-limit checks counted in the process because Redis was unreachable.",

@@ -4,6 +4,11 @@ rows wait.
 
 Bounded on purpose: while the database is unreachable, rows stay queued (up to `capacity`)
 and the task retries with a growing pause; beyond that, new rows are dropped and counted.
+One bad row never stops the log: rows are made storable when they are built (`_row`: NUL and
+unencodable text replaced), and a batch the database refuses for what is in it is split in
+halves until the refused rows stand alone; those are dropped and counted, the others land.
+When no row of a batch can be written at all, the fault is not in the rows (a missing table,
+say): they stay queued and are retried like an outage.
 A crash loses at most the rows of one flush interval (plus whatever a database outage had
 queued): this table is an operator's view, not money — the ledger is written on the request
 path, in the meter's own transactions.
@@ -20,8 +25,9 @@ from functools import partial
 from typing import Any
 
 import orjson
-from sqlalchemy.exc import DataError, IntegrityError
 
+from tollway.errors import DatabaseUnavailable
+from tollway.observe.metrics import Metrics
 from tollway.observe.record import RequestRecord
 from tollway.store import request_log as store
 from tollway.store.database import Database
@@ -43,8 +49,10 @@ class RequestLogWriter:
         capacity: int = 20_000,
         retention_s: float = 0,
         clock: Callable[[], float],
+        metrics: Metrics,
     ) -> None:
         self._db = db
+        self._metrics = metrics
         self._interval_s = interval_s
         self._batch_size = batch_size
         self._capacity = capacity
@@ -63,7 +71,7 @@ class RequestLogWriter:
     def submit(self, record: RequestRecord) -> None:
         """Queue a record (called at the end of a request: never blocks, never raises)."""
         if self._closing or len(self._queue) >= self._capacity:
-            self.dropped += 1
+            self._drop(1, "shutdown" if self._closing else "queue_full")
             return
         self._queue.append(record)
         if len(self._queue) == 1 or len(self._queue) >= self._batch_size:
@@ -83,7 +91,7 @@ class RequestLogWriter:
             except TimeoutError:
                 self._task.cancel()
         if self._queue:
-            self.dropped += len(self._queue)
+            self._drop(len(self._queue), "shutdown")
             log.warning("request log: %d rows not written at shutdown", len(self._queue))
             self._queue.clear()
 
@@ -103,14 +111,6 @@ class RequestLogWriter:
                 await self._flush()
                 if not self._closing:
                     await self._prune()
-            except (DataError, IntegrityError) as exc:
-                # Something in these rows: retrying them would fail forever.
-                lost = min(self._batch_size, len(self._queue))
-                for _ in range(lost):
-                    self._queue.popleft()
-                self.dropped += lost
-                log.error("request log: %d rows rejected by the database: %r", lost, exc)
-                continue
             except Exception as exc:  # the database is away: keep the rows, retry later
                 self.failures += 1
                 log.warning(
@@ -127,16 +127,49 @@ class RequestLogWriter:
             pause = self._interval_s
             if self.dropped > self._reported_drops:
                 self._reported_drops = self.dropped
-                log.warning("request log: %d rows dropped so far (queue full)", self.dropped)
+                log.warning("request log: %d rows dropped so far", self.dropped)
 
     async def _flush(self) -> None:
         while self._queue:
-            batch = [self._queue[i] for i in range(min(self._batch_size, len(self._queue)))]
-            rows = [_row(r) for r in batch]
-            await self._db.run_write(partial(store.insert_many, rows=rows))
-            for _ in batch:
+            size = min(self._batch_size, len(self._queue))
+            rows = [_row(self._queue[i]) for i in range(size)]
+            refused = await self._insert_isolating(rows)
+            if len(refused) == size:  # nothing could be written: not the rows' fault
+                raise refused[0][1]
+            for _ in range(size):
                 self._queue.popleft()
-            self.written += len(batch)
+            self.written += size - len(refused)
+            if refused:
+                self._drop(len(refused), "refused")
+                for row, exc in refused:
+                    log.error(
+                        "request log: row %s refused by the database, dropped: %s",
+                        row["request_id"],
+                        str(exc).splitlines()[0][:300],
+                    )
+
+    async def _insert_isolating(
+        self, rows: list[dict[str, Any]]
+    ) -> list[tuple[dict[str, Any], Exception]]:
+        """Insert `rows` in one transaction; when the database refuses them (for what they
+        hold, not because it is away), split them in halves until each refused row stands
+        alone. Returns the refused rows with what the database said."""
+        try:
+            await self._db.run_write(partial(store.insert_many, rows=rows))
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:
+            if len(rows) == 1:
+                return [(rows[0], exc)]
+            half = len(rows) // 2
+            return await self._insert_isolating(rows[:half]) + await self._insert_isolating(
+                rows[half:]
+            )
+        return []
+
+    def _drop(self, rows: int, reason: str) -> None:
+        self.dropped += rows
+        self._metrics.request_log_dropped.labels(reason).inc(rows)
 
     async def _prune(self) -> None:
         """Delete rows older than the retention (a round at most every ten minutes), in
@@ -159,6 +192,8 @@ class RequestLogWriter:
 
 
 def _row(record: RequestRecord) -> dict[str, Any]:
+    """The stored row: text clipped to its column and made storable (`storable`); JSON
+    columns are orjson's output, which escapes every control character."""
     routing = record.routing() if record.routing is not None else None
     return {
         "request_id": record.request_id,
@@ -169,7 +204,7 @@ def _row(record: RequestRecord) -> dict[str, Any]:
         "key_id": record.key_id,
         "key_name": record.key_name,
         "endpoint": record.endpoint,
-        "model": record.model[:128],
+        "model": storable(record.model[:128]),
         "served_model": _clip(record.served_model, 128),
         "provider": _clip(record.provider, 64),
         "status": record.status,
@@ -181,7 +216,7 @@ def _row(record: RequestRecord) -> dict[str, Any]:
         "latency_ms": record.latency_ms,
         "ttft_ms": record.ttft_ms,
         "usage_source": record.usage_source,
-        "error": record.error,
+        "error": None if record.error is None else storable(record.error),
         "attempts": orjson.dumps(
             [
                 {"provider": a.provider, "model": a.model, "status": a.status, "error": a.error}
@@ -193,4 +228,14 @@ def _row(record: RequestRecord) -> dict[str, Any]:
 
 
 def _clip(value: str | None, size: int) -> str | None:
-    return None if value is None else value[:size]
+    return None if value is None else storable(value[:size])
+
+
+def storable(text: str) -> str:
+    """`text` as every backend stores it: PostgreSQL refuses NUL in text (it becomes
+    U+FFFD), and a lone surrogate cannot be encoded at all (it becomes `?`)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
