@@ -384,6 +384,7 @@ async def test_metadata_echoed_and_merged_with_tollways(client: openai.AsyncOpen
         model="chat-flaky",
         input="hi",
         metadata={"ticket": "T-2"},
+        tools=[{"type": "web_search"}],
         extra_body={"preference": "cost", "include_metadata": True},
     )
     assert routed.metadata is not None
@@ -393,6 +394,7 @@ async def test_metadata_echoed_and_merged_with_tollways(client: openai.AsyncOpen
     scored = metadata["routing_trace"]["scored_candidates"]
     statuses = {c["provider"]: c["status"] for c in scored if c["model"] == "chat-flaky"}
     assert statuses == {"eu-broken": "failed", "eu-quant": "success"}
+    assert metadata["translation"] == {"translated": [], "dropped": ["tools.0 (web_search)"]}
 
 
 async def raw_post(gw: GatewayEnv, body: dict[str, Any]) -> httpx.Response:

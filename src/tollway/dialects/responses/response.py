@@ -119,10 +119,12 @@ def envelope(
 ) -> dict[str, Any]:
     """The `response` object. `head` is the completion (or first chunk): its id, creation
     time, model and provider. Tollway's routing metadata (`include_metadata`) is merged into
-    the request's own `metadata`, its keys first."""
+    the request's own `metadata`, and says which fields the translation dropped."""
     metadata: dict[str, Any] = dict(parsed.echo.metadata)
     if isinstance(tollway_metadata, dict):
         metadata.update(tollway_metadata)
+        if parsed.dropped:  # what the translation left out, by name
+            metadata["translation"] = {"translated": [], "dropped": list(parsed.dropped)}
     return {
         "id": response_id(head.get("id")),
         "object": "response",
