@@ -281,3 +281,13 @@ def test_usage_details_default_to_zero() -> None:
     assert usage["input_tokens_details"] == {"cached_tokens": 0}
     assert usage["output_tokens_details"] == {"reasoning_tokens": 0}
     assert usage["total_tokens"] == 2
+
+
+def test_a_call_without_an_id_gets_one() -> None:
+    completion = {
+        "id": "chatcmpl-q",
+        "choices": [{"message": {"tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}}],
+    }
+    [item] = to_response(completion, parse(tools=[{"type": "function", "name": "f"}]))["output"]
+    assert item["call_id"] == "call_q_0"
+    assert item["id"] == "fc_q_0"

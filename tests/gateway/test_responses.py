@@ -4,6 +4,7 @@ order, function calls, custom and namespaced tools, errors, upstream failures an
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
@@ -20,10 +21,12 @@ from sqlalchemy import text
 
 from tests.billing.conftest import assert_invariant
 from tests.gateway.conftest import GatewayEnv
+from tests.gateway.test_streaming import slow_stream_gateway  # noqa: F401 (fixture)
 from tests.support.broken_upstream import STREAM_THEN_RESET, broken_upstream
 from tests.support.gateway import running_gateway, write_registry
-from tests.support.mock_server import fetch_mock_stats
+from tests.support.mock_server import fetch_mock_stats, wait_for_mock_stats
 from tests.support.money import open_request_holds, seen_balance
+from tests.support.world import World
 from tollway.providers.mock_replies import DEFAULT_REPLY_TOKENS, words_for
 
 WEATHER: FunctionToolParam = {
@@ -586,3 +589,44 @@ async def test_a_response_costs_what_the_same_chat_completion_costs(
     assert response_rows == chat_rows
     await assert_invariant(db)
     assert await open_request_holds(db) == 0
+
+
+async def test_client_gone_mid_stream_pays_for_what_streamed(
+    slow_stream_gateway: tuple[str, str, str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The translated stream settles like any other: the upstream is closed and what
+    streamed is charged."""
+    base_url, key, upstream = slow_stream_gateway
+    body = {"model": "slow-chat", "input": "hello there", "stream": True}
+    async with (
+        httpx.AsyncClient() as http,
+        http.stream(
+            "POST", f"{base_url}/responses", json=body, headers={"Authorization": f"Bearer {key}"}
+        ) as response,
+    ):
+        lines = response.aiter_lines()
+        deltas = 0
+        while deltas < 3:
+            if (await anext(lines)) == "event: response.output_text.delta":
+                deltas += 1
+    stats = await asyncio.to_thread(wait_for_mock_stats, upstream, "aborted_streams", 1)
+    assert stats["aborted_streams"] == 1
+    world = World(f"sqlite:///{tmp_path / 'slow.db'}")
+    try:
+        row = None
+        for _ in range(200):
+            async with world.db.read() as conn:
+                query = text("SELECT endpoint, completion_tokens, status FROM usage_events")
+                row = (await conn.execute(query)).first()
+            if row is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert row is not None, "the disconnected stream was never settled"
+        endpoint, completion, status = row
+        assert (endpoint, status) == ("responses", "client_disconnected")
+        assert 3 <= completion < DEFAULT_REPLY_TOKENS
+        await assert_invariant(world.db)
+        assert await open_request_holds(world.db) == 0
+    finally:
+        await world.close()

@@ -27,6 +27,14 @@ def call_item_id(call_id: object, known: ToolName) -> str:
     return ("ctc_" if known.custom else "fc_") + _suffix(call_id, "call_")
 
 
+def call_id_of(sent: object, completion_id: object, position: object) -> str:
+    """The upstream's call id; one made from the completion's id for an upstream that sends
+    none (the client needs one to send the call's output back)."""
+    if isinstance(sent, str) and sent:
+        return sent
+    return f"call_{_suffix(completion_id, 'chatcmpl-')}_{position}"
+
+
 def _suffix(value: object, prefix: str) -> str:
     return value.removeprefix(prefix) if isinstance(value, str) else ""
 
@@ -157,14 +165,13 @@ def to_response(completion: dict[str, Any], parsed: ResponsesRequest) -> dict[st
         item_id = message_item_id(completion.get("id"))
         output.append(message_item(item_id, text, refusal, status))
     calls = message.get("tool_calls")
-    for call in calls if isinstance(calls, list) else []:
+    for position, call in enumerate(calls if isinstance(calls, list) else []):
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict):
             continue
         arguments = function.get("arguments")
         known = parsed.tools.of(function.get("name"))
-        sent_id = call.get("id")
-        call_id = sent_id if isinstance(sent_id, str) else ""
+        call_id = call_id_of(call.get("id"), completion.get("id"), position)
         output.append(call_item(call_id, known, arguments if isinstance(arguments, str) else ""))
     return envelope(
         parsed,

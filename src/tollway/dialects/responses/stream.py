@@ -24,6 +24,7 @@ import orjson
 
 from tollway.dialects.responses.request import ResponsesRequest
 from tollway.dialects.responses.response import (
+    call_id_of,
     call_item,
     envelope,
     message_item,
@@ -165,8 +166,7 @@ class ResponsesEvents:
         function = function if isinstance(function, dict) else {}
         if self._open is None or self._open.slot != slot:
             out.extend(self._close())
-            sent_id = call.get("id")
-            call_id = sent_id if isinstance(sent_id, str) else ""
+            call_id = call_id_of(call.get("id"), self._head.get("id"), slot)
             known = self._parsed.tools.of(function.get("name"))
             item = call_item(call_id, known, "", status="in_progress")
             self._open = _OpenItem(len(self._output), item["id"], slot, call_id, known)
