@@ -35,6 +35,7 @@ from tollway.http import (
     models,
     rate_limits,
     requests,
+    responses,
     usage,
 )
 from tollway.http.edge import Edge
@@ -213,6 +214,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(inference.router)
     app.include_router(messages.router)
+    app.include_router(responses.router)
     app.include_router(management.router)
     app.include_router(budgets.router)
     app.include_router(rate_limits.router)

@@ -44,6 +44,7 @@ DOMAIN_RULES = [
     ("/v1/manage/usage", "GET"),
     ("/v1/chat/completions", "POST"),
     ("/v1/embeddings", "POST"),
+    ("/v1/responses", "POST"),  # input items and tools have rules the schema does not carry
 ]
 
 

@@ -16,7 +16,7 @@ from tollway.dialects.anthropic.errors import error_body as anthropic_error_body
 from tollway.errors import MESSAGE_CHARS, TollwayError, UpstreamRejected, excerpt, listing
 from tollway.http._scope import EXCHANGE
 
-OPENAI_PATHS = ("/v1/chat/completions", "/v1/embeddings", "/v1/models")
+OPENAI_PATHS = ("/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/responses")
 ANTHROPIC_PATHS = ("/v1/messages",)
 
 

@@ -1,13 +1,13 @@
-"""The inference endpoints as plain ASGI: `POST /v1/chat/completions`, `POST /v1/embeddings`
-and `POST /v1/messages` are served here, without FastAPI's routing, dependency injection or
-request objects (the edge, `http/edge.py`, dispatches to them; the FastAPI routes in
-`http/inference.py` and `http/messages.py` declare them for the OpenAPI document and answer
-through the same handlers).
+"""The inference endpoints as plain ASGI: `POST /v1/chat/completions`, `POST /v1/embeddings`,
+`POST /v1/messages` and `POST /v1/responses` are served here, without FastAPI's routing,
+dependency injection or request objects (the edge, `http/edge.py`, dispatches to them; the
+FastAPI routes in `http/inference.py`, `http/messages.py` and `http/responses.py` declare them
+for the OpenAPI document and answer through the same handlers).
 
 Each one: authenticate (before the body is read) → read the body within the limit → parse it
-once (`gateway/request.py`, `dialects/anthropic/request.py`) → `Gateway.handle` → the answer's
-bytes as the gateway made them (Anthropic: translated), or the relay's chunks. Errors are
-rendered as the app's exception handlers render them (`http/errors.py`).
+once (`gateway/request.py`, or a dialect's `request.py`) → `Gateway.handle` → the answer's
+bytes as the gateway made them (Anthropic, Responses: translated), or the relay's chunks.
+Errors are rendered as the app's exception handlers render them (`http/errors.py`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from starlette.types import Receive, Scope, Send
 from tollway.dialects.anthropic.request import parse_messages
 from tollway.dialects.anthropic.response import to_message
 from tollway.dialects.anthropic.stream import AnthropicEvents
+from tollway.dialects.responses.request import parse_responses
+from tollway.dialects.responses.response import to_response
+from tollway.dialects.responses.stream import ResponsesEvents
 from tollway.errors import TollwayError, Unauthorized
 from tollway.gateway.auth import Principal
 from tollway.gateway.pipeline import Served
@@ -173,6 +176,26 @@ async def messages(scope: Scope, receive: Receive, send: Send) -> None:
     await _send_json(send, orjson.dumps(message), served.headers)
 
 
+async def responses(scope: Scope, receive: Receive, send: Send) -> None:
+    """`POST /v1/responses` (OpenAI Responses): translated onto the same gateway path."""
+    try:
+        begun = await _begin(scope, receive, "responses", _openai_authorization)
+        parsed = parse_responses(begun.body)
+        inference = parsed.inference
+        begun.tally.model, begun.tally.stream = inference.model, inference.stream
+        served = await begun.state.gateway.handle(begun.principal, inference, begun.tally)
+    except TollwayError as exc:
+        await _refuse(scope, receive, send, exc)
+        return
+    result = served.result
+    if isinstance(result, StreamRelay):
+        events = ResponsesEvents(parsed).translate(result.iterate())
+        await _send_stream(scope, receive, send, served, result, events)
+        return
+    response = to_response(orjson.loads(result), parsed)
+    await _send_json(send, orjson.dumps(response), served.headers)
+
+
 async def _refuse(scope: Scope, receive: Receive, send: Send, exc: TollwayError) -> None:
     """What the app's TollwayError handler does: note it for the log line, render it."""
     exchange: Exchange = scope[EXCHANGE]
@@ -197,9 +220,10 @@ CHAT_COMPLETIONS: Final = FastRoute(
 )
 EMBEDDINGS: Final = FastRoute("/v1/embeddings", openai_endpoint("embeddings", parse_embeddings))
 MESSAGES: Final = FastRoute("/v1/messages", messages)
+RESPONSES: Final = FastRoute("/v1/responses", responses)
 # The exact POST paths the edge serves itself.
 FAST_ROUTES: Final[Mapping[str, FastRoute]] = MappingProxyType(
-    {route.path: route for route in (CHAT_COMPLETIONS, EMBEDDINGS, MESSAGES)}
+    {route.path: route for route in (CHAT_COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES)}
 )
 
 

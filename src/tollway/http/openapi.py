@@ -89,6 +89,61 @@ MESSAGES_BODY: dict[str, Any] = {
         **_ROUTER_FIELDS,
     },
 }
+_STRING_OR_NULL: dict[str, Any] = {"type": ["string", "null"]}
+RESPONSES_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["model", "input"],
+    "additionalProperties": False,  # an unknown field is a 400 naming it
+    "properties": {
+        "model": {"type": "string", "minLength": 1},
+        "input": {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "minItems": 1, "items": {"type": "object"}},
+            ]
+        },
+        "instructions": _STRING_OR_NULL,
+        "stream": {"type": ["boolean", "null"]},
+        "max_output_tokens": {"type": ["integer", "null"], "minimum": 1},
+        "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
+        "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "tools": {"type": ["array", "null"], "items": {"type": "object"}},
+        "tool_choice": {
+            "anyOf": [
+                {"type": "string", "enum": ["auto", "none", "required"]},
+                {"type": "object"},
+                {"type": "null"},
+            ]
+        },
+        "parallel_tool_calls": {"type": ["boolean", "null"]},
+        "text": {"type": ["object", "null"]},
+        "reasoning": {"type": ["object", "null"]},
+        "metadata": {
+            "type": ["object", "null"],
+            "maxProperties": 16,
+            "additionalProperties": {"type": "string", "maxLength": 512},
+        },
+        "user": _STRING_OR_NULL,
+        "safety_identifier": _STRING_OR_NULL,
+        # Accepted and not used (docs/responses.md): nothing is stored.
+        "store": {"type": ["boolean", "null"]},
+        "include": {"type": ["array", "null"], "items": {"type": "string"}},
+        "prompt_cache_key": _STRING_OR_NULL,
+        "prompt_cache_retention": _STRING_OR_NULL,
+        "client_metadata": {"type": ["object", "null"]},
+        "service_tier": _STRING_OR_NULL,
+        "stream_options": {"type": ["object", "null"]},
+        "max_tool_calls": {"type": ["integer", "null"]},
+        "truncation": {"type": ["string", "null"], "enum": ["auto", "disabled", None]},
+        # Need stored responses: only their empty values are accepted.
+        "previous_response_id": {"type": "null"},
+        "conversation": {"type": "null"},
+        "background": {"type": ["boolean", "null"], "enum": [False, None]},
+        "prompt": {"type": "null"},
+        "top_logprobs": {"type": "null"},
+        **_ROUTER_FIELDS,
+    },
+}
 EMBEDDINGS_BODY: dict[str, Any] = {
     "type": "object",
     "required": ["model", "input"],

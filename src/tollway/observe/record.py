@@ -9,7 +9,7 @@ from typing import Any
 
 # The `status` of a record: what became of the request, in a word.
 STATUSES = ("success", "client_disconnected", "upstream_error", "refused", "error")
-ENDPOINTS = ("chat.completions", "embeddings", "messages")
+ENDPOINTS = ("chat.completions", "embeddings", "messages", "responses")
 
 
 @dataclass(frozen=True, slots=True)
