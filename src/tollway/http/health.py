@@ -16,6 +16,13 @@ from tollway.http.deps import app_state
 router = APIRouter(tags=["Operations"])
 
 
+@router.api_route("/", methods=["GET", "HEAD"])
+async def root() -> dict[str, str]:
+    """200: the gateway answers here (clients such as Claude Code probe the base URL). The
+    inference API is under `/v1`, the console under `/console/`."""
+    return {"service": "tollway", "api": "/v1", "console": "/console/"}
+
+
 @router.get("/health")
 async def health() -> dict[str, str]:
     """Liveness: 200 while the process answers, whatever its database does (restarting the
