@@ -1,8 +1,9 @@
 """The inference endpoints as plain ASGI: `POST /v1/chat/completions`, `/v1/embeddings`,
 `/v1/messages` (and `/v1/messages/count_tokens`) and `/v1/responses` are served here,
 without FastAPI's routing, dependency injection or request objects (the edge, `http/edge.py`,
-dispatches to them; the FastAPI routes in `http/inference.py`, `http/messages.py` and `http/responses.py` declare them
-for the OpenAPI document and answer through the same handlers).
+dispatches to them; the FastAPI routes in `http/inference.py`, `http/messages.py` and
+`http/responses.py` declare them for the OpenAPI document and answer through the same
+handlers).
 
 Each one: authenticate (before the body is read) → read the body within the limit → parse it
 once (`gateway/request.py`, or a dialect's `request.py`) → `Gateway.handle` → the answer's
