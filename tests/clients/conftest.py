@@ -4,6 +4,7 @@ agents send (tens of kilobytes of instructions and tool schemas), for the real c
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +29,10 @@ class AgentGateway:
         return self.member.inference_key
 
 
-@pytest.fixture
-async def agent_gateway(tmp_path: Path) -> AsyncIterator[AgentGateway]:
-    world = World(f"sqlite:///{tmp_path / 'agents.db'}")
+@asynccontextmanager
+async def serving_agents(database_url: str, tmp_path: Path) -> AsyncIterator[AgentGateway]:
+    """A gateway on `database_url` in front of one mock, with AGENT_MODEL on it."""
+    world = World(database_url)
     await world.migrate()
     member = await world.member("dev", "agents", credits_eur="10")
     with running_mock() as mock:
@@ -53,9 +55,14 @@ async def agent_gateway(tmp_path: Path) -> AsyncIterator[AgentGateway]:
                 ],
             },
         )
-        url = f"sqlite:///{tmp_path / 'agents.db'}"
         try:
-            with running_gateway(url, registry) as (base_url, _app):
+            with running_gateway(database_url, registry) as (base_url, _app):
                 yield AgentGateway(base_url, member, world, mock)
         finally:
             await world.close()
+
+
+@pytest.fixture
+async def agent_gateway(tmp_path: Path) -> AsyncIterator[AgentGateway]:
+    async with serving_agents(f"sqlite:///{tmp_path / 'agents.db'}", tmp_path) as gateway:
+        yield gateway

@@ -150,7 +150,7 @@ def test_router_fields_reach_the_policy() -> None:
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
-        ({"system": [{"type": "image", "source": {}}]}, "system"),
+        ({"system": [{"type": "image", "source": {}}]}, "system.0"),
         ({"stop_sequences": "END"}, "stop_sequences"),
         ({"top_p": -1}, "top_p"),
         ({"stream": "yes"}, "stream"),
@@ -181,7 +181,7 @@ def test_router_fields_reach_the_policy() -> None:
                     }
                 ]
             },
-            "messages.0.content.0.content.0.type",
+            "messages.0.content.0.content.0.source",
         ),
         (
             {"messages": [{"role": "assistant", "content": [{"type": "server_tool_use"}]}]},

@@ -350,7 +350,8 @@ async def raw_post(gw: GatewayEnv, body: dict[str, Any]) -> httpx.Response:
         ({"max_tokens": None}, "max_tokens"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"messages": []}, "messages"),
-        ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "thinking"),
+        ({"thinking": {"type": "enabled"}}, "thinking.budget_tokens"),
+        ({"output_config": {"effort": "extreme"}}, "output_config.effort"),
         ({"temperature": 1.5}, "temperature"),
         ({"mcp_servers": []}, "mcp_servers"),
         ({"frobnicate": 1}, "frobnicate"),
@@ -363,8 +364,10 @@ async def raw_post(gw: GatewayEnv, body: dict[str, Any]) -> httpx.Response:
                         "role": "user",
                         "content": [
                             {
-                                "type": "document",
-                                "source": {"type": "text", "media_type": "text/plain", "data": "x"},
+                                "type": "search_result",
+                                "source": "https://example.com",
+                                "title": "x",
+                                "content": [],
                             }
                         ],
                     }
@@ -372,7 +375,7 @@ async def raw_post(gw: GatewayEnv, body: dict[str, Any]) -> httpx.Response:
             },
             "messages.0.content.0.type",
         ),
-        ({"messages": [{"role": "system", "content": "x"}]}, "messages.0.role"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages.0.role"),
     ],
 )
 async def test_bad_requests_are_400s_naming_the_field(
@@ -388,6 +391,19 @@ async def test_bad_requests_are_400s_naming_the_field(
     assert error["error"]["message"].startswith(field), error
 
 
+async def test_sdk_thinking_budget_becomes_a_reasoning_effort(
+    gw: GatewayEnv, claude: anthropic.AsyncAnthropic
+) -> None:
+    message = await claude.messages.create(
+        model="chat-b",
+        max_tokens=2000,
+        messages=HELLO,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+    )
+    assert message.stop_reason == "end_turn"
+    assert fetch_mock_stats(gw.mocks.fast)["last_request"]["reasoning_effort"] == "low"
+
+
 async def test_sdk_raises_bad_request_for_a_refused_block(
     gw: GatewayEnv, claude: anthropic.AsyncAnthropic
 ) -> None:
@@ -396,9 +412,9 @@ async def test_sdk_raises_bad_request_for_a_refused_block(
             model="chat-b",
             max_tokens=10,
             messages=HELLO,
-            thinking={"type": "enabled", "budget_tokens": 1024},
+            tools=[{"type": "web_search_20250305", "name": "web_search"}],
         )
-    assert "thinking" in caught.value.message
+    assert "tools.0.type" in caught.value.message
 
 
 async def test_upstream_validation_error_in_anthropic_shape(

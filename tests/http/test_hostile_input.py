@@ -310,10 +310,15 @@ async def test_unknown_paths_are_404_in_one_shape_per_api(
     sqlite_world: Edge,
 ) -> None:
     _, api = sqlite_world
-    for path in ("/v1/nothing", "/v1/manage/nothing", "/api/v1/nothing", "/nothing", "/v1/modelsx"):
+    for path in ("/api/v1/nothing", "/nothing", "/v1"):
         response = await api.get(path)
         assert response.status_code == 404
         assert response.json() == {"error": f"not found: GET {path}"}
+    # Under /v1/ (the inference API's base, where SDKs send whatever they know): OpenAI's shape.
+    for path in ("/v1/nothing", "/v1/manage/nothing", "/v1/modelsx", "/v1/chat/completions/x"):
+        response = await api.get(path)
+        assert response.status_code == 404
+        assert response.json()["error"]["message"] == f"not found: GET {path}"
     for path in ("/v1/chat/completions/x", "/v1/chat/completions/x/y", "/v1/embeddings/x"):
         response = await api.post(path)
         assert response.status_code == 404

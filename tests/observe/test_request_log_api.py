@@ -74,7 +74,8 @@ async def test_detail_shows_the_attempts_of_a_real_fallback(env: Env) -> None:
     request_id = served.headers["x-request-id"]
     await env.wait_for_rows(env.alice, 1)
     detail = (await env.manage(env.alice, f"requests/{request_id}")).json()
-    assert set(detail) == RECORD_FIELDS | {"routing"}
+    assert set(detail) == RECORD_FIELDS | {"routing", "translation"}
+    assert detail["translation"] is None  # a chat completion: nothing translated
     assert detail["status"] == "success" and detail["provider"] == "good"
     [failed, succeeded] = detail["attempts"]
     assert (failed["provider"], failed["model"]) == ("broken", "m-flaky")

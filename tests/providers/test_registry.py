@@ -95,6 +95,16 @@ def test_demo_registry_loads_and_points_at_the_mock() -> None:
     assert demo_eu.api_key is None
 
 
+def test_demo_chat_models_fit_what_coding_agents_send() -> None:
+    """Claude Code asks for max_tokens 32000 with ~80 KB of prompt (the gateway estimates 4
+    bytes a token); agents need at least 128k of context."""
+    registry = load_registry(None, {})
+    for model in registry.models.values():
+        if model.kind == "chat":
+            assert model.context_size >= 128_000, model.id
+            assert 80_000 // 4 + 32_000 <= model.context_size
+
+
 def test_demo_base_url_follows_the_environment() -> None:
     registry = load_registry(None, {"TOLLWAY_MOCK_URL": "http://10.0.0.5:9200/v1/"})
     assert {p.base_url for p in registry.providers.values()} == {"http://10.0.0.5:9200/v1"}

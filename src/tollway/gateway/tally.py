@@ -9,7 +9,7 @@ from functools import partial
 from tollway.billing.meter import UsageRecord
 from tollway.gateway.auth import Principal
 from tollway.gateway.metadata import Trace, routing_summary
-from tollway.observe.record import Attempt, RequestRecord, outcome_of
+from tollway.observe.record import Attempt, RequestRecord, Translation, outcome_of
 
 _MAX_MODEL = 128
 _MAX_ERROR = 500
@@ -25,7 +25,7 @@ _STREAM_OUTCOMES = {
 @dataclass(slots=True)
 class Tally:
     request_id: str
-    endpoint: str  # chat.completions | embeddings | messages
+    endpoint: str  # chat.completions | embeddings | messages | responses
     model: str = ""  # as requested ("" when the body could not be read)
     stream: bool = False
     trace: Trace | None = None
@@ -37,6 +37,7 @@ class Tally:
     usage_source: str | None = None
     first_byte_at: float | None = None  # time.perf_counter() of a stream's first chunk
     stream_outcome: str | None = None
+    translation: Translation | None = None  # a dialect's request: what it translated
 
     def settled(self, usage: UsageRecord, charged: int) -> None:
         """What was served and charged (called where the reservation is settled; a later call
@@ -94,4 +95,5 @@ class Tally:
             error=None if error is None else error[:_MAX_ERROR],
             attempts=attempts,
             routing=None if trace is None else partial(routing_summary, trace),
+            translation=self.translation or None,
         )

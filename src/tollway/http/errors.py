@@ -29,6 +29,23 @@ def uses_anthropic_shape(path: str) -> bool:
     return path.startswith(ANTHROPIC_PATHS)
 
 
+def unknown_path_error(path: str, method: str) -> Response:
+    """A path no route serves. Under `/v1/` (the inference API's base) it is a 404 in the
+    OpenAI shape (Anthropic's under `/v1/messages`), so the SDKs raise NotFoundError."""
+    message = f"not found: {method} {excerpt(path)}"
+    if path.startswith("/v1/") and not uses_anthropic_shape(path):
+        body = {
+            "error": {
+                "message": message,
+                "type": "not_found_error",
+                "code": "not_found",
+                "param": None,
+            }
+        }
+        return JSONResponse(body, status_code=404)
+    return error_response(path, 404, message, openai_type="not_found_error", code="not_found")
+
+
 def error_response(
     path: str,
     status: int,
@@ -138,6 +155,10 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         path = request.url.path
         headers = dict(exc.headers or {})
+        if exc.status_code == 404 and exc.detail == "Not Found":  # no route: an unknown path
+            message = f"not found: {request.method} {excerpt(path)}"
+            _note(request, message)
+            return unknown_path_error(path, request.method)
         if exc.status_code == 404:
             message = f"not found: {request.method} {excerpt(path)}"
         elif exc.status_code == 405:

@@ -103,5 +103,8 @@ def line_fields(exchange: Exchange, record: RequestRecord | None, ended: float) 
             usage_source=record.usage_source,
             ttft_ms=record.ttft_ms,
         )
+        if record.translation:  # names only (never a value)
+            fields["translated"] = ", ".join(record.translation.translated) or None
+            fields["dropped"] = ", ".join(record.translation.dropped) or None
     fields["error"] = exchange.error
     return fields

@@ -1,8 +1,9 @@
-"""The inference endpoints as plain ASGI: `POST /v1/chat/completions`, `POST /v1/embeddings`,
-`POST /v1/messages` and `POST /v1/responses` are served here, without FastAPI's routing,
-dependency injection or request objects (the edge, `http/edge.py`, dispatches to them; the
-FastAPI routes in `http/inference.py`, `http/messages.py` and `http/responses.py` declare them
-for the OpenAPI document and answer through the same handlers).
+"""The inference endpoints as plain ASGI: `POST /v1/chat/completions`, `/v1/embeddings`,
+`/v1/messages` (and `/v1/messages/count_tokens`) and `/v1/responses` are served here,
+without FastAPI's routing, dependency injection or request objects (the edge, `http/edge.py`,
+dispatches to them; the FastAPI routes in `http/inference.py`, `http/messages.py` and
+`http/responses.py` declare them for the OpenAPI document and answer through the same
+handlers).
 
 Each one: authenticate (before the body is read) → read the body within the limit → parse it
 once (`gateway/request.py`, or a dialect's `request.py`) → `Gateway.handle` → the answer's
@@ -27,16 +28,22 @@ from tollway.dialects.anthropic.stream import AnthropicEvents
 from tollway.dialects.responses.request import parse_responses
 from tollway.dialects.responses.response import to_response
 from tollway.dialects.responses.stream import ResponsesEvents
-from tollway.errors import TollwayError, Unauthorized
+from tollway.errors import NotFound, TollwayError, Unauthorized, excerpt
 from tollway.gateway.auth import Principal
 from tollway.gateway.pipeline import Served
-from tollway.gateway.request import InferenceRequest, parse_chat, parse_embeddings
+from tollway.gateway.request import (
+    InferenceRequest,
+    counted_prompt_tokens,
+    parse_chat,
+    parse_embeddings,
+)
 from tollway.gateway.streaming import StreamRelay
 from tollway.gateway.tally import Tally
 from tollway.http._scope import EXCHANGE
 from tollway.http.errors import render_tollway_error
 from tollway.http.exchange import Exchange
 from tollway.http.limits import read_body
+from tollway.observe.record import Translation
 from tollway.state import AppState
 
 _JSON = (b"content-type", b"application/json")
@@ -163,17 +170,44 @@ async def messages(scope: Scope, receive: Receive, send: Send) -> None:
         parsed = parse_messages(begun.body)
         inference = parsed.inference
         begun.tally.model, begun.tally.stream = inference.model, inference.stream
+        begun.tally.translation = parsed.translation
         served = await begun.state.gateway.handle(begun.principal, inference, begun.tally)
     except TollwayError as exc:
         await _refuse(scope, receive, send, exc)
         return
     result = served.result
     if isinstance(result, StreamRelay):
-        events = AnthropicEvents(parsed.stop_sequences).translate(result.iterate())
+        events = AnthropicEvents(parsed.stop_sequences, parsed.translation).translate(
+            result.iterate()
+        )
         await _send_stream(scope, receive, send, served, result, events)
         return
-    message = to_message(orjson.loads(result), parsed.stop_sequences)
+    message = to_message(orjson.loads(result), parsed.stop_sequences, parsed.translation)
     await _send_json(send, orjson.dumps(message), served.headers)
+
+
+async def count_tokens(scope: Scope, receive: Receive, send: Send) -> None:
+    """`POST /v1/messages/count_tokens` (Anthropic): the gateway's own count of the prompt
+    as translated — the count it bills by when an upstream reports no usage. Free: no
+    reservation, no ledger row, no request log record (the log line names the key)."""
+    try:
+        state: AppState = scope["app"].state.tollway
+        principal = await _authenticate(state, anthropic_authorization(scope))
+        exchange: Exchange = scope[EXCHANGE]
+        exchange.principal = principal
+        parsed = parse_messages(await read_body(receive), counting=True)
+        model = state.registry.model(parsed.inference.model)
+        if model is None or model.kind != "chat":
+            raise NotFound(
+                f"model '{excerpt(parsed.inference.model)}' not found",
+                param="model",
+                code="model_not_found",
+            )
+        count = counted_prompt_tokens(parsed.inference)
+    except TollwayError as exc:
+        await _refuse(scope, receive, send, exc)
+        return
+    await _send_json(send, orjson.dumps({"input_tokens": count}), {})
 
 
 async def responses(scope: Scope, receive: Receive, send: Send) -> None:
@@ -183,6 +217,7 @@ async def responses(scope: Scope, receive: Receive, send: Send) -> None:
         parsed = parse_responses(begun.body)
         inference = parsed.inference
         begun.tally.model, begun.tally.stream = inference.model, inference.stream
+        begun.tally.translation = Translation.of([], list(parsed.dropped))
         served = await begun.state.gateway.handle(begun.principal, inference, begun.tally)
     except TollwayError as exc:
         await _refuse(scope, receive, send, exc)
@@ -220,10 +255,14 @@ CHAT_COMPLETIONS: Final = FastRoute(
 )
 EMBEDDINGS: Final = FastRoute("/v1/embeddings", openai_endpoint("embeddings", parse_embeddings))
 MESSAGES: Final = FastRoute("/v1/messages", messages)
+COUNT_TOKENS: Final = FastRoute("/v1/messages/count_tokens", count_tokens)
 RESPONSES: Final = FastRoute("/v1/responses", responses)
 # The exact POST paths the edge serves itself.
 FAST_ROUTES: Final[Mapping[str, FastRoute]] = MappingProxyType(
-    {route.path: route for route in (CHAT_COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES)}
+    {
+        route.path: route
+        for route in (CHAT_COMPLETIONS, EMBEDDINGS, MESSAGES, COUNT_TOKENS, RESPONSES)
+    }
 )
 
 

@@ -16,6 +16,18 @@ from tollway.http.deps import app_state
 router = APIRouter(tags=["Operations"])
 
 
+@router.get("/")
+async def root() -> dict[str, str]:
+    """200: the gateway answers here (clients such as Claude Code probe the base URL with
+    `HEAD /`). The inference API is under `/v1`, the console under `/console/`."""
+    return {"service": "tollway", "api": "/v1", "console": "/console/"}
+
+
+@router.head("/", include_in_schema=False)
+async def root_head() -> Response:
+    return Response(status_code=200, media_type="application/json")
+
+
 @router.get("/health")
 async def health() -> dict[str, str]:
     """Liveness: 200 while the process answers, whatever its database does (restarting the

@@ -89,6 +89,16 @@ MESSAGES_BODY: dict[str, Any] = {
         **_ROUTER_FIELDS,
     },
 }
+COUNT_TOKENS_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["model", "messages"],
+    "properties": {
+        "model": {"type": "string", "minLength": 1},
+        "messages": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+        "system": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+        "tools": {"type": "array", "items": {"type": "object"}},
+    },
+}
 _STRING_OR_NULL: dict[str, Any] = {"type": ["string", "null"]}
 RESPONSES_BODY: dict[str, Any] = {
     "type": "object",

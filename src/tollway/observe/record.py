@@ -10,6 +10,34 @@ from typing import Any
 # The `status` of a record: what became of the request, in a word.
 STATUSES = ("success", "client_disconnected", "upstream_error", "refused", "error")
 ENDPOINTS = ("chat.completions", "embeddings", "messages", "responses")
+# Bounds of a Translation: a name is a field path, never a value; a few dozen at most.
+_MAX_NOTES, _MAX_NOTE_CHARS = 32, 80
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """What a dialect's request translation did with the fields a chat-completions upstream
+    has no field of its own for: `translated` (e.g. "output_config.effort → reasoning_effort")
+    and `dropped` (accepted, not forwarded). Field names only, never a value: safe to log."""
+
+    translated: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, translated: list[str], dropped: list[str]) -> Translation:
+        """Each name once, in first-seen order, bounded in count and length."""
+
+        def bounded(names: list[str]) -> tuple[str, ...]:
+            unique = dict.fromkeys(name[:_MAX_NOTE_CHARS] for name in names)
+            return tuple(unique)[:_MAX_NOTES]
+
+        return cls(bounded(translated), bounded(dropped))
+
+    def __bool__(self) -> bool:
+        return bool(self.translated or self.dropped)
+
+    def as_json(self) -> dict[str, list[str]]:
+        return {"translated": list(self.translated), "dropped": list(self.dropped)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +74,8 @@ class RequestRecord:
     attempts: tuple[Attempt, ...]
     # Built by the writer, off the request path: the detail view's "routing" object.
     routing: Callable[[], dict[str, Any]] | None
+    # Another dialect's request (messages, responses): what its translation did.
+    translation: Translation | None = None
 
     @property
     def fallbacks(self) -> int:

@@ -146,7 +146,10 @@ class RequestLogService:
         if not visible or row is None:
             raise NotFound(f"request '{request_id[:80]}' not found")
         detail = render(row)
-        detail["routing"] = orjson.loads(row.routing) if row.routing else None
+        routing = orjson.loads(row.routing) if row.routing else {}
+        # Another dialect's request (messages, responses): which fields it translated/dropped.
+        detail["translation"] = routing.pop("translation", None)
+        detail["routing"] = routing or None
         return detail
 
 

@@ -195,6 +195,8 @@ def _row(record: RequestRecord) -> dict[str, Any]:
     """The stored row: text clipped to its column and made storable (`storable`); JSON
     columns are orjson's output, which escapes every control character."""
     routing = record.routing() if record.routing is not None else None
+    if record.translation:  # kept with the routing (the detail view shows it on its own)
+        routing = {**(routing or {}), "translation": record.translation.as_json()}
     return {
         "request_id": record.request_id,
         "created_at_ms": record.created_at_ms,

@@ -1,9 +1,10 @@
 """An Anthropic Messages request → the gateway's internal chat request (OpenAI chat shape).
 
 The translated body goes through the same parser as `POST /v1/chat/completions`, so the
-same policy, routing, reservation and metering apply. Every field is either translated,
-ignored (harmless hints: `cache_control`, `top_k`, `service_tier`, thinking blocks replayed
-in the history, citations) or refused with a 400 naming it (`docs/anthropic.md`).
+same policy, routing, reservation and metering apply. Every field is translated, accepted and
+dropped, or refused with a 400 naming it (`docs/anthropic.md`); what was translated or
+dropped beyond the plain mapping is noted in the request's `Translation` (metadata, request
+log, log line). The blocks are translated in `content.py`, the tools in `tools.py`.
 """
 
 from __future__ import annotations
@@ -13,19 +14,23 @@ from typing import Any
 
 import orjson
 
-from tollway.errors import BadRequest
+from tollway.dialects.anthropic.content import chat_messages, system_texts
+from tollway.dialects.anthropic.notes import Notes
+from tollway.dialects.anthropic.tools import chat_tool_choice, chat_tools
+from tollway.errors import BadRequest, excerpt
 from tollway.gateway.request import InferenceRequest, parse_chat
 from tollway.jsonbody import parse_json_body
+from tollway.observe.record import Translation
 from tollway.projects.policy import ROUTER_FIELDS
 
-# Fields accepted and not forwarded (ROUTER_FIELDS are handled by the chat parser).
-IGNORED_FIELDS = frozenset({"top_k", "service_tier", "anthropic_version"})
+# Accepted and not forwarded (named in the translation when set).
+DROPPED_FIELDS = frozenset(
+    {"top_k", "service_tier", "context_management", "inference_geo", "container_upload"}
+)
+IGNORED_FIELDS = frozenset({"anthropic_version"})  # a header's value sent in the body
 REFUSED_FIELDS = {
     "container": "containers (server-side code execution) are not supported",
-    "mcp_servers": "MCP servers are not supported",
-    "context_management": "context management is not supported",
-    "output_format": "structured outputs are not supported on /v1/messages",
-    "output_config": "output configuration is not supported on /v1/messages",
+    "mcp_servers": "MCP servers run inside Anthropic's service and are not supported",
 }
 TRANSLATED_FIELDS = frozenset(
     {
@@ -41,9 +46,21 @@ TRANSLATED_FIELDS = frozenset(
         "tools",
         "tool_choice",
         "thinking",
+        "output_config",
+        "output_format",
     }
 )
-KNOWN_FIELDS = TRANSLATED_FIELDS | IGNORED_FIELDS | set(ROUTER_FIELDS)
+KNOWN_FIELDS = TRANSLATED_FIELDS | DROPPED_FIELDS | IGNORED_FIELDS | set(ROUTER_FIELDS)
+# Anthropic's effort → chat `reasoning_effort` (the values every reasoning upstream knows).
+EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+THINKING_TYPES = ("enabled", "adaptive", "disabled")
+
+
+def effort_of_budget(budget: int) -> str:
+    """A thinking budget in tokens → the nearest reasoning effort."""
+    if budget < 4096:
+        return "low"
+    return "medium" if budget < 16384 else "high"
 
 
 @dataclass(slots=True)
@@ -52,20 +69,29 @@ class MessagesRequest:
 
     inference: InferenceRequest
     stop_sequences: tuple[str, ...]
+    translation: Translation
 
 
-def parse_messages(raw: bytes) -> MessagesRequest:
+def parse_messages(raw: bytes, *, counting: bool = False) -> MessagesRequest:
+    """`counting`: a `count_tokens` body (no `max_tokens`; nothing is generated)."""
     body = parse_json_body(raw)  # strict: a lone surrogate is a 400 naming its field
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
+    notes = Notes()
     for name in body:
         if name in REFUSED_FIELDS:
             raise BadRequest(f"{name}: {REFUSED_FIELDS[name]}", param=name)
         if name not in KNOWN_FIELDS:
-            raise BadRequest(f"{name}: unknown field", param=str(name)[:64])
+            raise BadRequest(f"{excerpt(str(name), 64)}: unknown field", param=str(name)[:64])
+        if name in DROPPED_FIELDS and body[name] is not None:
+            notes.drop(name)
     chat: dict[str, Any] = {"model": body.get("model")}
-    chat["max_tokens"] = _max_tokens(body.get("max_tokens"))
-    chat["messages"] = _system(body.get("system")) + _messages(body.get("messages"))
+    chat["max_tokens"] = 1 if counting else _max_tokens(body.get("max_tokens"))
+    system = system_texts(body.get("system"), notes)
+    inline_system, messages = chat_messages(body.get("messages"), notes)
+    system += inline_system
+    chat["messages"] = [{"role": "system", "content": "\n\n".join(system)}] if system else []
+    chat["messages"] += messages
     stops = _stop_sequences(body.get("stop_sequences"))
     if stops:
         chat["stop"] = list(stops)
@@ -73,20 +99,21 @@ def parse_messages(raw: bytes) -> MessagesRequest:
         value = body.get(name)
         if value is not None:
             chat[name] = _unit_number(name, value)
-    _thinking(body.get("thinking"))
+    _reasoning(body.get("thinking"), body.get("output_config"), chat, notes)
+    _output_format(body, chat, notes)
     user = _user(body.get("metadata"))
     if user is not None:
         chat["user"] = user
-    tools = _tools(body.get("tools"))
+    tools = chat_tools(body.get("tools"), notes)
     if tools:
         chat["tools"] = tools
     choice = body.get("tool_choice")
     if choice is not None:
-        chat.update(_tool_choice(choice, has_tools=bool(tools)))
+        chat.update(chat_tool_choice(choice, has_tools=bool(tools)))
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise BadRequest("stream: must be a boolean", param="stream")
-    if stream:
+    if stream and not counting:
         # The closing message_delta carries the usage: always ask for it.
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
@@ -95,7 +122,7 @@ def parse_messages(raw: bytes) -> MessagesRequest:
             chat[name] = body[name]
     inference = parse_chat(orjson.dumps(chat))
     inference.dialect_endpoint = "messages"
-    return MessagesRequest(inference, stops)
+    return MessagesRequest(inference, stops, notes.frozen())
 
 
 def _max_tokens(value: object) -> int:
@@ -122,14 +149,82 @@ def _stop_sequences(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _thinking(value: object) -> None:
-    if value is None or (isinstance(value, dict) and value.get("type") == "disabled"):
-        return
-    raise BadRequest(
-        "thinking: extended thinking cannot be translated to the gateway's upstreams;"
-        " omit it or send {'type': 'disabled'}",
-        param="thinking",
-    )
+def _reasoning(thinking: object, config: object, chat: dict[str, Any], notes: Notes) -> None:
+    """`output_config.effort`, else an enabled thinking budget → `reasoning_effort`;
+    adaptive thinking without an effort leaves the upstream's default (dropped)."""
+    budget_effort = _thinking(thinking, notes)
+    effort = _effort(config)
+    if effort is not None:
+        chat["reasoning_effort"] = EFFORTS[effort]
+        notes.translate("output_config.effort → reasoning_effort")
+    elif budget_effort is not None:
+        chat["reasoning_effort"] = budget_effort
+        notes.translate("thinking.budget_tokens → reasoning_effort")
+    elif isinstance(thinking, dict) and thinking.get("type") == "adaptive":
+        notes.drop("thinking")
+
+
+def _thinking(value: object, notes: Notes) -> str | None:
+    """The effort an enabled thinking budget stands for (None: no budget)."""
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if not isinstance(value, dict) or kind not in THINKING_TYPES:
+        raise BadRequest(
+            "thinking.type: must be 'enabled', 'adaptive' or 'disabled'", param="thinking.type"
+        )
+    if value.get("display") is not None:
+        notes.drop("thinking.display")  # no thinking blocks come back: nothing to display
+    if kind != "enabled":
+        return None
+    budget = value.get("budget_tokens")
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+        raise BadRequest(
+            "thinking.budget_tokens: required with type 'enabled', a positive integer",
+            param="thinking.budget_tokens",
+        )
+    return effort_of_budget(budget)
+
+
+def _effort(config: object) -> str | None:
+    if config is None:
+        return None
+    if not isinstance(config, dict):
+        raise BadRequest("output_config: must be an object", param="output_config")
+    for name in config:
+        if name not in ("effort", "format"):
+            raise BadRequest(
+                f"output_config.{excerpt(str(name), 64)}: unknown field", param="output_config"
+            )
+    effort = config.get("effort")
+    if effort is not None and effort not in EFFORTS:
+        raise BadRequest(
+            f"output_config.effort: must be one of {', '.join(EFFORTS)}",
+            param="output_config.effort",
+        )
+    return effort
+
+
+def _output_format(body: dict[str, Any], chat: dict[str, Any], notes: Notes) -> None:
+    """Structured outputs (`output_config.format`, or the older `output_format`) → a chat
+    `response_format` of type json_schema."""
+    config = body.get("output_config")
+    for where, value in (
+        ("output_config.format", config.get("format") if isinstance(config, dict) else None),
+        ("output_format", body.get("output_format")),
+    ):
+        if value is None:
+            continue
+        schema = value.get("schema") if isinstance(value, dict) else None
+        if not isinstance(value, dict) or value.get("type") != "json_schema":
+            raise BadRequest(f"{where}.type: must be 'json_schema'", param=f"{where}.type")
+        if not isinstance(schema, dict):
+            raise BadRequest(
+                f"{where}.schema: required, a JSON schema object", param=f"{where}.schema"
+            )
+        spec = {"name": "output", "schema": schema, "strict": True}
+        chat["response_format"] = {"type": "json_schema", "json_schema": spec}
+        notes.translate(f"{where} → response_format")
 
 
 def _user(value: object) -> str | None:
@@ -141,223 +236,3 @@ def _user(value: object) -> str | None:
     if user is not None and not isinstance(user, str):
         raise BadRequest("metadata.user_id: must be a string", param="metadata.user_id")
     return user
-
-
-def _system(value: object) -> list[dict[str, Any]]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [{"role": "system", "content": value}] if value else []
-    if not isinstance(value, list):
-        raise BadRequest("system: must be a string or a list of text blocks", param="system")
-    texts = []
-    for i, block in enumerate(value):
-        if not isinstance(block, dict) or block.get("type") != "text":
-            raise BadRequest(f"system.{i}: only text blocks are supported", param="system")
-        texts.append(_text(block, f"system.{i}"))
-    return [{"role": "system", "content": "\n\n".join(texts)}] if texts else []
-
-
-def _text(block: dict[str, Any], where: str) -> str:
-    text = block.get("text")
-    if not isinstance(text, str):
-        raise BadRequest(f"{where}.text: required, a string", param=f"{where}.text")
-    return text
-
-
-def _messages(value: object) -> list[dict[str, Any]]:
-    if not isinstance(value, list) or not value:
-        raise BadRequest("messages: required, a non-empty list", param="messages")
-    out: list[dict[str, Any]] = []
-    for i, message in enumerate(value):
-        where = f"messages.{i}"
-        if not isinstance(message, dict):
-            raise BadRequest(f"{where}: must be an object", param=where)
-        role = message.get("role")
-        content = message.get("content")
-        if role not in ("user", "assistant"):
-            raise BadRequest(f"{where}.role: must be 'user' or 'assistant'", param=f"{where}.role")
-        if isinstance(content, str):
-            out.append({"role": role, "content": content})
-        elif isinstance(content, list):
-            translate = _user_blocks if role == "user" else _assistant_blocks
-            out.extend(translate(content, where))
-        else:
-            raise BadRequest(
-                f"{where}.content: must be a string or a list of content blocks",
-                param=f"{where}.content",
-            )
-    return out
-
-
-def _block_type(block: object, where: str) -> str:
-    if not isinstance(block, dict) or not isinstance(block.get("type"), str):
-        raise BadRequest(f"{where}: must be a content block with a 'type'", param=where)
-    return str(block["type"])
-
-
-def _unsupported(kind: str, where: str) -> BadRequest:
-    return BadRequest(
-        f"{where}.type: '{kind[:64]}' content blocks cannot be translated on this gateway",
-        param=f"{where}.type",
-    )
-
-
-def _user_blocks(blocks: list[Any], where: str) -> list[dict[str, Any]]:
-    """Tool results become `tool` messages first (they must follow the assistant's calls);
-    text and images become one user message after them."""
-    tool_messages: list[dict[str, Any]] = []
-    parts: list[dict[str, Any]] = []
-    for j, block in enumerate(blocks):
-        at = f"{where}.content.{j}"
-        kind = _block_type(block, at)
-        if kind == "text":
-            parts.append({"type": "text", "text": _text(block, at)})
-        elif kind == "image":
-            parts.append(_image(block, at))
-        elif kind == "tool_result":
-            tool_messages.append(_tool_result(block, at))
-        else:
-            raise _unsupported(kind, at)
-    out = list(tool_messages)
-    if parts:
-        out.append({"role": "user", "content": parts})
-    return out
-
-
-def _image(block: dict[str, Any], where: str) -> dict[str, Any]:
-    source = block.get("source")
-    kind = source.get("type") if isinstance(source, dict) else None
-    if kind == "base64" and isinstance(source, dict):
-        media, data = source.get("media_type"), source.get("data")
-        if not isinstance(media, str) or not isinstance(data, str):
-            raise BadRequest(
-                f"{where}.source: base64 images need 'media_type' and 'data'",
-                param=f"{where}.source",
-            )
-        return {"type": "image_url", "image_url": {"url": f"data:{media};base64,{data}"}}
-    if kind == "url" and isinstance(source, dict) and isinstance(source.get("url"), str):
-        return {"type": "image_url", "image_url": {"url": source["url"]}}
-    raise BadRequest(
-        f"{where}.source: only base64 and url image sources can be translated",
-        param=f"{where}.source",
-    )
-
-
-def _tool_result(block: dict[str, Any], where: str) -> dict[str, Any]:
-    call_id = block.get("tool_use_id")
-    if not isinstance(call_id, str) or not call_id:
-        raise BadRequest(f"{where}.tool_use_id: required, a string", param=f"{where}.tool_use_id")
-    content = block.get("content", "")
-    if isinstance(content, list):
-        texts = []
-        for k, part in enumerate(content):
-            at = f"{where}.content.{k}"
-            if _block_type(part, at) != "text":
-                raise BadRequest(
-                    f"{at}.type: only text can be returned in a tool result on this gateway",
-                    param=f"{at}.type",
-                )
-            texts.append(_text(part, at))
-        content = "\n".join(texts)
-    elif not isinstance(content, str):
-        raise BadRequest(
-            f"{where}.content: must be a string or a list of text blocks",
-            param=f"{where}.content",
-        )
-    if block.get("is_error") is True:
-        content = f"Error: {content}"
-    return {"role": "tool", "tool_call_id": call_id, "content": content}
-
-
-def _assistant_blocks(blocks: list[Any], where: str) -> list[dict[str, Any]]:
-    texts: list[str] = []
-    calls: list[dict[str, Any]] = []
-    for j, block in enumerate(blocks):
-        at = f"{where}.content.{j}"
-        kind = _block_type(block, at)
-        if kind == "text":
-            texts.append(_text(block, at))
-        elif kind == "tool_use":
-            calls.append(_tool_use(block, at))
-        elif kind in ("thinking", "redacted_thinking"):
-            continue  # replayed history of a model that thought: nothing to forward
-        else:
-            raise _unsupported(kind, at)
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
-    if calls:
-        message["tool_calls"] = calls
-    elif message["content"] is None:
-        message["content"] = ""
-    return [message]
-
-
-def _tool_use(block: dict[str, Any], where: str) -> dict[str, Any]:
-    call_id, name, arguments = block.get("id"), block.get("name"), block.get("input", {})
-    if not isinstance(call_id, str) or not call_id:
-        raise BadRequest(f"{where}.id: required, a string", param=f"{where}.id")
-    if not isinstance(name, str) or not name:
-        raise BadRequest(f"{where}.name: required, a string", param=f"{where}.name")
-    if not isinstance(arguments, dict):
-        raise BadRequest(f"{where}.input: must be an object", param=f"{where}.input")
-    return {
-        "id": call_id,
-        "type": "function",
-        "function": {"name": name, "arguments": orjson.dumps(arguments).decode()},
-    }
-
-
-def _tools(value: object) -> list[dict[str, Any]]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise BadRequest("tools: must be a list", param="tools")
-    tools = []
-    for i, tool in enumerate(value):
-        where = f"tools.{i}"
-        if not isinstance(tool, dict):
-            raise BadRequest(f"{where}: must be an object", param=where)
-        kind = tool.get("type", "custom")
-        if kind != "custom":
-            raise BadRequest(
-                f"{where}.type: server and Anthropic-defined tools ('{str(kind)[:64]}')"
-                " cannot be translated; only custom tools with an input_schema",
-                param=f"{where}.type",
-            )
-        name, schema = tool.get("name"), tool.get("input_schema")
-        if not isinstance(name, str) or not name:
-            raise BadRequest(f"{where}.name: required, a string", param=f"{where}.name")
-        if not isinstance(schema, dict):
-            raise BadRequest(
-                f"{where}.input_schema: required, a JSON schema object",
-                param=f"{where}.input_schema",
-            )
-        function: dict[str, Any] = {"name": name, "parameters": schema}
-        description = tool.get("description")
-        if isinstance(description, str):
-            function["description"] = description
-        tools.append({"type": "function", "function": function})
-    return tools
-
-
-def _tool_choice(value: object, *, has_tools: bool) -> dict[str, Any]:
-    kind = value.get("type") if isinstance(value, dict) else None
-    if not isinstance(value, dict) or kind not in ("auto", "any", "tool", "none"):
-        raise BadRequest(
-            "tool_choice.type: must be 'auto', 'any', 'tool' or 'none'", param="tool_choice.type"
-        )
-    if kind != "none" and not has_tools:
-        raise BadRequest("tool_choice: requires tools", param="tool_choice")
-    out: dict[str, Any] = {}
-    if kind == "tool":
-        name = value.get("name")
-        if not isinstance(name, str) or not name:
-            raise BadRequest("tool_choice.name: required, a string", param="tool_choice.name")
-        out["tool_choice"] = {"type": "function", "function": {"name": name}}
-    else:
-        out["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[kind]
-    if value.get("disable_parallel_tool_use") is True and has_tools:
-        out["parallel_tool_calls"] = False
-    if kind == "none" and not has_tools:
-        out.pop("tool_choice")  # nothing to choose from: OpenAI refuses a lone tool_choice
-    return out

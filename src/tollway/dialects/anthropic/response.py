@@ -6,6 +6,8 @@ from typing import Any
 
 import orjson
 
+from tollway.observe.record import Translation
+
 STOP_REASONS = {
     "stop": "end_turn",
     "length": "max_tokens",
@@ -49,7 +51,16 @@ def usage_of(usage: object) -> dict[str, int]:
     }
 
 
-def to_message(completion: dict[str, Any], stops: tuple[str, ...]) -> dict[str, Any]:
+def with_translation(metadata: object, translation: Translation | None) -> object:
+    """Tollway's metadata (`include_metadata`), saying what the translation did."""
+    if isinstance(metadata, dict) and translation:
+        return {**metadata, "translation": translation.as_json()}
+    return metadata
+
+
+def to_message(
+    completion: dict[str, Any], stops: tuple[str, ...], translation: Translation | None = None
+) -> dict[str, Any]:
     choices = completion.get("choices")
     choice = choices[0] if isinstance(choices, list) and choices else {}
     message = choice.get("message") if isinstance(choice, dict) else None
@@ -87,5 +98,5 @@ def to_message(completion: dict[str, Any], stops: tuple[str, ...]) -> dict[str, 
         "provider": completion.get("provider"),
     }
     if "metadata" in completion:
-        out["metadata"] = completion["metadata"]
+        out["metadata"] = with_translation(completion["metadata"], translation)
     return out

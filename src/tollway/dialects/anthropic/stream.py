@@ -16,7 +16,13 @@ from typing import Any
 import orjson
 
 from tollway.dialects.anthropic.errors import error_body
-from tollway.dialects.anthropic.response import message_id, stop_reason, usage_of
+from tollway.dialects.anthropic.response import (
+    message_id,
+    stop_reason,
+    usage_of,
+    with_translation,
+)
+from tollway.observe.record import Translation
 
 
 def event(name: str, payload: dict[str, Any]) -> bytes:
@@ -26,8 +32,9 @@ def event(name: str, payload: dict[str, Any]) -> bytes:
 class AnthropicEvents:
     """The state of one translated stream (which block is open, how it ended)."""
 
-    def __init__(self, stops: tuple[str, ...]) -> None:
+    def __init__(self, stops: tuple[str, ...], translation: Translation | None = None) -> None:
         self._stops = stops
+        self._translation = translation
         self._started = False
         self._blocks = 0  # content blocks opened so far
         self._open: str | None = None  # "text" or "tool:<openai tool index>"
@@ -149,7 +156,7 @@ class AnthropicEvents:
             "usage": usage_of(self._usage),
         }
         if self._metadata is not None:
-            delta["metadata"] = self._metadata
+            delta["metadata"] = with_translation(self._metadata, self._translation)
         out.append(event("message_delta", delta))
         out.append(event("message_stop", {"type": "message_stop"}))
         return out

@@ -117,6 +117,10 @@ function detailView(r) {
         h('dt', null, 'Tokens'), h('dd', null, `${count(r.prompt_tokens)} in, ${count(r.completion_tokens)} out${r.usage_source ? ` (${r.usage_source})` : ''}`),
         h('dt', null, 'Cost'), h('dd', null, eur(r.cost)),
         h('dt', null, 'Latency'), h('dd', null, `${ms(r.latency_ms)}${r.ttft_ms !== null && r.ttft_ms !== undefined ? `, first token ${ms(r.ttft_ms)}` : ''}`),
+        r.translation ? [
+          h('dt', null, 'Translated'), h('dd', { id: 'detail-translated' }, r.translation.translated.join(', ') || '—'),
+          h('dt', null, 'Dropped'), h('dd', { id: 'detail-dropped' }, r.translation.dropped.join(', ') || '—'),
+        ] : null,
         r.error ? [h('dt', null, 'Error'), h('dd', null, r.error)] : null)),
     h('div', { class: 'card', id: 'attempts' },
       h('h2', null, 'Attempts'),
