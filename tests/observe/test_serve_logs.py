@@ -33,7 +33,7 @@ def serving_process(database_url: str, log: Path, **env: str) -> Iterator[str]:
         )
         root = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 120  # a hang guard only: loaded machines start slowly
             while True:
                 assert process.poll() is None, log.read_text()
                 try:

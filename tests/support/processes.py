@@ -48,7 +48,7 @@ def serve_process(database_url: str, **env: str) -> Iterator[tuple[str, subproce
     )
     root = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a hang guard only: loaded machines start slowly
         while True:
             if process.poll() is not None:
                 log.seek(0)
