@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from tollway.errors import ConfigError
+from tollway.providers.usage import TokenUsage
 
 DEMO_REGISTRY = Path(__file__).with_name("demo.yaml")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -88,22 +89,48 @@ class Provider(_Frozen):
 
 
 class Pricing(_Frozen):
-    """EUR per 1M tokens, which is also credits per token (1 EUR = 1,000,000 credits)."""
+    """EUR per 1M tokens, which is also credits per token (1 EUR = 1,000,000 credits).
+
+    `cached_input_token` prices a prompt token read from the provider's prompt cache,
+    `cache_write_token` one written to it; each defaults to `input_token`."""
 
     input_token: Decimal = Field(ge=0, allow_inf_nan=False)
     output_token: Decimal = Field(ge=0, allow_inf_nan=False)
+    cached_input_token: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
+    cache_write_token: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
 
-    def credits_for(self, prompt_tokens: int, completion_tokens: int) -> int:
-        """The exact charge in credits, rounded up to a whole credit."""
-        if prompt_tokens < 0 or completion_tokens < 0:
-            raise ValueError("token counts cannot be negative")
+    @property
+    def cached_input(self) -> Decimal:
+        return self.input_token if self.cached_input_token is None else self.cached_input_token
+
+    @property
+    def cache_write(self) -> Decimal:
+        return self.input_token if self.cache_write_token is None else self.cache_write_token
+
+    @property
+    def highest_prompt_price(self) -> Decimal:
+        """What a prompt token may cost at most, whatever its class (for reservations)."""
+        return max(self.input_token, self.cached_input, self.cache_write)
+
+    def charge(self, usage: TokenUsage) -> int:
+        """The exact charge in credits of `usage` by token class, rounded up once to a whole
+        credit: uncached prompt * input + cached * cached_input + cache-written * cache_write
+        + completion (reasoning included) * output."""
         # Enough precision to be exact; Inexact would trap rather than round silently.
         exact = Context(prec=96, traps=[Inexact, InvalidOperation])
-        total = exact.add(
-            exact.multiply(Decimal(prompt_tokens), self.input_token),
-            exact.multiply(Decimal(completion_tokens), self.output_token),
-        )
+        total = Decimal(0)
+        for tokens, price in (
+            (usage.uncached_prompt, self.input_token),
+            (usage.cached_prompt, self.cached_input),
+            (usage.cache_write, self.cache_write),
+            (usage.completion, self.output_token),
+        ):
+            total = exact.add(total, exact.multiply(Decimal(tokens), price))
         return int(total.to_integral_value(rounding=ROUND_CEILING))
+
+    def credits_for(self, prompt_tokens: int, completion_tokens: int) -> int:
+        """The exact charge in credits of plain prompt and completion tokens, rounded up."""
+        return self.charge(TokenUsage(prompt_tokens, completion_tokens))
 
 
 class Endpoint(_Frozen):
