@@ -52,7 +52,9 @@ def classed() -> UsageRecord:
     )
 
 
-async def ledger_and_event(world: World, request_id: str) -> tuple[list[tuple[str, int]], tuple]:
+async def ledger_and_event(
+    world: World, request_id: str
+) -> tuple[list[tuple[str, int]], tuple[int, ...]]:
     async with world.db.read() as conn:
         ledger = (
             await conn.execute(
@@ -117,7 +119,7 @@ async def test_the_budget_transaction_charges_each_class_at_its_price(
     _, event = await ledger_and_event(world, reservation.request_id)
     assert event == EVENT
     async with world.db.read() as conn:
-        spent = (await conn.execute(text("SELECT spent_credits FROM budget_windows"))).scalar()
+        spent = (await conn.execute(text("SELECT spent_credits FROM budget_windows"))).scalar_one()
     assert int(spent) == CHARGE
     await assert_invariant(world.db)
 

@@ -112,6 +112,17 @@ class Pricing(_Frozen):
         """What a prompt token may cost at most, whatever its class (for reservations)."""
         return max(self.input_token, self.cached_input, self.cache_write)
 
+    def public(self) -> dict[str, Any]:
+        """As the model lists show it: every price in EUR per 1M tokens, the class prices
+        with their defaults applied."""
+        return {
+            "input_token": float(self.input_token),
+            "output_token": float(self.output_token),
+            "cached_input_token": float(self.cached_input),
+            "cache_write_token": float(self.cache_write),
+            "currency": "EUR",
+        }
+
     def charge(self, usage: TokenUsage) -> int:
         """The exact charge in credits of `usage` by token class, rounded up once to a whole
         credit: uncached prompt * input + cached * cached_input + cache-written * cache_write
