@@ -21,6 +21,7 @@ from sqlalchemy import text
 
 from tests.billing.conftest import assert_invariant
 from tests.gateway.conftest import GatewayEnv, Mocks, registry_document
+from tests.gateway.test_chat import _metadata
 from tests.support.gateway import running_gateway, write_registry
 from tests.support.money import open_request_holds, seen_balance
 from tests.support.world import World
@@ -60,6 +61,20 @@ async def gwc(
             ],
         }
     )
+    for model_id, extra in (("chat-plain", {}), ("chat-dear-write", {"cache_write_token": 10})):
+        document["models"].append(
+            {
+                "id": model_id,
+                "context_size": 8192,
+                "endpoints": [
+                    {
+                        "provider": "eu-fast",
+                        "upstream_model": "mock-chat",
+                        "pricing": {"input_token": 0.1, "output_token": 0.1, **extra},
+                    }
+                ],
+            }
+        )
     registry = write_registry(tmp_path / "registry.yaml", document)
     member = await world.member("alice", "p1", credits_eur="10")
     with running_gateway(database_url, registry, request_log_flush_ms=10) as (base_url, _app):
@@ -141,7 +156,10 @@ async def test_chat_completions_report_and_charge_the_classes(gwc: GatewayEnv) -
     messages: Any = [{"role": "user", "content": LONG}]
     async with gwc.client() as client:
         whole = await client.chat.completions.create(
-            model="chat-cache", messages=messages, reasoning_effort="low"
+            model="chat-cache",
+            messages=messages,
+            reasoning_effort="low",
+            extra_body={"include_metadata": True},
         )
         chunks = await client.chat.completions.create(
             model="chat-cache",
@@ -164,6 +182,12 @@ async def test_chat_completions_report_and_charge_the_classes(gwc: GatewayEnv) -
         # The cache-written tokens, as OpenRouter reports them (an extra field).
         assert usage.prompt_tokens_details.to_dict()["cache_write_tokens"] == WRITE_TOKENS
     assert len(usages) == 1
+    # The metadata prices the prompt by class too.
+    cost = _metadata(whole)["routing_results"]["cost"]
+    uncached = PROMPT - CACHED_TOKENS - WRITE_TOKENS
+    prompt_cost = INPUT * uncached + CACHED * CACHED_TOKENS + WRITE * WRITE_TOKENS
+    assert cost["prompt_cost"] == float(prompt_cost / 1_000_000)
+    assert cost["total_cost"] == class_charge(completion) / 1_000_000
     await assert_charged_by_class(gwc, "chat.completions", completion, LOW, spent)
 
 
@@ -210,3 +234,28 @@ async def test_responses_report_and_charge_the_classes(gwc: GatewayEnv) -> None:
         assert usage.input_tokens_details.cached_tokens == CACHED_TOKENS
         assert usage.output_tokens_details.reasoning_tokens == LOW
     await assert_charged_by_class(gwc, "responses", completion, LOW, spent)
+
+
+async def test_the_reservation_covers_the_dearest_prompt_class(gwc: GatewayEnv) -> None:
+    """Which prompt tokens a provider will write to its cache is unknown before the call, so
+    the reservation prices every prompt token at the highest class price: 10 credits a token
+    here, where the plain input price is 0.1. A balance that covers the prompt at the input
+    price but not at the cache-write price is refused before anything is forwarded."""
+    bob = await gwc.world.member("bob", "p1", credits_eur="0.01")  # 10,000 credits
+    messages: Any = [{"role": "user", "content": LONG}]  # ~6,000 bytes: prompt bound ~6,000
+    async with gwc.client(bob.inference_key) as client:
+        plain = await client.chat.completions.create(
+            model="chat-plain", messages=messages, max_tokens=10
+        )
+        assert plain.usage is not None and plain.usage.prompt_tokens == PROMPT
+        with pytest.raises(openai.APIStatusError) as refused:
+            await client.chat.completions.create(
+                model="chat-dear-write", messages=messages, max_tokens=10
+            )
+    assert refused.value.status_code == 402
+    assert "insufficient balance" in str(refused.value)
+    await seen_balance(gwc.root, bob.management_key)  # commits the process's lease charges
+    async with gwc.world.db.read() as conn:
+        models = (await conn.execute(text("SELECT model FROM usage_events"))).scalars().all()
+    assert models == ["chat-plain"]
+    await assert_invariant(gwc.world.db)
