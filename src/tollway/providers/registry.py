@@ -129,14 +129,16 @@ class Pricing(_Frozen):
         + completion (reasoning included) * output."""
         # Enough precision to be exact; Inexact would trap rather than round silently.
         exact = Context(prec=96, traps=[Inexact, InvalidOperation])
-        total = Decimal(0)
-        for tokens, price in (
-            (usage.uncached_prompt, self.input_token),
-            (usage.cached_prompt, self.cached_input),
-            (usage.cache_write, self.cache_write),
-            (usage.completion, self.output_token),
-        ):
-            total = exact.add(total, exact.multiply(Decimal(tokens), price))
+        total = exact.add(
+            exact.multiply(Decimal(usage.uncached_prompt), self.input_token),
+            exact.multiply(Decimal(usage.completion), self.output_token),
+        )
+        if usage.cached_prompt:  # the classes cost nothing to charge when there are none
+            total = exact.add(
+                total, exact.multiply(Decimal(usage.cached_prompt), self.cached_input)
+            )
+        if usage.cache_write:
+            total = exact.add(total, exact.multiply(Decimal(usage.cache_write), self.cache_write))
         return int(total.to_integral_value(rounding=ROUND_CEILING))
 
     def credits_for(self, prompt_tokens: int, completion_tokens: int) -> int:
