@@ -10,7 +10,6 @@ from tollway.errors import BadRequest
 from tollway.jsonbody import parse_json_body
 from tollway.projects.policy import ROUTER_FIELDS, RouterFieldError, parse_router_fields
 from tollway.providers.tokens import count_prompt_tokens, count_tokens
-from tollway.providers.usage import read_usage
 
 # Typical tokenizers average ~4 bytes of text per token: an estimate for context checks and
 # ranking. The reservation uses the byte length of the whole request body instead (no
@@ -174,9 +173,3 @@ def counted_prompt_tokens(request: InferenceRequest) -> int:
         )
     return count_prompt_tokens(request.body.get("messages") or [])
 
-
-def reported_usage(usage: object) -> tuple[int, int] | None:
-    """(prompt, completion) tokens from an upstream's ``usage`` when well-formed (see
-    `providers.usage.read_usage`, which also reads the token classes), else None."""
-    tokens = read_usage(usage)
-    return None if tokens is None else (tokens.prompt, tokens.completion)
