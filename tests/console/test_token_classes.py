@@ -45,3 +45,12 @@ def served_prompt(site: Site) -> int:
     """The short request's prompt tokens, as the usage API reports them."""
     rows = site.api("GET", "/v1/manage/requests").json()["requests"]
     return sum(r["prompt_tokens"] for r in rows if r["cached_prompt_tokens"] == 0)
+
+
+def test_models_show_the_class_prices(page: Page, site: Site) -> None:
+    """The demo registry prices no class apart: each class price is the input price."""
+    sign_in(page, site, route="#/models")
+    eu = page.locator('tr[data-endpoint="tollway-demo-chat@demo-eu"]')
+    expect(eu.locator('td[data-label="Input / 1M"]')).to_have_text("€0.20")
+    expect(eu.locator('td[data-label="Cached input / 1M"]')).to_have_text("€0.20")
+    expect(eu.locator('td[data-label="Cache write / 1M"]')).to_have_text("€0.20")
