@@ -172,4 +172,3 @@ def counted_prompt_tokens(request: InferenceRequest) -> int:
             for i in items
         )
     return count_prompt_tokens(request.body.get("messages") or [])
-
