@@ -25,7 +25,7 @@ from tollway.billing.leases import Leases
 from tollway.billing.meter import Meter, UsageRecord
 from tollway.billing.recovery import Recovery
 from tollway.billing.usage import UsageQuery, UsageService
-from tollway.providers.registry import Pricing
+from tollway.providers.pricing import Pricing
 from tollway.providers.usage import TokenUsage
 
 PRICING = Pricing(

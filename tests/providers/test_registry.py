@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from tollway.errors import ConfigError
+from tollway.providers.pricing import Pricing
 from tollway.providers.registry import (
     DEMO_REGISTRY,
-    Pricing,
     RegistryError,
     load_registry,
 )

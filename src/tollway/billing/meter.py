@@ -45,7 +45,7 @@ from tollway.billing.quote import Quote
 from tollway.billing.settlement import PendingSettlements
 from tollway.clock import Clock
 from tollway.errors import BudgetExceeded, DatabaseUnavailable, InsufficientBalance, Unauthorized
-from tollway.providers.registry import Pricing
+from tollway.providers.pricing import Pricing
 from tollway.providers.usage import TokenUsage
 from tollway.store import budgets as budget_store
 from tollway.store import one_statement

@@ -9,7 +9,8 @@ from typing import Any
 
 from tollway.billing.credits import CREDITS_PER_EUR, credits_to_json_number
 from tollway.gateway.routing import SCORING, ModelPlan
-from tollway.providers.registry import Pricing, ResolvedEndpoint
+from tollway.providers.pricing import Pricing
+from tollway.providers.registry import ResolvedEndpoint
 from tollway.providers.usage import TokenUsage
 
 
