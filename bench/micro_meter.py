@@ -30,7 +30,7 @@ from tests.support.world import World
 
 from tollway.billing.meter import Meter, Payer, ReserveRequest, UsageRecord
 from tollway.clock import system_clock
-from tollway.providers.registry import Pricing
+from tollway.providers.pricing import Pricing
 from tollway.store import keys
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

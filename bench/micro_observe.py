@@ -29,7 +29,8 @@ from tollway.billing.meter import Meter, Payer, Reservation, ReserveRequest, Usa
 from tollway.gateway.observed import Attempt, ObservedMeter
 from tollway.observe.metrics import Metrics
 from tollway.observe.tracing import Tracer
-from tollway.providers.registry import Pricing, load_registry
+from tollway.providers.pricing import Pricing
+from tollway.providers.registry import load_registry
 
 PAYER = Payer("r", "u", "p", 1, "k")
 REQUEST = ReserveRequest(PAYER, Decimal(1), Decimal(1), 10, 10)

@@ -13,7 +13,7 @@ from tests.support.asgi import asgi_client
 from tests.support.world import Member, World
 from tollway.app import create_app
 from tollway.billing.meter import Meter, Payer, Reservation, ReserveRequest, UsageRecord
-from tollway.providers.registry import Pricing
+from tollway.providers.pricing import Pricing
 from tollway.settings import Settings
 from tollway.store import keys, ledger
 from tollway.store.database import Database

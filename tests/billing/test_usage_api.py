@@ -77,6 +77,9 @@ async def test_daily_report_of_the_whole_project_for_an_admin(
         "prompt_tokens": 115,
         "completion_tokens": 26,
         "total_tokens": 141,
+        "cached_prompt_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
         "cost": 0.000141,
     }
     assert brief(body["rows"][1:]) == [
@@ -153,6 +156,9 @@ async def test_group_by(api: httpx.AsyncClient, people: dict[str, Member]) -> No
         "prompt_tokens",
         "completion_tokens",
         "total_tokens",
+        "cached_prompt_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
         "cost",
     }
 

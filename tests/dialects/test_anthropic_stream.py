@@ -75,7 +75,12 @@ async def test_text_then_two_tool_calls() -> None:
     assert got[8][1]["content_block"]["id"] == "c2"
     final = got[10][1]
     assert final["delta"] == {"stop_reason": "tool_use", "stop_sequence": None}
-    assert final["usage"] == {"input_tokens": 7, "output_tokens": 5}
+    assert final["usage"] == {
+        "input_tokens": 7,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": 5,
+    }
     assert final["metadata"] == {"model_used": "chat-a"}
 
 

@@ -36,7 +36,13 @@ async def test_models_listing(gw: GatewayEnv) -> None:
         assert listed["object"] == "list"
         by_id = {m["id"]: m for m in listed["data"]}
         chat = by_id["chat-a"]
-        assert chat["pricing"] == {"input_token": 0.1, "output_token": 0.3, "currency": "EUR"}
+        assert chat["pricing"] == {
+            "input_token": 0.1,
+            "output_token": 0.3,
+            "cached_input_token": 0.1,  # no class prices: the input price
+            "cache_write_token": 0.1,
+            "currency": "EUR",
+        }
         assert set(chat["providers"]) == {"eu-fast", "us-cheap", "eu-quant"}
         assert {
             "id",
@@ -316,5 +322,11 @@ async def test_malformed_upstream_usage_is_counted_by_the_gateway(
                 )
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
+    assert body["usage"] == {
+        "prompt_tokens": 4,
+        "completion_tokens": 3,
+        "total_tokens": 7,
+        "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
     assert body["metadata"]["routing_results"]["usage_source"] == "counted"

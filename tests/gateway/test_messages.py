@@ -188,7 +188,12 @@ async def test_stream_event_sequence(gw: GatewayEnv, claude: anthropic.AsyncAnth
     assert payloads[2]["content_block"] == {"type": "text", "text": ""}
     assert payloads[3]["delta"]["type"] == "text_delta"
     assert payloads[7]["delta"] == {"stop_reason": "max_tokens", "stop_sequence": None}
-    assert payloads[7]["usage"] == {"input_tokens": 4, "output_tokens": 3}
+    assert payloads[7]["usage"] == {
+        "input_tokens": 4,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": 3,
+    }
 
 
 async def test_tool_use_round_trip(gw: GatewayEnv, claude: anthropic.AsyncAnthropic) -> None:

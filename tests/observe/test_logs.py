@@ -132,6 +132,21 @@ async def test_inference_line_has_the_fields(env: Env, captured: pytest.LogCaptu
     assert line["credits"] == usage["prompt_tokens"] + 2 * usage["completion_tokens"]
     assert line["usage_source"] == "upstream" and line["outcome"] == "success"
     assert line["error"] is None
+    assert (line["cached_prompt_tokens"], line["cache_write_tokens"]) == (0, 0)
+    assert line["reasoning_tokens"] == 0
+
+
+async def test_inference_line_has_the_token_classes(
+    env: Env, captured: pytest.LogCaptureFixture
+) -> None:
+    long = [{"role": "user", "content": " ".join(["word"] * 1500)}]  # 1503 prompt tokens
+    response = await env.chat(env.alice, messages=long, reasoning_effort="high", max_tokens=300)
+    assert response.status_code == 200
+    line = await lines_for(captured, response.headers["x-request-id"])
+    assert line["prompt_tokens"] == 1503
+    assert (line["cached_prompt_tokens"], line["cache_write_tokens"]) == (751, 375)
+    assert line["reasoning_tokens"] == 256
+    assert line["completion_tokens"] == response.json()["usage"]["completion_tokens"]
 
 
 async def test_every_request_leaves_a_line(env: Env, captured: pytest.LogCaptureFixture) -> None:

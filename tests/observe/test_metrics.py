@@ -34,8 +34,13 @@ async def test_every_family_counts_real_requests(world: World, registry_path: Pa
             await client.chat.completions.create(
                 model="chat-flaky", messages=[{"role": "user", "content": "hi"}]
             )
+        # A long prompt (the mock caches half, writes a quarter) with reasoning.
+        long = " ".join(["word"] * 1500)  # 1503 prompt tokens
         stream = await client.chat.completions.create(
-            model="chat-b", messages=[{"role": "user", "content": "hi"}], stream=True
+            model="chat-b",
+            messages=[{"role": "user", "content": long}],
+            stream=True,
+            reasoning_effort="low",
         )
         async for _chunk in stream:
             pass
@@ -62,6 +67,11 @@ async def test_every_family_counts_real_requests(world: World, registry_path: Pa
     assert total(scrape, "tollway_time_to_first_token_seconds_count", model="chat-b") == 1
     assert total(scrape, "tollway_time_to_first_token_seconds_count", model="chat-flaky") == 0
     assert total(scrape, "tollway_credits_charged_total") == charged > 0
+    classes = {"model": "chat-b", "provider": "eu-fast"}
+    assert total(scrape, "tollway_tokens_total", kind="prompt", **classes) == 1503
+    assert total(scrape, "tollway_class_tokens_total", **{"class": "cached_prompt"}) == 751
+    assert total(scrape, "tollway_class_tokens_total", **{"class": "cache_write"}) == 375
+    assert total(scrape, "tollway_class_tokens_total", **{"class": "reasoning"}, **classes) == 16
     assert total(scrape, "tollway_meter_duration_seconds_count", operation="reserve") == 5
     assert total(scrape, "tollway_meter_duration_seconds_count", operation="settle") == 5
     assert total(scrape, "tollway_open_reservations") == 0

@@ -30,6 +30,9 @@ RECORD_FIELDS = {
     "prompt_tokens",
     "completion_tokens",
     "total_tokens",
+    "cached_prompt_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
     "cost",
     "latency_ms",
     "ttft_ms",
@@ -55,6 +58,11 @@ async def test_a_served_request_is_recorded_with_what_it_cost(env: Env) -> None:
     assert row["prompt_tokens"] == usage["prompt_tokens"]
     assert row["completion_tokens"] == usage["completion_tokens"]
     assert row["total_tokens"] == usage["total_tokens"]
+    assert (row["cached_prompt_tokens"], row["cache_write_tokens"], row["reasoning_tokens"]) == (
+        0,
+        0,
+        0,
+    )
     # 1 EUR / 1M input tokens, 2 EUR / 1M output tokens: credits = tokens * price.
     credits = usage["prompt_tokens"] * 1 + usage["completion_tokens"] * 2
     assert row["cost"] == credits / 1_000_000
@@ -66,6 +74,25 @@ async def test_a_served_request_is_recorded_with_what_it_cost(env: Env) -> None:
     assert row["attempts"] == [
         {"provider": "good", "model": "m-good", "status": "success", "error": None}
     ]
+
+
+async def test_the_token_classes_are_recorded(env: Env) -> None:
+    """A long prompt (the mock caches half of it, writes a quarter) with reasoning."""
+    long = [{"role": "user", "content": " ".join(["word"] * 2000)}]
+    served = await env.chat(env.alice, messages=long, reasoning_effort="low", max_tokens=40)
+    assert served.status_code == 200
+    usage = served.json()["usage"]
+    [row] = await env.wait_for_rows(env.alice, 1)
+    assert row["prompt_tokens"] == usage["prompt_tokens"] == 2003
+    assert row["cached_prompt_tokens"] == usage["prompt_tokens_details"]["cached_tokens"] == 1001
+    assert row["cache_write_tokens"] == usage["prompt_tokens_details"]["cache_write_tokens"] == 500
+    assert row["reasoning_tokens"] == usage["completion_tokens_details"]["reasoning_tokens"] == 16
+    assert row["completion_tokens"] == usage["completion_tokens"]
+    # No class prices in this registry: every prompt token at the input price (1), the
+    # completion, reasoning included, at the output price (2).
+    assert row["cost"] == (2003 * 1 + usage["completion_tokens"] * 2) / 1_000_000
+    detail = (await env.manage(env.alice, f"requests/{row['request_id']}")).json()
+    assert detail["cached_prompt_tokens"] == 1001 and detail["reasoning_tokens"] == 16
 
 
 async def test_detail_shows_the_attempts_of_a_real_fallback(env: Env) -> None:

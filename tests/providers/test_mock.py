@@ -98,6 +98,8 @@ def test_usage_counts_words_plus_three_per_message(client: httpx.Client) -> None
         "prompt_tokens": (3 + 3) + (6 + 3),
         "completion_tokens": DEFAULT_REPLY_TOKENS,
         "total_tokens": 15 + DEFAULT_REPLY_TOKENS,
+        "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
     }
     assert count_tokens(content) == DEFAULT_REPLY_TOKENS
 
@@ -180,6 +182,42 @@ def test_stream_include_usage_adds_a_final_usage_chunk(client: httpx.Client) -> 
     assert usage_chunk["choices"] == []
     assert usage_chunk["usage"] == chat(client).json()["usage"]
     assert all(event["usage"] is None for event in events[:-2])
+
+
+def test_a_long_prompt_is_half_cached_and_a_quarter_cache_written(client: httpx.Client) -> None:
+    # 1021 words + 3 per message: 1024 prompt tokens, the first size that is cached.
+    long = [{"role": "user", "content": " ".join(["word"] * 1021)}]
+    usage = chat(client, messages=long).json()["usage"]
+    assert usage["prompt_tokens"] == 1024
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 512, "cache_write_tokens": 256}
+    shorter = [{"role": "user", "content": " ".join(["word"] * 1020)}]
+    usage = chat(client, messages=shorter).json()["usage"]
+    assert usage["prompt_tokens"] == 1023
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 0, "cache_write_tokens": 0}
+
+
+@pytest.mark.parametrize(("effort", "reasoning"), [("low", 16), ("high", 256), ("odd", 64)])
+def test_reasoning_effort_adds_reasoning_tokens_to_the_completion(
+    client: httpx.Client, effort: str, reasoning: int
+) -> None:
+    plain = chat(client).json()
+    thought = chat(client, reasoning_effort=effort).json()
+    assert thought["choices"][0]["message"] == plain["choices"][0]["message"]
+    usage = thought["usage"]
+    assert usage["completion_tokens_details"] == {"reasoning_tokens": reasoning}
+    assert usage["completion_tokens"] == DEFAULT_REPLY_TOKENS + reasoning
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    # Streamed: the same usage in the final chunk.
+    events = stream_events(client, reasoning_effort=effort, stream_options={"include_usage": True})
+    assert events[-2]["usage"] == usage
+
+
+def test_reasoning_stays_within_max_tokens(client: httpx.Client) -> None:
+    usage = chat(client, reasoning_effort="high", max_tokens=DEFAULT_REPLY_TOKENS + 5).json()[
+        "usage"
+    ]
+    assert usage["completion_tokens"] == DEFAULT_REPLY_TOKENS + 5
+    assert usage["completion_tokens_details"] == {"reasoning_tokens": 5}
 
 
 def test_embeddings_are_deterministic_unit_vectors(client: httpx.Client) -> None:

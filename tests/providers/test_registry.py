@@ -9,12 +9,13 @@ import pytest
 import yaml
 
 from tollway.errors import ConfigError
+from tollway.providers.pricing import Pricing
 from tollway.providers.registry import (
     DEMO_REGISTRY,
-    Pricing,
     RegistryError,
     load_registry,
 )
+from tollway.providers.usage import TokenUsage
 
 EXAMPLE = Path(__file__).parents[2] / "docs" / "providers.example.yaml"
 
@@ -195,6 +196,21 @@ def test_api_key_cannot_be_written_in_the_file(tmp_path: Path) -> None:
             "Input should be greater than or equal to 0",
         ),
         (
+            lambda d: d["models"][0]["endpoints"][0]["pricing"].update(cached_input_token=-0.5),
+            "models[0] (id=chat-a).endpoints[0] (provider=alpha).pricing.cached_input_token: "
+            "Input should be greater than or equal to 0",
+        ),
+        (
+            lambda d: d["models"][0]["endpoints"][0]["pricing"].update(cache_write_token="x"),
+            "models[0] (id=chat-a).endpoints[0] (provider=alpha).pricing.cache_write_token: "
+            "Input should be a valid decimal",
+        ),
+        (
+            lambda d: d["models"][0]["endpoints"][0]["pricing"].update(cache_read_token=1),
+            "models[0] (id=chat-a).endpoints[0] (provider=alpha).pricing.cache_read_token: "
+            "Extra inputs are not permitted",
+        ),
+        (
             lambda d: d["models"][1].update(context_size=0),
             "models[1] (id=chat-b).context_size: Input should be greater than 0",
         ),
@@ -325,6 +341,57 @@ def test_credits_for_is_exact_and_rounds_up(
 def test_credits_for_rejects_negative_counts() -> None:
     with pytest.raises(ValueError, match="negative"):
         Pricing(input_token=Decimal(1), output_token=Decimal(1)).credits_for(-1, 0)
+
+
+def test_cache_prices_default_to_the_input_price() -> None:
+    plain = Pricing.model_validate({"input_token": "0.40", "output_token": "1.60"})
+    assert plain.cached_input == plain.cache_write == Decimal("0.40")
+    assert plain.highest_prompt_price == Decimal("0.40")
+    priced = Pricing.model_validate(
+        {
+            "input_token": "0.40",
+            "output_token": "1.60",
+            "cached_input_token": "0.10",
+            "cache_write_token": "0.50",
+        }
+    )
+    assert (priced.cached_input, priced.cache_write) == (Decimal("0.10"), Decimal("0.50"))
+    assert priced.highest_prompt_price == Decimal("0.50")
+    free_cache = Pricing.model_validate(
+        {"input_token": "1", "output_token": "1", "cached_input_token": 0}
+    )
+    assert free_cache.cached_input == 0
+    with pytest.raises(ValueError, match=r"finite|greater"):
+        Pricing.model_validate({"input_token": 1, "output_token": 1, "cache_write_token": "inf"})
+
+
+@pytest.mark.parametrize(
+    ("tokens", "credits"),
+    [
+        # 0.4 x (1000 - 500 - 250) + 0.1 x 500 + 0.5 x 250 + 1.6 x 200 = 100 + 50 + 125 + 320
+        (TokenUsage(1000, 200, cached_prompt=500, cache_write=250, reasoning=150), 595),
+        # 0.4 x 2 + 0.1 x 1 + 0.5 x 1 + 1.6 x 0 = 1.4: rounded up once, to 2 (not 1 + 1 + 1)
+        (TokenUsage(4, 0, cached_prompt=1, cache_write=1), 2),
+        # cached only: 0.1 x 3 = 0.3 rounds up to 1
+        (TokenUsage(3, 0, cached_prompt=3), 1),
+        # reasoning is part of the completion: priced at the output price, never twice
+        (TokenUsage(0, 10, reasoning=10), 16),
+        (TokenUsage(), 0),
+    ],
+)
+def test_charge_prices_each_token_class_exactly(tokens: TokenUsage, credits: int) -> None:
+    pricing = Pricing.model_validate(
+        {
+            "input_token": "0.40",
+            "output_token": "1.60",
+            "cached_input_token": "0.10",
+            "cache_write_token": "0.50",
+        }
+    )
+    assert pricing.charge(tokens) == credits
+    # Without class prices every prompt token is an input token.
+    plain = Pricing(input_token=Decimal("0.40"), output_token=Decimal("1.60"))
+    assert plain.charge(tokens) == plain.credits_for(tokens.prompt, tokens.completion)
 
 
 def test_a_bad_item_gives_one_error_not_a_follow_on(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ log = logging.getLogger("tollway.billing")
 def cost_of(usage: UsageRecord | None) -> int:
     if usage is None:
         return 0
-    return usage.pricing.credits_for(usage.prompt_tokens, usage.completion_tokens)
+    return usage.cost
 
 
 def release_unsettled(request_id: str, now: int, conn: Connection) -> bool:
@@ -46,6 +46,9 @@ def described(usage: UsageRecord, payer: Payer) -> dict[str, Any]:
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "cached_prompt_tokens": usage.cached_prompt_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
         "latency_ms": usage.latency_ms,
         "status": usage.status,
         "usage_source": usage.usage_source,
@@ -61,6 +64,9 @@ ABORTED: dict[str, Any] = {
     "prompt_tokens": 0,
     "completion_tokens": 0,
     "total_tokens": 0,
+    "cached_prompt_tokens": 0,
+    "cache_write_tokens": 0,
+    "reasoning_tokens": 0,
     "latency_ms": 0,
     "status": "aborted",
     "usage_source": "none",

@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection
 
@@ -45,7 +45,8 @@ from tollway.billing.quote import Quote
 from tollway.billing.settlement import PendingSettlements
 from tollway.clock import Clock
 from tollway.errors import BudgetExceeded, DatabaseUnavailable, InsufficientBalance, Unauthorized
-from tollway.providers.registry import Pricing
+from tollway.providers.pricing import Pricing
+from tollway.providers.usage import TokenUsage
 from tollway.store import budgets as budget_store
 from tollway.store import one_statement
 from tollway.store import reservations as store
@@ -104,6 +105,36 @@ class UsageRecord:
     latency_ms: int
     status: UsageStatus
     usage_source: UsageSource
+    # Token classes (docs/billing.md): parts of `prompt_tokens` / `completion_tokens`.
+    cached_prompt_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @classmethod
+    def of(cls, tokens: TokenUsage, **fields: Any) -> UsageRecord:
+        return cls(
+            prompt_tokens=tokens.prompt,
+            completion_tokens=tokens.completion,
+            cached_prompt_tokens=tokens.cached_prompt,
+            cache_write_tokens=tokens.cache_write,
+            reasoning_tokens=tokens.reasoning,
+            **fields,
+        )
+
+    @property
+    def tokens(self) -> TokenUsage:
+        return TokenUsage(
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cached_prompt_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+        )
+
+    @property
+    def cost(self) -> int:
+        """The exact charge of this usage by token class, in whole credits (rounded up)."""
+        return self.pricing.charge(self.tokens)
 
 
 class Meter:

@@ -120,20 +120,8 @@ def _roll_up(days: list[UsageSum], *, yearly: bool) -> list[UsageSum]:
     for s in days:
         key = (_calendar_start(s.bucket_start, yearly=yearly), s.group)
         seen = merged.get(key)
-        merged[key] = (
-            UsageSum(
-                key[0], s.group, s.requests, s.prompt_tokens, s.completion_tokens, s.cost_credits
-            )
-            if seen is None
-            else UsageSum(
-                key[0],
-                s.group,
-                seen.requests + s.requests,
-                seen.prompt_tokens + s.prompt_tokens,
-                seen.completion_tokens + s.completion_tokens,
-                seen.cost_credits + s.cost_credits,
-            )
-        )
+        zero = UsageSum(key[0], s.group, 0, 0, 0, 0)
+        merged[key] = (seen or zero).plus(s, bucket_start=key[0])
     return [merged[k] for k in sorted(merged)]
 
 
@@ -145,6 +133,9 @@ def _render(s: UsageSum, columns: tuple[str, ...]) -> dict[str, Any]:
         prompt_tokens=s.prompt_tokens,
         completion_tokens=s.completion_tokens,
         total_tokens=s.prompt_tokens + s.completion_tokens,
+        cached_prompt_tokens=s.cached_prompt_tokens,
+        cache_write_tokens=s.cache_write_tokens,
+        reasoning_tokens=s.reasoning_tokens,
         cost=credits_to_json_number(s.cost_credits),
     )
     return row

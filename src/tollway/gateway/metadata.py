@@ -9,7 +9,9 @@ from typing import Any
 
 from tollway.billing.credits import CREDITS_PER_EUR, credits_to_json_number
 from tollway.gateway.routing import SCORING, ModelPlan
-from tollway.providers.registry import Pricing, ResolvedEndpoint
+from tollway.providers.pricing import Pricing
+from tollway.providers.registry import ResolvedEndpoint
+from tollway.providers.usage import TokenUsage
 
 
 @dataclass(slots=True)
@@ -43,8 +45,7 @@ def build_metadata(
     trace: Trace,
     served: ResolvedEndpoint,
     *,
-    prompt_tokens: int,
-    completion_tokens: int,
+    tokens: TokenUsage,
     charged_credits: int,
     latency_ms: int,
     usage_source: str,
@@ -57,8 +58,14 @@ def build_metadata(
             "selected_provider": served.provider.slug,
             "applied_filters": trace.applied_filters,
             "cost": {
-                "prompt_cost": _eur(pricing.input_token * prompt_tokens),
-                "completion_cost": _eur(pricing.output_token * completion_tokens),
+                # By token class (docs/billing.md): cached and cache-written prompt tokens
+                # at their own prices.
+                "prompt_cost": _eur(
+                    pricing.input_token * tokens.uncached_prompt
+                    + pricing.cached_input * tokens.cached_prompt
+                    + pricing.cache_write * tokens.cache_write
+                ),
+                "completion_cost": _eur(pricing.output_token * tokens.completion),
                 "total_cost": credits_to_json_number(charged_credits),
                 "currency": "EUR",
             },

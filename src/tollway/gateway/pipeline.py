@@ -34,7 +34,7 @@ from tollway.gateway.health import HealthBook
 from tollway.gateway.metadata import Trace, build_metadata
 from tollway.gateway.observed import Attempt, ObservedMeter
 from tollway.gateway.ratelimit import RateLimiter
-from tollway.gateway.request import InferenceRequest, counted_prompt_tokens, reported_usage
+from tollway.gateway.request import InferenceRequest, counted_prompt_tokens
 from tollway.gateway.routing import ModelPlan, plan_model, worst_prices
 from tollway.gateway.settlement import Call, Settler
 from tollway.gateway.streaming import StreamRelay
@@ -46,6 +46,7 @@ from tollway.projects.policy import Policy, effective_policy
 from tollway.providers.registry import Model, Registry, ResolvedEndpoint
 from tollway.providers.tokens import answer_tokens
 from tollway.providers.upstream import UpstreamClient, UpstreamError, UpstreamStatusError
+from tollway.providers.usage import TokenUsage, read_usage
 
 PATHS = {"chat.completions": "/chat/completions", "embeddings": "/embeddings"}
 
@@ -261,20 +262,19 @@ class Gateway:
     async def _finish(
         self, call: Call, endpoint: ResolvedEndpoint, payload: dict[str, Any], elapsed_ms: float
     ) -> bytes:
-        prompt, completion, source = _usage_of(call.request, payload)
+        tokens, source = _usage_of(call.request, payload)
         record, charged = await self.settler.succeeded(
-            call, endpoint, prompt=prompt, completion=completion, source=source, total_ms=elapsed_ms
+            call, endpoint, tokens=tokens, source=source, total_ms=elapsed_ms
         )
         payload["model"] = endpoint.model.id
         payload["provider"] = endpoint.provider.slug
-        if source == "counted":
-            payload["usage"] = _usage_dict(call.request, prompt, completion)
+        # The usage as billed, token classes in OpenAI's `*_tokens_details`.
+        payload["usage"] = tokens.chat(embeddings=call.request.kind == "embeddings")
         if call.policy.include_metadata:
             payload["metadata"] = build_metadata(
                 call.trace,
                 endpoint,
-                prompt_tokens=prompt,
-                completion_tokens=completion,
+                tokens=tokens,
                 charged_credits=charged,
                 latency_ms=record.latency_ms,
                 usage_source=source,
@@ -319,25 +319,15 @@ def _completion_bound(request: InferenceRequest, plans: list[ModelPlan]) -> int:
     return per_choice * request.choices
 
 
-def _usage_of(request: InferenceRequest, payload: dict[str, Any]) -> tuple[int, int, UsageSource]:
-    reported = reported_usage(payload.get("usage"))
+def _usage_of(request: InferenceRequest, payload: dict[str, Any]) -> tuple[TokenUsage, UsageSource]:
+    reported = read_usage(payload.get("usage"))
     if reported is not None:
-        return (*reported, "upstream")
+        return reported, "upstream"
     completion = 0
     for choice in payload.get("choices") or []:
         if isinstance(choice, dict):
             completion += answer_tokens(choice.get("message"))
-    return counted_prompt_tokens(request), completion, "counted"
-
-
-def _usage_dict(request: InferenceRequest, prompt: int, completion: int) -> dict[str, int]:
-    if request.kind == "embeddings":
-        return {"prompt_tokens": prompt, "total_tokens": prompt}
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
+    return TokenUsage(counted_prompt_tokens(request), completion), "counted"
 
 
 def _no_candidate(plans: list[ModelPlan]) -> Exception:

@@ -4,7 +4,7 @@ forward (router fields removed). Bad input is a 400 that names the field."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any
 
 from tollway.errors import BadRequest
 from tollway.jsonbody import parse_json_body
@@ -172,28 +172,3 @@ def counted_prompt_tokens(request: InferenceRequest) -> int:
             for i in items
         )
     return count_prompt_tokens(request.body.get("messages") or [])
-
-
-def reported_usage(usage: object) -> tuple[int, int] | None:
-    """(prompt, completion) tokens from an upstream's ``usage`` when well-formed
-    (integers from 0 to 2^31 - 1; completion may be absent, as for embeddings), else None."""
-    if not isinstance(usage, dict):
-        return None
-    prompt = usage.get("prompt_tokens")
-    completion = usage.get("completion_tokens", 0)
-    if completion is None:
-        completion = 0
-    if _count(prompt) and _count(completion):
-        return prompt, completion
-    return None
-
-
-# Token counts are stored in 32-bit columns; no real request comes near this, so a larger
-# count is malformed usage (counted by the gateway instead), never a failed settlement.
-MAX_REPORTED_TOKENS = 2**31 - 1
-
-
-def _count(value: object) -> TypeGuard[int]:
-    return (
-        isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_REPORTED_TOKENS
-    )

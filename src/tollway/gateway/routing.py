@@ -113,7 +113,8 @@ def _rank(
 
 
 def worst_prices(plans: list[ModelPlan]) -> tuple[Decimal, Decimal]:
-    """The highest input and output price any candidate may be charged at."""
-    inputs = [c.endpoint.pricing.input_token for p in plans for c in p.ranked]
+    """The highest prompt-token (whatever its class) and output price any candidate may be
+    charged at: the reservation stays an upper bound of the charge by token class."""
+    inputs = [c.endpoint.pricing.highest_prompt_price for p in plans for c in p.ranked]
     outputs = [c.endpoint.pricing.output_token for p in plans for c in p.ranked]
     return (max(inputs, default=Decimal(0)), max(outputs, default=Decimal(0)))

@@ -20,6 +20,7 @@ from tollway.gateway.tasks import TaskTracker
 from tollway.observe.metrics import Metrics
 from tollway.projects.policy import Policy
 from tollway.providers.registry import ResolvedEndpoint
+from tollway.providers.usage import TokenUsage
 
 
 @dataclass(slots=True)
@@ -66,8 +67,7 @@ class Settler:
         call: Call,
         endpoint: ResolvedEndpoint,
         *,
-        prompt: int,
-        completion: int,
+        tokens: TokenUsage,
         source: UsageSource,
         total_ms: float,
         ttft_ms: float | None = None,
@@ -77,18 +77,15 @@ class Settler:
         the usage record and the credits charged. `owned` is called as soon as the settlement
         task exists (from then on it owns the reservation, whatever happens to the caller)."""
         self.health.record_success(
-            endpoint, ttft_ms=ttft_ms, completion_tokens=completion, total_ms=total_ms
+            endpoint, ttft_ms=ttft_ms, completion_tokens=tokens.completion, total_ms=total_ms
         )
-        record = self.usage_record(
-            call, endpoint, prompt=prompt, completion=completion, status="success", source=source
-        )
+        record = self.usage_record(call, endpoint, tokens=tokens, status="success", source=source)
         settlement = self.settle_later(call.reservation, record)
         if owned is not None:
             owned()
         # Tallied before the await: a caller cancelled during it (a client leaving a stream)
         # would otherwise leave the tally empty. The meter's own figure replaces it after.
-        cost = record.pricing.credits_for(record.prompt_tokens, record.completion_tokens)
-        call.tally.settled(record, min(cost, call.reservation.amount_credits))
+        call.tally.settled(record, min(record.cost, call.reservation.amount_credits))
         charged = await asyncio.shield(settlement)
         self.record_served(record)
         call.tally.settled(record, charged)
@@ -101,8 +98,7 @@ class Settler:
             provider=record.provider,
             status=record.status,
             seconds=record.latency_ms / 1000,
-            prompt_tokens=record.prompt_tokens,
-            completion_tokens=record.completion_tokens,
+            tokens=record.tokens,
         )
 
     def usage_record(
@@ -110,17 +106,15 @@ class Settler:
         call: Call,
         endpoint: ResolvedEndpoint,
         *,
-        prompt: int,
-        completion: int,
+        tokens: TokenUsage,
         status: UsageStatus,
         source: UsageSource,
     ) -> UsageRecord:
-        return UsageRecord(
+        return UsageRecord.of(
+            tokens,
             endpoint=call.request.endpoint,
             model=endpoint.model.id,
             provider=endpoint.provider.slug,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
             pricing=endpoint.pricing,
             latency_ms=int((time.perf_counter() - call.started) * 1000),
             status=status,

@@ -12,7 +12,7 @@ import orjson
 
 from tollway.billing.meter import UsageSource, UsageStatus
 from tollway.gateway.metadata import build_metadata
-from tollway.gateway.request import counted_prompt_tokens, reported_usage
+from tollway.gateway.request import counted_prompt_tokens
 from tollway.gateway.settlement import Call, Settler
 from tollway.providers.registry import ResolvedEndpoint
 from tollway.providers.tokens import count_tokens
@@ -22,6 +22,7 @@ from tollway.providers.upstream import (
     ended_early,
     malformed_answer,
 )
+from tollway.providers.usage import TokenUsage, read_usage
 
 DONE = b"data: [DONE]\n\n"
 
@@ -140,19 +141,16 @@ class StreamRelay:
                 key = (choice, slot if isinstance(slot, int) else 0)
                 self._pieces.setdefault(key, []).append(arguments)
 
-    def _counts(self) -> tuple[int, int, UsageSource]:
-        reported = reported_usage(self._usage)
+    def _counts(self) -> tuple[TokenUsage, UsageSource]:
+        reported = read_usage(self._usage)
         if reported is not None:
-            return (*reported, "upstream")
-        return (
-            counted_prompt_tokens(self._call.request),
-            sum(count_tokens("".join(pieces)) for pieces in self._pieces.values()),
-            "counted",
-        )
+            return reported, "upstream"
+        completion = sum(count_tokens("".join(pieces)) for pieces in self._pieces.values())
+        return TokenUsage(counted_prompt_tokens(self._call.request), completion), "counted"
 
     async def _complete(self) -> list[bytes]:
         """Settle, then the closing chunks: usage (if asked), metadata (if asked), [DONE]."""
-        prompt, completion, source = self._counts()
+        tokens, source = self._counts()
         total_ms = (time.perf_counter() - self._attempt_started) * 1000
         # Settled exactly once: once the settlement task exists it owns the reservation
         # (retried until it lands), so a client leaving now must not make `finalize` settle
@@ -160,8 +158,7 @@ class StreamRelay:
         record, charged = await self._settler.succeeded(
             self._call,
             self._endpoint,
-            prompt=prompt,
-            completion=completion,
+            tokens=tokens,
             source=source,
             total_ms=total_ms,
             ttft_ms=self._ttft_ms,
@@ -177,18 +174,12 @@ class StreamRelay:
         }
         tail: list[bytes] = []
         if self._call.request.include_usage:
-            usage = {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            }
-            tail.append(sse({**base, "usage": usage}))
+            tail.append(sse({**base, "usage": tokens.chat()}))
         if self._call.policy.include_metadata:
             metadata = build_metadata(
                 self._call.trace,
                 self._endpoint,
-                prompt_tokens=prompt,
-                completion_tokens=completion,
+                tokens=tokens,
                 charged_credits=charged,
                 latency_ms=record.latency_ms,
                 usage_source=source,
@@ -210,19 +201,13 @@ class StreamRelay:
         if self._settled:
             return
         self._settled = True
-        prompt, completion, source = self._counts()
+        tokens, source = self._counts()
         record = self._settler.usage_record(
-            self._call,
-            self._endpoint,
-            prompt=prompt,
-            completion=completion,
-            status=status,
-            source=source,
+            self._call, self._endpoint, tokens=tokens, status=status, source=source
         )
         self._settler.record_served(record)
         # What the meter will charge (it caps the cost at the reservation), known now.
-        cost = record.pricing.credits_for(record.prompt_tokens, record.completion_tokens)
-        self._call.tally.settled(record, min(cost, self._call.reservation.amount_credits))
+        self._call.tally.settled(record, min(record.cost, self._call.reservation.amount_credits))
         self._settler.settle_later(self._call.reservation, record)
 
 

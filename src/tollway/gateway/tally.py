@@ -33,6 +33,9 @@ class Tally:
     provider: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
     charged_credits: int = 0
     usage_source: str | None = None
     first_byte_at: float | None = None  # time.perf_counter() of a stream's first chunk
@@ -46,6 +49,9 @@ class Tally:
         self.provider = usage.provider
         self.prompt_tokens = usage.prompt_tokens
         self.completion_tokens = usage.completion_tokens
+        self.cached_prompt_tokens = usage.cached_prompt_tokens
+        self.cache_write_tokens = usage.cache_write_tokens
+        self.reasoning_tokens = usage.reasoning_tokens
         self.charged_credits = charged
         self.usage_source = usage.usage_source
         if self.stream:
@@ -95,5 +101,8 @@ class Tally:
             error=None if error is None else error[:_MAX_ERROR],
             attempts=attempts,
             routing=None if trace is None else partial(routing_summary, trace),
+            cached_prompt_tokens=self.cached_prompt_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+            reasoning_tokens=self.reasoning_tokens,
             translation=self.translation or None,
         )

@@ -60,11 +60,7 @@ def model_entry(registry: Registry, model: Model, *, eu_native: bool) -> dict[st
         "description": model.description,
         "tags": list(model.tags),
         "context_size": model.context_size,
-        "pricing": {
-            "input_token": float(cheapest.pricing.input_token),
-            "output_token": float(cheapest.pricing.output_token),
-            "currency": "EUR",
-        },
+        "pricing": cheapest.pricing.public(),
         "providers": [ep.provider.slug for ep in endpoints],
     }
 

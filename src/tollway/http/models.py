@@ -22,11 +22,7 @@ def render_endpoint(ep: ResolvedEndpoint, health: HealthBook) -> dict[str, Any]:
         "provider": ep.provider.slug,
         "provider_name": ep.provider.name,
         "upstream_model": ep.upstream_model,
-        "pricing": {
-            "input_token": float(ep.pricing.input_token),
-            "output_token": float(ep.pricing.output_token),
-            "currency": "EUR",
-        },
+        "pricing": ep.pricing.public(),
         "quantization": ep.endpoint.quantization,
         "eu_native": ep.provider.eu_native,
         "zero_data_retention": ep.provider.zero_data_retention,

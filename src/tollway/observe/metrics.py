@@ -26,6 +26,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client import Gauge as PromGauge
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from tollway.providers.usage import TokenUsage
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -88,6 +90,13 @@ class Metrics:
             ("model", "provider", "kind"),
             registry=r,
         )
+        self.class_tokens = Counter(
+            "tollway_class_tokens",
+            "Billed tokens of a priced class, parts of tollway_tokens: cached_prompt and"
+            " cache_write of the prompt, reasoning of the completion.",
+            ("model", "provider", "class"),
+            registry=r,
+        )
         self.credits = Counter(
             "tollway_credits_charged",
             "Credits charged for served requests (1 EUR = 1,000,000 credits).",
@@ -141,13 +150,18 @@ class Metrics:
         provider: str,
         status: str,
         seconds: float,
-        prompt_tokens: int,
-        completion_tokens: int,
+        tokens: TokenUsage,
     ) -> None:
         self.requests.labels(endpoint, model, provider, status).inc()
         self.latency.labels(endpoint).observe(seconds)
-        self.tokens.labels(model, provider, "prompt").inc(prompt_tokens)
-        self.tokens.labels(model, provider, "completion").inc(completion_tokens)
+        self.tokens.labels(model, provider, "prompt").inc(tokens.prompt)
+        self.tokens.labels(model, provider, "completion").inc(tokens.completion)
+        for name, count in (
+            ("cached_prompt", tokens.cached_prompt),
+            ("cache_write", tokens.cache_write),
+            ("reasoning", tokens.reasoning),
+        ):
+            self.class_tokens.labels(model, provider, name).inc(count)
 
     def refused(self, *, endpoint: str, model: str, status: str) -> None:
         self.requests.labels(endpoint, model, "", status).inc()

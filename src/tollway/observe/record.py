@@ -74,6 +74,10 @@ class RequestRecord:
     attempts: tuple[Attempt, ...]
     # Built by the writer, off the request path: the detail view's "routing" object.
     routing: Callable[[], dict[str, Any]] | None
+    # Token classes (docs/billing.md): parts of the prompt and completion tokens.
+    cached_prompt_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
     # Another dialect's request (messages, responses): what its translation did.
     translation: Translation | None = None
 

@@ -20,6 +20,9 @@ Test hooks, read from the request's `model` name so one process serves every beh
 - `mock-cut-<n>`: end a stream after n content chunks, without finish chunk or `[DONE]`.
 - `mock-latency-<ms>`: wait that long before answering, on top of `latency_ms`.
 - `mock-no-usage`: report no usage, as with `omit_usage`.
+
+Token classes (cached, cache-written and reasoning tokens) follow the fixed rule of
+`tollway.providers.mock_usage`: long prompts are half cached, `reasoning_effort` thinks.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@
   vLLM reports it).
 
 Completion tokens: the content's whitespace-separated words plus each call's argument words
-(`tollway.providers.tokens`), so the gateway's own count agrees.
+(`tollway.providers.tokens`), so the gateway's own count agrees, plus the reasoning tokens
+of `reasoning_effort`; cached and reasoning tokens follow `tollway.providers.mock_usage`.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
+from tollway.providers import mock_usage
 from tollway.providers.mock_replies import (
     DEFAULT_REPLY_TOKENS,
     MockRejection,
@@ -37,6 +39,7 @@ from tollway.providers.mock_replies import (
     stable_hash,
     words_for,
 )
+from tollway.providers.mock_usage import reasoning_tokens
 from tollway.providers.tokens import count_prompt_tokens, count_tokens
 
 MAX_CHOICES = 128
@@ -63,6 +66,7 @@ class Choice:
     finish_reason: str
     tool_calls: tuple[ToolCall, ...] = ()
     stop_reason: str | None = None
+    reasoning_tokens: int = 0  # thought, not sent (`tollway.providers.mock_usage`)
 
     @property
     def content(self) -> str | None:
@@ -72,6 +76,10 @@ class Choice:
 
     @property
     def completion_tokens(self) -> int:
+        return self.answer_tokens + self.reasoning_tokens
+
+    @property
+    def answer_tokens(self) -> int:
         return len(self.words) + sum(count_tokens(c.arguments) for c in self.tool_calls)
 
     def message(self) -> dict[str, Any]:
@@ -100,13 +108,10 @@ class Answer:
     choices: tuple[Choice, ...]
     prompt_tokens: int
 
-    def usage(self) -> dict[str, int]:
+    def usage(self) -> dict[str, Any]:
         completion = sum(c.completion_tokens for c in self.choices)
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": completion,
-            "total_tokens": self.prompt_tokens + completion,
-        }
+        reasoning = sum(c.reasoning_tokens for c in self.choices)
+        return mock_usage.usage(self.prompt_tokens, completion, reasoning)
 
     def completion(self, model: str, *, with_usage: bool) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -144,9 +149,14 @@ def build_answer(raw_body: bytes, body: Mapping[str, Any], max_tokens: int | Non
         else:
             words = words_for(text, DEFAULT_REPLY_TOKENS, index)
         choices.append(_text_choice(index, words, max_tokens, stops))
+    effort = body.get("reasoning_effort")
+    thought = [
+        replace(c, reasoning_tokens=reasoning_tokens(effort, c.answer_tokens, max_tokens))
+        for c in choices
+    ]
     return Answer(
         id=f"chatcmpl-{stable_hash(raw_body):016x}",
-        choices=tuple(choices),
+        choices=tuple(thought),
         prompt_tokens=count_prompt_tokens(messages),
     )
 
@@ -286,7 +296,7 @@ class StreamFrames:
     cut_after: int | None
     created: int = field(default_factory=lambda: int(time.time()))
 
-    def frame(self, choices: list[Any], usage: dict[str, int] | None = None) -> dict[str, Any]:
+    def frame(self, choices: list[Any], usage: dict[str, Any] | None = None) -> dict[str, Any]:
         chunk: dict[str, Any] = {
             "id": self.answer.id,
             "object": "chat.completion.chunk",

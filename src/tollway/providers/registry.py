@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Context, Decimal, Inexact, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from tollway.errors import ConfigError
+from tollway.providers.pricing import Pricing
 
 DEMO_REGISTRY = Path(__file__).with_name("demo.yaml")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -85,25 +86,6 @@ class Provider(_Frozen):
     @property
     def api_key(self) -> str | None:
         return self._api_key
-
-
-class Pricing(_Frozen):
-    """EUR per 1M tokens, which is also credits per token (1 EUR = 1,000,000 credits)."""
-
-    input_token: Decimal = Field(ge=0, allow_inf_nan=False)
-    output_token: Decimal = Field(ge=0, allow_inf_nan=False)
-
-    def credits_for(self, prompt_tokens: int, completion_tokens: int) -> int:
-        """The exact charge in credits, rounded up to a whole credit."""
-        if prompt_tokens < 0 or completion_tokens < 0:
-            raise ValueError("token counts cannot be negative")
-        # Enough precision to be exact; Inexact would trap rather than round silently.
-        exact = Context(prec=96, traps=[Inexact, InvalidOperation])
-        total = exact.add(
-            exact.multiply(Decimal(prompt_tokens), self.input_token),
-            exact.multiply(Decimal(completion_tokens), self.output_token),
-        )
-        return int(total.to_integral_value(rounding=ROUND_CEILING))
 
 
 class Endpoint(_Frozen):

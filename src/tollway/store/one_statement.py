@@ -60,10 +60,12 @@ _SETTLE_WITH_USAGE = text(
     _CLAIM_AND_CLOSE + ","  # noqa: S608
     " recorded AS (INSERT INTO usage_events (request_id, created_at, user_id, project_id,"
     " key_id, key_name, endpoint, model, provider, prompt_tokens, completion_tokens,"
-    " total_tokens, cost_credits, latency_ms, status, usage_source)"
+    " total_tokens, cached_prompt_tokens, cache_write_tokens, reasoning_tokens, cost_credits,"
+    " latency_ms, status, usage_source)"
     " SELECT :request_id, :now, user_id, project_id, key_id, :key_name, :endpoint, :model,"
-    " :provider, :prompt_tokens, :completion_tokens, :total_tokens, charge, :latency_ms,"
-    " :status, :usage_source FROM claimed)"
+    " :provider, :prompt_tokens, :completion_tokens, :total_tokens, :cached_prompt_tokens,"
+    " :cache_write_tokens, :reasoning_tokens, charge, :latency_ms, :status, :usage_source"
+    " FROM claimed)"
     " SELECT amount_credits, charge FROM claimed"
 )
 _SETTLE_RELEASING = text(_CLAIM_AND_CLOSE + " SELECT amount_credits, charge FROM claimed")  # noqa: S608

@@ -141,6 +141,10 @@ usage_events = Table(
     Column("prompt_tokens", Integer, nullable=False),
     Column("completion_tokens", Integer, nullable=False),
     Column("total_tokens", Integer, nullable=False),
+    # Token classes (docs/billing.md): parts of the prompt and completion tokens.
+    Column("cached_prompt_tokens", Integer, nullable=False, server_default="0"),
+    Column("cache_write_tokens", Integer, nullable=False, server_default="0"),
+    Column("reasoning_tokens", Integer, nullable=False, server_default="0"),
     Column("cost_credits", BigInteger, nullable=False),
     Column("latency_ms", Integer, nullable=False),
     # Sized for every value the meter writes (`billing.meter.USAGE_STATUSES`/`USAGE_SOURCES`,
@@ -199,6 +203,10 @@ request_log = Table(
     Column("stream", Boolean, nullable=False),
     Column("prompt_tokens", Integer, nullable=False),
     Column("completion_tokens", Integer, nullable=False),
+    # Token classes (docs/billing.md): parts of the prompt and completion tokens.
+    Column("cached_prompt_tokens", Integer, nullable=False, server_default="0"),
+    Column("cache_write_tokens", Integer, nullable=False, server_default="0"),
+    Column("reasoning_tokens", Integer, nullable=False, server_default="0"),
     Column("cost_credits", BigInteger, nullable=False),
     Column("latency_ms", Integer, nullable=False),
     Column("ttft_ms", Integer, nullable=True),

@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.store.schema import usage_events
 
+_CLASSES = ("cached_prompt_tokens", "cache_write_tokens", "reasoning_tokens")
+
 
 @dataclass(frozen=True, slots=True)
 class UsageSum:
@@ -19,6 +21,22 @@ class UsageSum:
     prompt_tokens: int
     completion_tokens: int
     cost_credits: int
+    cached_prompt_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def plus(self, other: UsageSum, *, bucket_start: int) -> UsageSum:
+        return UsageSum(
+            bucket_start,
+            self.group,
+            self.requests + other.requests,
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cost_credits + other.cost_credits,
+            self.cached_prompt_tokens + other.cached_prompt_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
 
 
 async def aggregate(
@@ -51,6 +69,7 @@ async def aggregate(
             func.coalesce(func.sum(usage_events.c.prompt_tokens), 0),
             func.coalesce(func.sum(usage_events.c.completion_tokens), 0),
             func.coalesce(func.sum(usage_events.c.cost_credits), 0),
+            *(func.coalesce(func.sum(usage_events.c[name]), 0) for name in _CLASSES),
         )
         .where(*scope, created >= start, created <= end, usage_events.c.status != "aborted")
         .group_by(bucket, *groups)
@@ -66,6 +85,9 @@ async def aggregate(
             int(r[2 + width]),
             int(r[3 + width]),
             int(r[4 + width]),
+            int(r[5 + width]),
+            int(r[6 + width]),
+            int(r[7 + width]),
         )
         for r in rows
     ]

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from tollway.observe.record import Translation
+from tollway.providers.usage import classes_of
 
 STOP_REASONS = {
     "stop": "end_turn",
@@ -43,11 +44,14 @@ def tool_input(arguments: object) -> dict[str, Any]:
 
 
 def usage_of(usage: object) -> dict[str, int]:
-    usage = usage if isinstance(usage, dict) else {}
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    """Chat usage → Anthropic usage: `input_tokens` are the prompt tokens neither read from
+    nor written to the prompt cache, which Anthropic counts apart."""
+    tokens = classes_of(usage)
     return {
-        "input_tokens": prompt if isinstance(prompt, int) else 0,
-        "output_tokens": completion if isinstance(completion, int) else 0,
+        "input_tokens": tokens.uncached_prompt,
+        "cache_creation_input_tokens": tokens.cache_write,
+        "cache_read_input_tokens": tokens.cached_prompt,
+        "output_tokens": tokens.completion,
     }
 
 

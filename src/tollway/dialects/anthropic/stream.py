@@ -3,8 +3,8 @@
 `message_start` (usage so far: 0 — OpenAI upstreams report usage only at the end) and a
 `ping` on the first chunk; text deltas in a `text` block, each tool call in its own
 `tool_use` block (`input_json_delta`); at the end `message_delta` with the stop reason and
-the billed usage (`input_tokens` and `output_tokens`, plus Tollway's `metadata` when asked),
-then `message_stop`. An upstream failure mid-stream is an `error` event.
+the billed usage (`input_tokens`, the cache classes and `output_tokens`, plus Tollway's
+`metadata` when asked), then `message_stop`. An upstream failure mid-stream is an `error` event.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ class AnthropicEvents:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
+            "usage": usage_of(None),
             "provider": chunk.get("provider"),
         }
         return {"type": "message_start", "message": message}

@@ -10,6 +10,7 @@ from typing import Any
 
 from tollway.dialects.responses.request import ResponsesRequest
 from tollway.dialects.responses.tools import ToolName, custom_input
+from tollway.providers.usage import classes_of
 
 # finish_reason → (status, incomplete_details.reason)
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -90,21 +91,15 @@ def _int(value: object) -> int:
 
 
 def usage_of(usage: object) -> dict[str, Any]:
-    """Chat usage → Responses usage (cached and reasoning tokens: 0 when not reported)."""
-    usage = usage if isinstance(usage, dict) else {}
-    prompt, completion = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
-    prompt_details = usage.get("prompt_tokens_details")
-    completion_details = usage.get("completion_tokens_details")
-    cached = prompt_details.get("cached_tokens") if isinstance(prompt_details, dict) else 0
-    reasoning = (
-        completion_details.get("reasoning_tokens") if isinstance(completion_details, dict) else 0
-    )
+    """Chat usage → Responses usage (cached and reasoning tokens: 0 when not reported).
+    `input_tokens` include the cached ones, as OpenAI's do."""
+    tokens = classes_of(usage)
     return {
-        "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": _int(cached)},
-        "output_tokens": completion,
-        "output_tokens_details": {"reasoning_tokens": _int(reasoning)},
-        "total_tokens": prompt + completion,
+        "input_tokens": tokens.prompt,
+        "input_tokens_details": {"cached_tokens": tokens.cached_prompt},
+        "output_tokens": tokens.completion,
+        "output_tokens_details": {"reasoning_tokens": tokens.reasoning},
+        "total_tokens": tokens.total,
     }
 
 

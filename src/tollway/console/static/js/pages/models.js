@@ -23,6 +23,8 @@ function modelCard(m) {
       { label: 'Provider', cell: (e) => h('span', { title: e.provider_name }, e.provider) },
       { label: 'Upstream model', cell: (e) => h('span', { class: 'mono' }, e.upstream_model) },
       { label: 'Input / 1M', cell: (e) => eur(e.pricing.input_token), class: 'num' },
+      { label: 'Cached input / 1M', cell: (e) => eur(e.pricing.cached_input_token), class: 'num' },
+      { label: 'Cache write / 1M', cell: (e) => eur(e.pricing.cache_write_token), class: 'num' },
       { label: 'Output / 1M', cell: (e) => eur(e.pricing.output_token), class: 'num' },
       { label: 'EU-native', cell: (e) => yesNo(e.eu_native) },
       { label: 'ZDR', cell: (e) => yesNo(e.zero_data_retention) },

@@ -42,6 +42,19 @@ function groupTotals(rows, column) {
   return [...totals].map(([label, value]) => ({ label, value }));
 }
 
+// Prompt tokens include the cached and cache-written ones; completion tokens the reasoning.
+function tokenClasses(rows) {
+  const facts = [
+    ['Prompt tokens', 'prompt_tokens'],
+    ['of which cached', 'cached_prompt_tokens'],
+    ['of which written to cache', 'cache_write_tokens'],
+    ['Completion tokens', 'completion_tokens'],
+    ['of which reasoning', 'reasoning_tokens'],
+  ];
+  return h('dl', { class: 'facts' },
+    facts.map(([label, field]) => [h('dt', null, label), h('dd', { 'data-field': field }, count(sum(rows, field)))]));
+}
+
 function stat(label, value, id) {
   return h('div', { class: 'card stat' }, h('h2', null, label), h('p', { class: 'figure', id }, value));
 }
@@ -75,6 +88,9 @@ export async function render(ctx) {
     h('div', { class: 'grid-2' },
       h('div', { class: 'card', id: 'split-model' }, shareChart(`Cost by model, last ${DAYS} days`, groupTotals(byModel.rows, 'model'), eur)),
       h('div', { class: 'card', id: 'split-provider' }, shareChart(`Cost by provider, last ${DAYS} days`, groupTotals(byProvider.rows, 'provider'), eur))),
+    h('div', { class: 'card', id: 'token-classes' },
+      h('h2', null, `Tokens by class, last ${DAYS} days`),
+      tokenClasses(daily.rows)),
     h('div', { class: 'card' },
       h('h2', null, 'Budgets'),
       budgets

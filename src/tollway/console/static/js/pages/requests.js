@@ -70,6 +70,8 @@ async function listView(ctx) {
     { label: 'Status', cell: (r) => statusBadge(r.status) },
     { label: 'Key', cell: (r) => r.key_name },
     { label: 'Tokens', cell: (r) => count(r.total_tokens), class: 'num' },
+    { label: 'Cached', cell: (r) => count(r.cached_prompt_tokens), class: 'num' },
+    { label: 'Reasoning', cell: (r) => count(r.reasoning_tokens), class: 'num' },
     { label: 'Cost', cell: (r) => eur(r.cost), class: 'num' },
     { label: 'Latency', cell: (r) => ms(r.latency_ms), class: 'num' },
   ];
@@ -101,6 +103,16 @@ async function listView(ctx) {
     results, more);
 }
 
+// Prompt tokens include the cached and cache-written ones; completion tokens the reasoning.
+function tokenClasses(r) {
+  const prompt = [];
+  if (r.cached_prompt_tokens) prompt.push(`${count(r.cached_prompt_tokens)} cached`);
+  if (r.cache_write_tokens) prompt.push(`${count(r.cache_write_tokens)} written to cache`);
+  const inPart = `${count(r.prompt_tokens)} in${prompt.length ? ` (${prompt.join(', ')})` : ''}`;
+  const reasoning = r.reasoning_tokens ? ` (${count(r.reasoning_tokens)} reasoning)` : '';
+  return `${inPart}, ${count(r.completion_tokens)} out${reasoning}${r.usage_source ? `, ${r.usage_source}` : ''}`;
+}
+
 function detailView(r) {
   const routing = r.routing;
   return h('section', { 'aria-labelledby': 'request-title' },
@@ -114,7 +126,7 @@ function detailView(r) {
         h('dt', null, 'Model'), h('dd', null, r.model, r.served_model && r.served_model !== r.model ? ` → served by ${r.served_model}` : ''),
         h('dt', null, 'Provider'), h('dd', { id: 'detail-provider' }, r.provider ?? '—'),
         h('dt', null, 'Key'), h('dd', null, r.key_name),
-        h('dt', null, 'Tokens'), h('dd', null, `${count(r.prompt_tokens)} in, ${count(r.completion_tokens)} out${r.usage_source ? ` (${r.usage_source})` : ''}`),
+        h('dt', null, 'Tokens'), h('dd', { id: 'detail-tokens' }, tokenClasses(r)),
         h('dt', null, 'Cost'), h('dd', null, eur(r.cost)),
         h('dt', null, 'Latency'), h('dd', null, `${ms(r.latency_ms)}${r.ttft_ms !== null && r.ttft_ms !== undefined ? `, first token ${ms(r.ttft_ms)}` : ''}`),
         r.translation ? [
