@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
+from tollway.audit.actor import Actor
 from tollway.gateway.auth import Principal
 from tollway.http._scope import EXCHANGE
 from tollway.http.limits import lower_body_limit
@@ -27,6 +28,11 @@ def app_state(request: Request) -> AppState:
 
 def exchange_of(request: Request) -> Exchange:
     return cast("Exchange", request.scope[EXCHANGE])
+
+
+def actor_of(request: Request, caller: Principal) -> Actor:
+    """Who the audit log names for a change this request makes."""
+    return Actor("key", caller.key_name, caller.user_id, exchange_of(request).request_id)
 
 
 async def management_principal(
