@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from tollway import __version__
 from tollway.accounts.service import AccountService
+from tollway.audit.service import AuditService
 from tollway.billing.budgets import BudgetService
 from tollway.billing.leases import Leases
 from tollway.billing.meter import Meter
@@ -27,6 +28,7 @@ from tollway.gateway.pipeline import Gateway
 from tollway.gateway.ratelimit import RateLimiter
 from tollway.gateway.tasks import TaskTracker
 from tollway.http import (
+    audit,
     budgets,
     health,
     inference,
@@ -156,6 +158,7 @@ def build_state(
         ),
         request_log=RequestLogService(db),
         rate_limits=RateLimitService(db, clock, limit_index),
+        audit=AuditService(db),
     )
 
 
@@ -220,6 +223,7 @@ def create_app(
     app.include_router(rate_limits.router)
     app.include_router(usage.router)
     app.include_router(requests.router)
+    app.include_router(audit.router)
     app.include_router(models.router)
     mount_console(app)
     return app

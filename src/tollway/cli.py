@@ -20,6 +20,7 @@ from rich.console import Console
 from tollway.accounts.service import AccountService
 from tollway.audit.actor import CLI
 from tollway.clock import system_clock
+from tollway.commands.audit import audit_app
 from tollway.commands.common import (
     CliContext,
     error_line,
@@ -55,6 +56,7 @@ app.add_typer(credits_app, name="credits")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(providers_app, name="providers")
 app.add_typer(rate_limits_app, name="rate-limits")
+app.add_typer(audit_app, name="audit")
 
 
 @app.callback()

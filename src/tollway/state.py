@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tollway.accounts.service import AccountService
+from tollway.audit.service import AuditService
 from tollway.billing.budgets import BudgetService
 from tollway.billing.meter import Meter
 from tollway.billing.recovery import Recovery
@@ -55,3 +56,4 @@ class AppState:
     request_log_writer: RequestLogWriter
     request_log: RequestLogService
     rate_limits: RateLimitService
+    audit: AuditService
