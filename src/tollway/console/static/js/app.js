@@ -2,6 +2,7 @@
 
 import { api, ApiError, session, whenSignedOut } from './api.js';
 import { alertBox, clear, field, h } from './dom.js';
+import * as audit from './pages/audit.js';
 import * as budgets from './pages/budgets.js';
 import * as config from './pages/config.js';
 import * as keys from './pages/keys.js';
@@ -10,7 +11,7 @@ import * as overview from './pages/overview.js';
 import * as playground from './pages/playground.js';
 import * as requests from './pages/requests.js';
 
-const PAGES = { overview, keys, config, budgets, requests, playground, models };
+const PAGES = { overview, keys, config, budgets, requests, audit, playground, models };
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
