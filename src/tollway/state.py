@@ -27,6 +27,8 @@ from tollway.projects.service import ProjectService
 from tollway.providers.registry import Registry
 from tollway.providers.upstream import UpstreamClient
 from tollway.settings import Settings
+from tollway.sso.oidc import OidcClient
+from tollway.sso.sessions import ConsoleSessions
 from tollway.store.database import Database
 
 
@@ -57,3 +59,5 @@ class AppState:
     request_log: RequestLogService
     rate_limits: RateLimitService
     audit: AuditService
+    oidc: OidcClient | None  # console single sign-on, when configured
+    sessions: ConsoleSessions | None

@@ -248,3 +248,16 @@ audit_log = Table(
     Index("ix_audit_log_project_created", "project_id", "created_at_ms", "id"),
     Index("ix_audit_log_actor_created", "actor_user_id", "created_at_ms", "id"),
 )
+
+# Console sessions signed in through OIDC (docs/console.md): the cookie's token is stored as
+# its SHA-256 digest only; a row past expires_at_ms is refused (and pruned at sign-in).
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("subject", String(255), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("expires_at_ms", BigInteger, nullable=False),
+    Index("ix_console_sessions_expires", "expires_at_ms"),
+)
