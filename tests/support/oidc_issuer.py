@@ -41,9 +41,9 @@ class _Grant:
 
 
 @dataclass
-class TestIssuer:
+class LoopbackIssuer:
     client_id: str = "tollway-console"
-    client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     url: str = ""
     # Who the next authorization signs in (the ID token's claims besides the standard ones).
     user: dict[str, Any] = field(
@@ -166,8 +166,8 @@ class TestIssuer:
 
 
 @contextmanager
-def running_issuer() -> Iterator[TestIssuer]:
-    issuer = TestIssuer()
+def running_issuer() -> Iterator[LoopbackIssuer]:
+    issuer = LoopbackIssuer()
     with serving(issuer.app(), lifespan_off=True) as port:
         issuer.url = f"http://127.0.0.1:{port}"
         yield issuer

@@ -13,7 +13,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import jwt
@@ -149,11 +149,12 @@ class OidcClient:
             "client_id": self.client_id,
             "code_verifier": flow.verifier,
         }
-        auth = None
-        if self._secret is not None:
-            auth = aiohttp.BasicAuth(self.client_id, self._secret)  # client_secret_basic
+        headers = {"Accept": "application/json"}
+        if self._secret is not None:  # client_secret_basic (RFC 6749 §2.3.1: form-encoded)
+            pair = f"{quote(self.client_id, safe='')}:{quote(self._secret, safe='')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         try:
-            async with self._http().post(found.token_endpoint, data=form, auth=auth) as r:
+            async with self._http().post(found.token_endpoint, data=form, headers=headers) as r:
                 body = await r.json(content_type=None)
                 status = r.status
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
