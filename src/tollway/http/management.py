@@ -163,8 +163,9 @@ async def whoami(request: Request, caller: Caller) -> dict[str, Any]:
         "project_id": who.project.id,
         "project": who.project.name,
         "role": who.role,
-        "key_name": caller.key_name,
+        "key_name": None if caller.session else caller.key_name,
         "is_management_key": caller.is_management,
+        "auth": "session" if caller.session else "key",
     }
 
 
