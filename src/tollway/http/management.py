@@ -165,7 +165,6 @@ async def whoami(request: Request, caller: Caller) -> dict[str, Any]:
         "role": who.role,
         "key_name": None if caller.session else caller.key_name,
         "is_management_key": caller.is_management,
-        "auth": "session" if caller.session else "key",
     }
 
 
