@@ -140,11 +140,19 @@ async def test_a_refused_change_leaves_no_row(world: World, api: httpx.AsyncClie
         headers=bearer(alice.management_key),
     )
     assert unknown.status_code == 404
-    assert await audit(api, alice.management_key, action="api_key.create") == [
-        r for r in await audit(api, alice.management_key) if r["action"] == "api_key.create"
-    ]
-    # Only the two keys the world created (through the CLI's actor), nothing from the API.
-    assert all(r["actor"]["kind"] == "cli" for r in await audit(api, alice.management_key))
+    bad_config = await api.put(
+        "/v1/project-configs",
+        json={"active": True, "inference_config": {"allowed_providers": ["nowhere"]}},
+        headers=bearer(alice.management_key),
+    )
+    assert bad_config.status_code == 400
+    no_budget = await api.request(
+        "DELETE", "/v1/manage/budgets", json={"id": "0" * 24}, headers=bearer(alice.management_key)
+    )
+    assert no_budget.status_code == 404
+    # The API made no change, so it wrote no row: every row is the world's (the CLI actor).
+    assert await audit(api, alice.management_key, actor="p1-mgmt") == []
+    assert {r["actor"]["kind"] for r in await audit(api, alice.management_key)} == {"cli"}
 
 
 async def test_members_see_their_own_actions_admins_the_project(
