@@ -14,6 +14,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from tollway.audit.actor import Actor
 from tollway.clock import Clock
 from tollway.errors import Forbidden, Unauthorized
@@ -21,6 +23,7 @@ from tollway.gateway.auth import Principal
 from tollway.ids import new_id
 from tollway.keys.secrets import NAME_PATTERN, digest_of
 from tollway.store import accounts, audit, sessions
+from tollway.store.accounts import UserRow
 from tollway.store.database import Database
 from tollway.store.sessions import ProjectOfUser
 
@@ -125,24 +128,10 @@ class ConsoleSessions:
             raise SignInRefused("unknown_user", reason)
         token = secrets.token_urlsafe(32)
         now_ms = self._now_ms()
-        async with self._db.write() as conn:
-            user = await accounts.user_by_name(conn, name)
-            created = False
-            if user is None and self._create_users:
-                user_id = new_id()
-                await accounts.insert_user(conn, user_id, name, now_ms // 1000)
-                actor = Actor("session", name, user_id, request_id)
-                await audit.append(
-                    conn,
-                    actor,
-                    action="user.create",
-                    target=f"user/{name}",
-                    project_id=None,
-                    now_ms=now_ms,
-                    after={"user_id": user_id, "name": name, "via": "oidc"},
-                )
-                user = await accounts.user_by_id(conn, user_id)
-                created = True
+        try:
+            user, created = await self._user_for(name, now_ms=now_ms, request_id=request_id)
+        except IntegrityError:  # a concurrent first sign-in of the same user created it
+            user, created = await self._user_for(name, now_ms=now_ms, request_id=request_id)
         if user is None:
             reason = f"no user '{name}' and the operator does not create users on sign-in"
             await self.refused("unknown_user", reason, claimed=name, request_id=request_id)
@@ -186,6 +175,27 @@ class ConsoleSessions:
                 after={"subject": subject[:255], "issuer": self._issuer, "created_user": created},
             )
         return NewSession(token, name, self.lifetime_s)
+
+    async def _user_for(
+        self, name: str, *, now_ms: int, request_id: str
+    ) -> tuple[UserRow | None, bool]:
+        """The user of that name; created (and audited) when unknown and allowed."""
+        async with self._db.write() as conn:
+            user = await accounts.user_by_name(conn, name)
+            if user is not None or not self._create_users:
+                return user, False
+            user_id = new_id()
+            await accounts.insert_user(conn, user_id, name, now_ms // 1000)
+            await audit.append(
+                conn,
+                Actor("session", name, user_id, request_id),
+                action="user.create",
+                target=f"user/{name}",
+                project_id=None,
+                now_ms=now_ms,
+                after={"user_id": user_id, "name": name, "via": "oidc"},
+            )
+            return UserRow(user_id, name, 0), True
 
     async def view(self, token: str) -> SessionView:
         async with self._db.read() as conn:
