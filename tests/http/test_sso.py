@@ -4,6 +4,7 @@ its flags, CSRF, projects, sign-out, refused tokens and users, and the audit row
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -15,6 +16,7 @@ from tests.support.oidc_issuer import LoopbackIssuer, running_issuer
 from tests.support.world import World
 from tollway.app import create_app
 from tollway.audit.service import AuditService, parse_audit_query
+from tollway.observe.logs import FIELDS
 from tollway.settings import Settings
 
 
@@ -72,8 +74,12 @@ async def audit_rows(world: World, action: str) -> list[dict[str, Any]]:
 
 
 async def test_sign_in_session_csrf_projects_and_sign_out(
-    world: World, console: httpx.AsyncClient, issuer: LoopbackIssuer
+    world: World,
+    console: httpx.AsyncClient,
+    issuer: LoopbackIssuer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)
     ada = await world.member("ada", "p1")
     p2 = await world.member("ada", "p2", role="member")
     carol = await world.member("carol", "p3")
@@ -105,6 +111,15 @@ async def test_sign_in_session_csrf_projects_and_sign_out(
     me = await console.get("/v1/manage/me", headers={"x-csrf-token": csrf})
     assert me.status_code == 200
     assert (me.json()["user"], me.json()["project"], me.json()["role"]) == ("ada", "p1", "admin")
+    assert me.json()["key_name"] is None
+    (line,) = [
+        getattr(r, FIELDS)
+        for r in caplog.records
+        if r.name == "tollway.request"
+        and getattr(r, FIELDS, {}).get("request_id") == me.headers["x-request-id"]
+    ]
+    assert (line["auth"], line["user_id"], line["key_name"]) == ("session", ada.user_id, None)
+    assert "tollway_session" not in str(line) and csrf not in str(line)  # never a secret
     other = await console.get(
         "/v1/manage/me", headers={"x-csrf-token": csrf, "x-tollway-project": p2.project_id}
     )
