@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from tollway import __version__
 from tollway.accounts.service import AccountService
+from tollway.audit.service import AuditService
 from tollway.billing.budgets import BudgetService
 from tollway.billing.leases import Leases
 from tollway.billing.meter import Meter
@@ -27,6 +28,7 @@ from tollway.gateway.pipeline import Gateway
 from tollway.gateway.ratelimit import RateLimiter
 from tollway.gateway.tasks import TaskTracker
 from tollway.http import (
+    audit,
     budgets,
     health,
     inference,
@@ -36,6 +38,7 @@ from tollway.http import (
     rate_limits,
     requests,
     responses,
+    sso,
     usage,
 )
 from tollway.http.edge import Edge
@@ -53,6 +56,8 @@ from tollway.providers.redact import Redactor
 from tollway.providers.registry import Registry, load_registry
 from tollway.providers.upstream import UpstreamClient
 from tollway.settings import Settings
+from tollway.sso.oidc import OidcClient
+from tollway.sso.sessions import ConsoleSessions
 from tollway.state import AppState
 from tollway.store.database import Database
 
@@ -156,6 +161,37 @@ def build_state(
         ),
         request_log=RequestLogService(db),
         rate_limits=RateLimitService(db, clock, limit_index),
+        audit=AuditService(db),
+        oidc=_oidc_client(settings),
+        sessions=_console_sessions(settings, db, clock),
+    )
+
+
+def _oidc_client(settings: Settings) -> OidcClient | None:
+    if not settings.oidc_enabled:
+        return None
+    assert settings.oidc_issuer is not None and settings.oidc_client_id is not None
+    secret = settings.oidc_client_secret
+    return OidcClient(
+        issuer=settings.oidc_issuer,
+        client_id=settings.oidc_client_id,
+        client_secret=None if secret is None else secret.get_secret_value(),
+        scopes=settings.oidc_scopes,
+    )
+
+
+def _console_sessions(settings: Settings, db: Database, clock: Clock) -> ConsoleSessions | None:
+    if not settings.oidc_enabled or settings.oidc_issuer is None:
+        return None
+    return ConsoleSessions(
+        db,
+        clock,
+        issuer=settings.oidc_issuer,
+        user_claim=settings.oidc_user_claim,
+        admin_claim=settings.oidc_admin_claim,
+        admin_prefix=settings.oidc_admin_prefix,
+        create_users=settings.oidc_create_users,
+        lifetime_s=settings.console_session_minutes * 60,
     )
 
 
@@ -191,6 +227,8 @@ def create_app(
             await state.tasks.drain()
             await state.recovery.stop()
             await state.upstream.close()
+            if state.oidc is not None:
+                await state.oidc.close()
             await state.gateway.limiter.close()
             await state.db.dispose()
             state.metrics.close()
@@ -220,6 +258,8 @@ def create_app(
     app.include_router(rate_limits.router)
     app.include_router(usage.router)
     app.include_router(requests.router)
+    app.include_router(audit.router)
+    app.include_router(sso.router)
     app.include_router(models.router)
     mount_console(app)
     return app

@@ -18,7 +18,9 @@ import typer
 from rich.console import Console
 
 from tollway.accounts.service import AccountService
+from tollway.audit.actor import CLI
 from tollway.clock import system_clock
+from tollway.commands.audit import audit_app
 from tollway.commands.common import (
     CliContext,
     error_line,
@@ -54,6 +56,7 @@ app.add_typer(credits_app, name="credits")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(providers_app, name="providers")
 app.add_typer(rate_limits_app, name="rate-limits")
+app.add_typer(audit_app, name="audit")
 
 
 @app.callback()
@@ -79,7 +82,7 @@ def init(
     """Create or migrate the schema; on a new database create admin, default and a key."""
 
     async def work(_settings: Settings, db: Database) -> None:
-        boot = await AccountService(db, system_clock).bootstrap()
+        boot = await AccountService(db, system_clock).bootstrap(actor=CLI)
         if boot is None:
             message = "database already initialised: nothing changed"
             if json:
@@ -227,9 +230,9 @@ def demo(
 
     async def work(settings: Settings, db: Database) -> str:
         accounts = AccountService(db, system_clock)
-        boot = await accounts.bootstrap()
+        boot = await accounts.bootstrap(actor=CLI)
         if boot is not None:
-            await accounts.add_credits(user="admin", amount_eur="10")
+            await accounts.add_credits(actor=CLI, user="admin", amount_eur="10")
             return boot.api_key
         # An existing database: the first key was shown once already. Replace the previous
         # demo key by a fresh one, so repeated demos do not pile keys up to the key limit.
@@ -238,8 +241,9 @@ def demo(
         keys = KeyService(db, system_clock, key_limit=settings.key_limit)
         for old in await keys.list(user.id):
             if old.name.startswith("demo-"):
-                await keys.delete(user_id=user.id, name=old.name, calling_key_id=0)
+                await keys.delete(actor=CLI, user_id=user.id, name=old.name, calling_key_id=0)
         key = await keys.create(
+            actor=CLI,
             user_id=user.id,
             project_id=project.id,
             name=f"demo-{secrets.token_hex(3)}",

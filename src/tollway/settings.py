@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -112,6 +112,41 @@ class Settings(BaseSettings):
     request_log_retention_days: float = Field(
         default=30, ge=0, description="Request log rows older than this are deleted; 0 = kept."
     )
+    # Console single sign-on (docs/console.md). Off unless issuer and client id are set.
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="OIDC issuer URL (discovery at /.well-known/openid-configuration).",
+    )
+    oidc_client_id: str | None = Field(default=None, description="The console's OIDC client id.")
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, description="The client's secret (TOLLWAY_OIDC_CLIENT_SECRET); never logged."
+    )
+    oidc_scopes: str = Field(default="openid profile email", description="Scopes asked for.")
+    oidc_user_claim: str = Field(
+        default="preferred_username", description="The ID token claim that names the user."
+    )
+    oidc_admin_claim: str | None = Field(
+        default=None, description="A claim (e.g. groups, roles) that can grant project admin."
+    )
+    oidc_admin_prefix: str = Field(
+        default="tollway-admin:",
+        description="A value '<prefix><project>' in the admin claim makes the user its admin.",
+    )
+    oidc_create_users: bool = Field(
+        default=False, description="Create an unknown user on first sign-in (else refused)."
+    )
+    oidc_redirect_url: str | None = Field(
+        default=None,
+        description="The callback URL registered at the issuer; unset = this request's origin "
+        "+ /auth/oidc/callback.",
+    )
+    console_session_minutes: int = Field(
+        default=60, ge=1, le=24 * 60, description="Lifetime of a console sign-in session."
+    )
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id)
 
     @field_validator("database_url")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tollway.accounts.service import AccountService
+from tollway.audit.service import AuditService
 from tollway.billing.budgets import BudgetService
 from tollway.billing.meter import Meter
 from tollway.billing.recovery import Recovery
@@ -26,6 +27,8 @@ from tollway.projects.service import ProjectService
 from tollway.providers.registry import Registry
 from tollway.providers.upstream import UpstreamClient
 from tollway.settings import Settings
+from tollway.sso.oidc import OidcClient
+from tollway.sso.sessions import ConsoleSessions
 from tollway.store.database import Database
 
 
@@ -55,3 +58,6 @@ class AppState:
     request_log_writer: RequestLogWriter
     request_log: RequestLogService
     rate_limits: RateLimitService
+    audit: AuditService
+    oidc: OidcClient | None  # console single sign-on, when configured
+    sessions: ConsoleSessions | None

@@ -4,6 +4,7 @@ import asyncio
 
 from tests.support.world import World
 from tollway.accounts.service import AccountService
+from tollway.audit.actor import CLI
 from tollway.billing.verify import verify_ledger
 from tollway.clock import system_clock
 from tollway.errors import BadRequest
@@ -19,7 +20,9 @@ async def test_concurrent_debits_never_overdraw(world: World, database_url: str)
         accounts = AccountService(db, system_clock)
         results = await asyncio.gather(
             *(
-                accounts.adjust_credits(user="alice", amount_eur="-3", reason=f"debit {i}")
+                accounts.adjust_credits(
+                    actor=CLI, user="alice", amount_eur="-3", reason=f"debit {i}"
+                )
                 for i in range(10)
             ),
             return_exceptions=True,

@@ -12,6 +12,7 @@ from sqlalchemy import select, text
 from tests.support.asgi import asgi_client
 from tests.support.world import Member, World
 from tollway.app import create_app
+from tollway.audit.actor import CLI
 from tollway.billing.meter import Meter, Payer, Reservation, ReserveRequest, UsageRecord
 from tollway.providers.pricing import Pricing
 from tollway.settings import Settings
@@ -106,7 +107,7 @@ async def set_balance(world: World, member: Member, credits: int) -> None:
     assert credits >= current
     if credits > current:
         await world.accounts.add_credits(
-            user=member.user, amount_eur=str(Decimal(credits - current).scaleb(-6))
+            actor=CLI, user=member.user, amount_eur=str(Decimal(credits - current).scaleb(-6))
         )
 
 

@@ -14,6 +14,7 @@ from tests.billing.conftest import (
 )
 from tests.http.conftest import bearer
 from tests.support.world import Member, World
+from tollway.audit.actor import CLI
 from tollway.billing.budgets import BudgetService, NewBudget, window_end, window_start
 from tollway.billing.meter import Meter, Payer
 from tollway.errors import BudgetExceeded
@@ -50,6 +51,7 @@ async def add_budget(
     key_name: str | None = None,
 ) -> str:
     view = await BudgetService(world.db, clock).create(
+        actor=CLI,
         user_id=admin.user_id,
         project_id=admin.project_id,
         spec=NewBudget(scope, period, limit, user_id=user_id, key_name=key_name),
@@ -203,7 +205,9 @@ async def test_deleting_a_key_deletes_its_budgets(world: World, clock: FakeClock
     alice = await world.member("alice", "p1")
     await add_budget(world, clock, alice, "key", 60, key_name="p1-inf")
     mgmt = await payer_of(world, alice, "mgmt")
-    await world.keys.delete(user_id=alice.user_id, name="p1-inf", calling_key_id=mgmt.key_id)
+    await world.keys.delete(
+        actor=CLI, user_id=alice.user_id, name="p1-inf", calling_key_id=mgmt.key_id
+    )
     views = await BudgetService(world.db, clock).list(
         user_id=alice.user_id, project_id=alice.project_id
     )

@@ -18,6 +18,7 @@ from tests.support.gateway import write_registry
 from tests.support.mock_server import running_mock
 from tests.support.processes import serve_process, tollway
 from tests.support.world import Member, World
+from tollway.audit.actor import CLI
 from tollway.providers.mock import MockSettings
 
 BALANCE = 3_000  # credits: a handful of the requests below
@@ -50,7 +51,7 @@ def upstream(tmp_path: Path) -> Iterator[Path]:
 
 async def funded(world: World) -> Member:
     alice = await world.member("alice", "p1")
-    await world.accounts.add_credits(user="alice", amount_eur=str(BALANCE / 1_000_000))
+    await world.accounts.add_credits(actor=CLI, user="alice", amount_eur=str(BALANCE / 1_000_000))
     return alice
 
 

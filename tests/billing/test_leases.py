@@ -21,6 +21,7 @@ from tests.billing.conftest import (
     usage,
 )
 from tests.support.world import World
+from tollway.audit.actor import CLI
 from tollway.billing.budgets import BudgetService, NewBudget
 from tollway.billing.leases import Leases
 from tollway.billing.meter import Meter
@@ -120,6 +121,7 @@ async def test_a_request_a_budget_applies_to_is_reserved_in_the_database(
 ) -> None:
     dave = await world.member("dave", "p1", credits_eur="1")
     await BudgetService(world.db, clock).create(
+        actor=CLI,
         user_id=dave.user_id,
         project_id=dave.project_id,
         spec=NewBudget("project", "daily", 500_000),

@@ -22,6 +22,7 @@ from tests.billing.conftest import (
     usage,
 )
 from tests.support.world import World
+from tollway.audit.actor import CLI
 from tollway.billing.budgets import BudgetService, NewBudget
 from tollway.billing.meter import Meter, Reservation
 from tollway.errors import InsufficientBalance, Unauthorized
@@ -176,7 +177,9 @@ async def test_deleted_key_is_refused_at_reserve(world: World, meter: Meter) -> 
     alice = await world.member("alice", "p1", credits_eur="1")
     payer = await payer_of(world, alice)
     mgmt = await payer_of(world, alice, "mgmt")
-    await world.keys.delete(user_id=alice.user_id, name=payer.key_name, calling_key_id=mgmt.key_id)
+    await world.keys.delete(
+        actor=CLI, user_id=alice.user_id, name=payer.key_name, calling_key_id=mgmt.key_id
+    )
     with pytest.raises(Unauthorized, match="invalid API key"):
         await meter.reserve(ask(payer))
     assert await balance_of(world.db, alice.user_id) == 1_000_000
@@ -427,7 +430,9 @@ async def test_one_statement_reserve_falls_back_to_lower_refuse_or_401(
         await meter.reserve(ask(payer, prompt=10))
     assert await meter.settle(lowered, usage(10, 20, output_price="2")) == 50
     mgmt = await payer_of(world, alice, "mgmt")
-    await world.keys.delete(user_id=alice.user_id, name=payer.key_name, calling_key_id=mgmt.key_id)
+    await world.keys.delete(
+        actor=CLI, user_id=alice.user_id, name=payer.key_name, calling_key_id=mgmt.key_id
+    )
     with pytest.raises(Unauthorized):
         await meter.reserve(ask(payer, prompt=10, max_tokens=10))
     if is_postgres(world.db):
@@ -455,6 +460,7 @@ async def test_settle_leaves_a_reservation_holding_windows_to_the_transaction(
     holds budget windows, so the windows are given back too."""
     alice = await world.member("alice", "p1", credits_eur="1")
     await BudgetService(world.db, clock).create(
+        actor=CLI,
         user_id=alice.user_id,
         project_id=alice.project_id,
         spec=NewBudget("project", "daily", 1_000),

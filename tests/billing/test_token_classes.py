@@ -20,6 +20,7 @@ from tests.billing.conftest import (
     usage,
 )
 from tests.support.world import World
+from tollway.audit.actor import CLI
 from tollway.billing.budgets import BudgetService, NewBudget
 from tollway.billing.leases import Leases
 from tollway.billing.meter import Meter, UsageRecord
@@ -109,7 +110,10 @@ async def test_the_budget_transaction_charges_each_class_at_its_price(
     window is charged the same exact amount."""
     bob = await world.member("bob", "p1", credits_eur="1")
     await BudgetService(world.db, clock).create(
-        user_id=bob.user_id, project_id=bob.project_id, spec=NewBudget("project", "daily", 900_000)
+        actor=CLI,
+        user_id=bob.user_id,
+        project_id=bob.project_id,
+        spec=NewBudget("project", "daily", 900_000),
     )
     reservation = await meter.reserve(
         ask(await payer_of(world, bob), prompt=1001, max_tokens=300, input_price="0.5")

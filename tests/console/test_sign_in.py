@@ -62,7 +62,9 @@ def test_keyboard_reaches_every_page_through_the_navigation(page: Page, site: Si
     expect(page.get_by_role("heading", name="Models", level=1)).to_be_visible()
     expect(page.get_by_role("link", name="Models")).to_have_attribute("aria-current", "page")
     expect(main).to_be_focused()
-    for _ in range(7):  # Sign out, Models, Playground, Requests, Budgets, Configuration, API keys
+    for _ in range(
+        8
+    ):  # Sign out, Models, Playground, Audit, Requests, Budgets, Configuration, API keys
         page.keyboard.press("Shift+Tab")
     expect(page.get_by_role("link", name="API keys")).to_be_focused()
     page.keyboard.press("Enter")

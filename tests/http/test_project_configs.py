@@ -8,6 +8,7 @@ import pytest
 
 from tests.http.conftest import bearer
 from tests.support.world import World
+from tollway.audit.actor import CLI
 
 DEFAULT_INFERENCE: dict[str, Any] = {
     "allowed_providers": None,
@@ -190,7 +191,7 @@ async def test_balance_is_exact(world: World, api: httpx.AsyncClient) -> None:
         response = await api.get(path, headers=bearer(alice.management_key))
         assert response.status_code == 200
         assert response.text.replace(" ", "") == '{"current_balance":0.999874,"currency":"EUR"}'
-    await world.accounts.add_credits(user="alice", amount_eur="1233.560126")
+    await world.accounts.add_credits(actor=CLI, user="alice", amount_eur="1233.560126")
     body = (await api.get("/v1/user/balance", headers=bearer(alice.management_key))).json()
     assert body == {"current_balance": 1234.56, "currency": "EUR"}
 

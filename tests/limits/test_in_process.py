@@ -19,6 +19,7 @@ from tests.support.gateway import write_registry
 from tests.support.mock_server import running_mock
 from tests.support.world import Member, World
 from tollway.app import create_app
+from tollway.audit.actor import CLI
 from tollway.settings import Settings
 
 LIMITS = "/v1/manage/rate-limits"
@@ -142,7 +143,11 @@ async def test_tokens_per_minute_count_the_request_s_bound(env: Env) -> None:
     assert admitted == 100 // cost
     # each_key: another key of the project has its own counter
     other = await env.world.keys.create(
-        user_id=env.alice.user_id, project_id=env.alice.project_id, name="k2", is_management=False
+        actor=CLI,
+        user_id=env.alice.user_id,
+        project_id=env.alice.project_id,
+        name="k2",
+        is_management=False,
     )
     assert (await env.chat(other.api_key, max_tokens=30)).status_code == 200
     # a request that could never fit is a 400 naming max_tokens, not a 429 to retry forever
@@ -184,7 +189,11 @@ async def test_every_applicable_limit_must_fit_and_a_refusal_counts_nothing(env:
     await env.limit(scope="project", requests_per_minute=3)
     await env.limit(scope="key", requests_per_minute=1, key_name="p1-inf")
     other = await env.world.keys.create(
-        user_id=env.alice.user_id, project_id=env.alice.project_id, name="k2", is_management=False
+        actor=CLI,
+        user_id=env.alice.user_id,
+        project_id=env.alice.project_id,
+        name="k2",
+        is_management=False,
     )
     assert (await env.chat()).status_code == 200  # project 1/3, key 1/1
     for _ in range(3):  # refused by the key limit: the project counter must not move

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tollway.accounts.service import AccountService
+from tollway.audit.actor import CLI
 from tollway.clock import system_clock
 from tollway.keys.service import KeyService
 from tollway.store.database import Database
@@ -38,26 +39,28 @@ class World:
         try:
             user_row = await self.accounts.user(user)
         except Exception:
-            user_row = await self.accounts.add_user(user)
+            user_row = await self.accounts.add_user(user, actor=CLI)
         try:
             project_row = await self.accounts.project(project)
         except Exception:
-            project_row = await self.accounts.add_project(project)
-        await self.accounts.set_membership(project=project, user=user, role=role)
+            project_row = await self.accounts.add_project(project, actor=CLI)
+        await self.accounts.set_membership(actor=CLI, project=project, user=user, role=role)
         mgmt = await self.keys.create(
+            actor=CLI,
             user_id=user_row.id,
             project_id=project_row.id,
             name=f"{project}-mgmt",
             is_management=True,
         )
         inf = await self.keys.create(
+            actor=CLI,
             user_id=user_row.id,
             project_id=project_row.id,
             name=f"{project}-inf",
             is_management=False,
         )
         if credits_eur is not None:
-            await self.accounts.add_credits(user=user, amount_eur=credits_eur)
+            await self.accounts.add_credits(actor=CLI, user=user, amount_eur=credits_eur)
         return Member(user, user_row.id, project, project_row.id, mgmt.api_key, inf.api_key)
 
     async def close(self) -> None:

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 
+from tollway.audit.actor import Actor
 from tollway.billing.credits import credits_to_eur, parse_eur
 from tollway.clock import Clock
 from tollway.errors import BadRequest, NotFound
 from tollway.ids import new_id
 from tollway.keys.secrets import NAME_PATTERN, digest_of, generate_key
 from tollway.projects.service import default_config_row
-from tollway.store import accounts, configs, keys, ledger
+from tollway.store import accounts, audit, configs, keys, ledger
 from tollway.store.accounts import (
     MembershipListing,
     ProjectListing,
@@ -48,17 +49,27 @@ class AccountService:
         self._db = db
         self._clock = clock
 
-    async def add_user(self, name: str) -> UserRow:
+    async def add_user(self, name: str, *, actor: Actor) -> UserRow:
         _check_name("user", name)
         user_id = new_id()
+        now = self._clock()
         try:
             async with self._db.write() as conn:
-                await accounts.insert_user(conn, user_id, name, int(self._clock()))
+                await accounts.insert_user(conn, user_id, name, int(now))
+                await audit.append(
+                    conn,
+                    actor,
+                    action="user.create",
+                    target=f"user/{name}",
+                    project_id=None,
+                    now_ms=int(now * 1000),
+                    after={"user_id": user_id, "name": name},
+                )
         except IntegrityError as exc:
             raise BadRequest(f"user '{name}' already exists") from exc
         return UserRow(user_id, name, 0)
 
-    async def add_project(self, name: str) -> ProjectRow:
+    async def add_project(self, name: str, *, actor: Actor) -> ProjectRow:
         _check_name("project", name)
         project_id = new_id()
         now = self._clock()
@@ -66,6 +77,15 @@ class AccountService:
             async with self._db.write() as conn:
                 await accounts.insert_project(conn, project_id, name, int(now))
                 await configs.insert_config(conn, default_config_row(project_id, now))
+                await audit.append(
+                    conn,
+                    actor,
+                    action="project.create",
+                    target=f"project/{name}",
+                    project_id=project_id,
+                    now_ms=int(now * 1000),
+                    after={"project_id": project_id, "name": name},
+                )
         except IntegrityError as exc:
             raise BadRequest(f"project '{name}' already exists") from exc
         return ProjectRow(project_id, name)
@@ -103,13 +123,24 @@ class AccountService:
             raise NotFound(f"unknown project '{name}'")
         return row
 
-    async def set_membership(self, *, project: str, user: str, role: str) -> None:
+    async def set_membership(self, *, actor: Actor, project: str, user: str, role: str) -> None:
         if role not in ROLES:
             raise BadRequest(f"role must be one of {', '.join(ROLES)}")
         project_row = await self.project(project)
         user_row = await self.user(user)
         async with self._db.write() as conn:
+            before = await accounts.role_of(conn, user_row.id, project_row.id)
             await accounts.upsert_membership(conn, user_row.id, project_row.id, role)
+            await audit.append(
+                conn,
+                actor,
+                action="membership.set",
+                target=f"membership/{project}/{user}",
+                project_id=project_row.id,
+                now_ms=int(self._clock() * 1000),
+                before=None if before is None else {"user_id": user_row.id, "role": before},
+                after={"user_id": user_row.id, "role": role},
+            )
 
     async def users(self) -> list[UserListing]:
         async with self._db.read() as conn:
@@ -127,24 +158,40 @@ class AccountService:
         async with self._db.read() as conn:
             return await accounts.list_memberships(conn, project_id=project_id, user_id=user_id)
 
-    async def add_credits(self, *, user: str, amount_eur: str) -> int:
+    async def add_credits(self, *, actor: Actor, user: str, amount_eur: str) -> int:
         """Top up a balance by a positive amount; returns the new balance in credits."""
         credits = parse_eur(amount_eur)
         user_row = await self.user(user)
+        now = self._clock()
+        entry_id = f"topup:{uuid.uuid4().hex}"
         async with self._db.write() as conn:
             await ledger.post_entry(
                 conn,
-                entry_id=f"topup:{uuid.uuid4().hex}",
+                entry_id=entry_id,
                 user_id=user_row.id,
                 kind="topup",
                 amount_credits=credits,
-                now=int(self._clock()),
+                now=int(now),
             )
             updated = await accounts.user_by_id(conn, user_row.id)
-        assert updated is not None
+            assert updated is not None
+            await audit.append(
+                conn,
+                actor,
+                action="credits.add",
+                target=f"user/{user}",
+                project_id=None,
+                now_ms=int(now * 1000),
+                before={"balance_eur": _eur(updated.balance_credits - credits)},
+                after={
+                    "balance_eur": _eur(updated.balance_credits),
+                    "amount_eur": _eur(credits),
+                    "ledger_entry": entry_id,
+                },
+            )
         return updated.balance_credits
 
-    async def adjust_credits(self, *, user: str, amount_eur: str, reason: str) -> int:
+    async def adjust_credits(self, *, actor: Actor, user: str, amount_eur: str, reason: str) -> int:
         """Refund (positive) or debit (negative) a balance, with the reason in the ledger row;
         returns the new balance in credits.
 
@@ -169,18 +216,35 @@ class AccountService:
                     f"{user} below zero (spendable balance "
                     f"{credits_to_eur(current.balance_credits)} EUR)"
                 )
+            now = self._clock()
+            entry_id = f"adjust:{uuid.uuid4().hex}"
             await ledger.post_entry(
                 conn,
-                entry_id=f"adjust:{uuid.uuid4().hex}",
+                entry_id=entry_id,
                 user_id=user_row.id,
                 kind="adjustment",
                 amount_credits=credits,
-                now=int(self._clock()),
+                now=int(now),
                 note=note,
+            )
+            await audit.append(
+                conn,
+                actor,
+                action="credits.adjust",
+                target=f"user/{user}",
+                project_id=None,
+                now_ms=int(now * 1000),
+                before={"balance_eur": _eur(current.balance_credits)},
+                after={
+                    "balance_eur": _eur(current.balance_credits + credits),
+                    "amount_eur": _eur(credits),
+                    "reason": note,
+                    "ledger_entry": entry_id,
+                },
             )
         return current.balance_credits + credits
 
-    async def bootstrap(self) -> Bootstrap | None:
+    async def bootstrap(self, *, actor: Actor) -> Bootstrap | None:
         """On an empty database, in ONE transaction: user ``admin``, project ``default``
         (admin of it, default configuration) and a management key ``default``. None when
         the database has users already (then nothing is written)."""
@@ -205,9 +269,27 @@ class AccountService:
                     is_management=True,
                     now=int(now),
                 )
+                await audit.append(
+                    conn,
+                    actor,
+                    action="bootstrap",
+                    target=f"project/{project.name}",
+                    project_id=project.id,
+                    now_ms=int(now * 1000),
+                    after={
+                        "user": user.name,
+                        "project": project.name,
+                        "role": "admin",
+                        "management_key": "default",
+                    },
+                )
         except IntegrityError:  # a concurrent init won the race
             return None
         return Bootstrap(user, project, secret)
+
+
+def _eur(credits: int) -> str:
+    return f"{credits_to_eur(credits).normalize():f}"
 
 
 def _check_name(what: str, name: str) -> None:

@@ -11,11 +11,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tollway.audit.actor import Actor
 from tollway.billing.credits import credits_to_eur
 from tollway.clock import Clock
 from tollway.errors import BadRequest, Forbidden, NotFound, excerpt
 from tollway.ids import new_id
-from tollway.store import accounts, keys
+from tollway.store import accounts, audit, keys
 from tollway.store import budgets as store
 from tollway.store.budgets import BudgetRow, WindowKey, WindowRow
 from tollway.store.database import Database
@@ -133,7 +134,9 @@ class BudgetService:
             names = await store.key_names(conn, key_ids)
         return [_view(b, starts[b.id], windows, names) for b in rows]
 
-    async def create(self, *, user_id: str, project_id: str, spec: NewBudget) -> BudgetView:
+    async def create(
+        self, *, actor: Actor, user_id: str, project_id: str, spec: NewBudget
+    ) -> BudgetView:
         if spec.scope not in SCOPES:
             raise BadRequest(f"scope: must be one of {', '.join(SCOPES)}", param="scope")
         if spec.period not in PERIODS:
@@ -144,7 +147,8 @@ class BudgetService:
             raise BadRequest("user_id: only a 'user' or 'key' budget names a user", param="user_id")
         if spec.scope != "key" and spec.key_name is not None:
             raise BadRequest("key_name: only a 'key' budget names a key", param="key_name")
-        now = int(self._clock())
+        now_s = self._clock()
+        now = int(now_s)
         async with self._db.write() as conn:
             await _require_admin(conn, user_id, project_id)
             target_user: str | None = None
@@ -183,16 +187,48 @@ class BudgetService:
                 key_name=spec.key_name if key_id is not None else None,
             )
             await store.insert_budget(conn, row)
+            await audit.append(
+                conn,
+                actor,
+                action="budget.create",
+                target=f"budget/{row.id}",
+                project_id=project_id,
+                now_ms=int(now_s * 1000),
+                after=budget_fields(row),
+            )
         self._db.budget_index.invalidate(project_id)  # the meter of this process: at once
         start = window_start(row.period, now)
         return BudgetView(row, start, window_end(row.period, start), 0, 0, ())
 
-    async def delete(self, *, user_id: str, project_id: str, budget_id: str) -> None:
+    async def delete(self, *, actor: Actor, user_id: str, project_id: str, budget_id: str) -> None:
         async with self._db.write() as conn:
             await _require_admin(conn, user_id, project_id)
-            if not await store.delete_budget(conn, project_id, budget_id):
+            found = [
+                b for b in await store.budgets_of_project(conn, project_id) if b.id == budget_id
+            ]
+            if not found or not await store.delete_budget(conn, project_id, budget_id):
                 raise NotFound(f"budget '{excerpt(budget_id)}' not found")
+            await audit.append(
+                conn,
+                actor,
+                action="budget.delete",
+                target=f"budget/{budget_id}",
+                project_id=project_id,
+                now_ms=int(self._clock() * 1000),
+                before=budget_fields(found[0]),
+            )
         self._db.budget_index.invalidate(project_id)
+
+
+def budget_fields(row: BudgetRow) -> dict[str, object]:
+    """What the audit log says of a budget."""
+    return {
+        "scope": row.scope,
+        "period": row.period,
+        "limit": eur(row.limit_credits),
+        "user_id": row.user_id,
+        "key_name": row.key_name,
+    }
 
 
 async def _require_admin(conn: AsyncConnection, user_id: str, project_id: str) -> None:

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from tollway.accounts.service import AccountService
+from tollway.audit.actor import CLI
 from tollway.billing.credits import credits_to_eur, credits_to_json_number
 from tollway.billing.verify import LedgerReport, verify_ledger
 from tollway.clock import system_clock
@@ -29,7 +30,7 @@ def credits_add(
     balance = run(
         ctx,
         lambda _s, db: AccountService(db, system_clock).add_credits(
-            user=user, amount_eur=amount_eur
+            actor=CLI, user=user, amount_eur=amount_eur
         ),
     )
     Console().print(f"balance of {user}: {credits_to_eur(balance)} EUR", highlight=False)
@@ -56,7 +57,7 @@ def credits_adjust(
     balance = run(
         ctx,
         lambda _s, db: AccountService(db, system_clock).adjust_credits(
-            user=user, amount_eur=amount, reason=reason
+            actor=CLI, user=user, amount_eur=amount, reason=reason
         ),
     )
     if json:

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from tollway.accounts.service import AccountService
+from tollway.audit.actor import CLI
 from tollway.clock import system_clock
 from tollway.commands.common import fail, group, print_json, run
 from tollway.limits.service import (
@@ -99,7 +100,9 @@ def rate_limits_add(
             user_id=user_id,
             key_name=key,
         )
-        return await _service(db).create(user_id=None, project_id=project_row.id, spec=spec)
+        return await _service(db).create(
+            actor=CLI, user_id=None, project_id=project_row.id, spec=spec
+        )
 
     row = run(ctx, work)
     if json:
@@ -118,7 +121,9 @@ def rate_limits_delete(
 
     async def work(_s: Settings, db: Database) -> None:
         project_row = await AccountService(db, system_clock).project(project)
-        await _service(db).delete(user_id=None, project_id=project_row.id, limit_id=limit_id)
+        await _service(db).delete(
+            actor=CLI, user_id=None, project_id=project_row.id, limit_id=limit_id
+        )
 
     run(ctx, work)
     Console(highlight=False).print(f"rate limit {limit_id} deleted")

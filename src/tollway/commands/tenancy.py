@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from tollway.accounts.service import AccountService
+from tollway.audit.actor import CLI
 from tollway.billing.credits import credits_to_eur, credits_to_json_number
 from tollway.clock import system_clock
 from tollway.commands.common import JSON_FLAG_HELP, group, print_json, print_table, run, utc
@@ -29,7 +30,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help=JSON_FLAG_HELP)]
 @users_app.command("add")
 def users_add(ctx: typer.Context, name: str) -> None:
     """Create a user (balance 0)."""
-    row = run(ctx, lambda _s, db: AccountService(db, system_clock).add_user(name))
+    row = run(ctx, lambda _s, db: AccountService(db, system_clock).add_user(name, actor=CLI))
     Console().print(f"user {row.name} created (id {row.id})", highlight=False, markup=False)
 
 
@@ -69,7 +70,7 @@ def users_list(ctx: typer.Context, json: JsonFlag = False) -> None:
 @projects_app.command("add")
 def projects_add(ctx: typer.Context, name: str) -> None:
     """Create a project with the default configuration."""
-    row = run(ctx, lambda _s, db: AccountService(db, system_clock).add_project(name))
+    row = run(ctx, lambda _s, db: AccountService(db, system_clock).add_project(name, actor=CLI))
     Console().print(f"project {row.name} created (id {row.id})", highlight=False, markup=False)
 
 
@@ -111,7 +112,7 @@ def members_add(
     run(
         ctx,
         lambda _s, db: AccountService(db, system_clock).set_membership(
-            project=project, user=user, role=role
+            actor=CLI, project=project, user=user, role=role
         ),
     )
     Console().print(f"{user} is now {role} of {project}", highlight=False, markup=False)
@@ -161,7 +162,11 @@ def keys_create(
         project_row = await accounts.project(project)
         keys = KeyService(db, system_clock, key_limit=settings.key_limit)
         return await keys.create(
-            user_id=user_row.id, project_id=project_row.id, name=key_name, is_management=management
+            actor=CLI,
+            user_id=user_row.id,
+            project_id=project_row.id,
+            name=key_name,
+            is_management=management,
         )
 
     key = run(ctx, work)
@@ -243,7 +248,7 @@ def keys_revoke(
     async def work(settings: Settings, db: Database) -> None:
         user_row = await AccountService(db, system_clock).user(user)
         keys = KeyService(db, system_clock, key_limit=settings.key_limit)
-        await keys.delete(user_id=user_row.id, name=name, calling_key_id=0)
+        await keys.delete(actor=CLI, user_id=user_row.id, name=name, calling_key_id=0)
 
     run(ctx, work)
     Console().print(f"key {name} of {user} revoked", highlight=False, markup=False)

@@ -25,6 +25,9 @@ class Principal:
     user_id: str
     project_id: str
     is_management: bool
+    # A console session signed in through OIDC (sso/sessions.py): no key (key_id 0), and
+    # key_name is the user's name.
+    session: bool = False
 
 
 def bearer_token(header: str | None) -> str:

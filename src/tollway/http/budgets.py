@@ -12,7 +12,7 @@ from tollway.billing.budgets import BudgetView, NewBudget, iso_utc
 from tollway.billing.credits import CREDITS_PER_EUR, credits_to_json_number
 from tollway.errors import BadRequest
 from tollway.gateway.auth import Principal
-from tollway.http.deps import ManagementRoute, app_state, management_principal
+from tollway.http.deps import ManagementRoute, actor_of, app_state, management_principal
 from tollway.http.fields import EurAmount, KeyName, ObjectId
 
 router = APIRouter(route_class=ManagementRoute)
@@ -94,6 +94,7 @@ async def create_budget(
             "limit: more than 6 decimal places (1 credit = 0.000001 EUR)", param="limit"
         )
     view = await app_state(request).budgets.create(
+        actor=actor_of(request, caller),
         user_id=caller.user_id,
         project_id=caller.project_id,
         spec=NewBudget(
@@ -116,6 +117,9 @@ async def delete_budget(
     request: Request, caller: Caller, body: Annotated[DeleteBudgetBody, Body()]
 ) -> dict[str, Any]:
     await app_state(request).budgets.delete(
-        user_id=caller.user_id, project_id=caller.project_id, budget_id=body.id
+        actor=actor_of(request, caller),
+        user_id=caller.user_id,
+        project_id=caller.project_id,
+        budget_id=body.id,
     )
     return {"success": True, "deleted": body.id}

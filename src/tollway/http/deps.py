@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
+from tollway.audit.actor import Actor
 from tollway.gateway.auth import Principal
 from tollway.http._scope import EXCHANGE
 from tollway.http.limits import lower_body_limit
@@ -29,6 +30,32 @@ def exchange_of(request: Request) -> Exchange:
     return cast("Exchange", request.scope[EXCHANGE])
 
 
+SESSION_COOKIE = "tollway_session"
+CSRF_HEADER = "x-csrf-token"
+PROJECT_HEADER = "x-tollway-project"
+
+
+def actor_of(request: Request, caller: Principal) -> Actor:
+    """Who the audit log names for a change this request makes."""
+    kind = "session" if caller.session else "key"
+    return Actor(kind, caller.key_name, caller.user_id, exchange_of(request).request_id)
+
+
+async def authenticate_management(request: Request) -> Principal:
+    """A management key (Authorization: Bearer), or else the console's session cookie with
+    its CSRF header (only where OIDC sign-in is configured)."""
+    state = app_state(request)
+    header = request.headers.get("authorization")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if header is None and cookie and state.sessions is not None:
+        return await state.sessions.principal(
+            cookie,
+            csrf=request.headers.get(CSRF_HEADER),
+            project_id=request.headers.get(PROJECT_HEADER),
+        )
+    return await state.auth.management(header)
+
+
 async def management_principal(
     request: Request,
     _documented: Annotated[object, Depends(BEARER)] = None,
@@ -36,7 +63,7 @@ async def management_principal(
     principal = getattr(request.state, "principal", None)
     if isinstance(principal, Principal):  # authenticated by ManagementRoute already
         return principal
-    principal = await app_state(request).auth.management(request.headers.get("authorization"))
+    principal = await authenticate_management(request)
     exchange_of(request).principal = principal  # for the request's log line
     return principal
 
@@ -53,7 +80,7 @@ class ManagementRoute(APIRoute):
 
         async def authenticate_then_read(request: Request) -> Response:
             state = app_state(request)
-            principal = await state.auth.management(request.headers.get("authorization"))
+            principal = await authenticate_management(request)
             request.state.principal = principal
             exchange_of(request).principal = principal  # for the request's log line
             lower_body_limit(request.scope, state.settings.max_management_body_bytes)

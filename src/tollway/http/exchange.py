@@ -81,11 +81,14 @@ def line_fields(exchange: Exchange, record: RequestRecord | None, ended: float) 
     principal = exchange.principal
     if principal is not None:
         fields.update(
-            key_id=principal.key_id,
-            key_name=principal.key_name,
+            # A console SSO session has no key: its line names the user and says so.
+            key_id=None if principal.session else principal.key_id,
+            key_name=None if principal.session else principal.key_name,
             user_id=principal.user_id,
             project_id=principal.project_id,
         )
+        if principal.session:
+            fields["auth"] = "session"
     if record is not None:
         failed = [f"{a.provider}/{a.model}: {a.error}" for a in record.attempts if a.error]
         fields.update(

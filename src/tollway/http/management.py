@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 
 from tollway.billing.credits import credits_to_json_number
 from tollway.gateway.auth import Principal
-from tollway.http.deps import ManagementRoute, app_state, management_principal
+from tollway.http.deps import ManagementRoute, actor_of, app_state, management_principal
 from tollway.http.fields import KeyName
 from tollway.projects.config import ProjectConfig, ProjectConfigUpdate
 
@@ -64,6 +64,7 @@ async def create_api_key(
     request: Request, caller: Caller, body: Annotated[CreateKeyBody, Body()]
 ) -> JSONResponse:
     created = await app_state(request).keys.create(
+        actor=actor_of(request, caller),
         user_id=caller.user_id,
         project_id=caller.project_id,
         name=body.name,
@@ -91,7 +92,10 @@ async def delete_api_key(
 ) -> dict[str, Any]:
     state = app_state(request)
     deleted = await state.keys.delete(
-        user_id=caller.user_id, name=body.name, calling_key_id=caller.key_id
+        actor=actor_of(request, caller),
+        user_id=caller.user_id,
+        name=body.name,
+        calling_key_id=caller.key_id,
     )
     state.auth.forget(deleted.id)
     return {"success": True, "deleted": deleted.name}
@@ -137,7 +141,12 @@ async def put_project_config(
     request: Request, caller: Caller, body: Annotated[ProjectConfigUpdate, Body()]
 ) -> dict[str, Any]:
     state = app_state(request)
-    await state.projects.update(user_id=caller.user_id, project_id=caller.project_id, change=body)
+    await state.projects.update(
+        actor=actor_of(request, caller),
+        user_id=caller.user_id,
+        project_id=caller.project_id,
+        change=body,
+    )
     state.configs.forget(caller.project_id)
     return {"success": True}
 
@@ -154,7 +163,7 @@ async def whoami(request: Request, caller: Caller) -> dict[str, Any]:
         "project_id": who.project.id,
         "project": who.project.name,
         "role": who.role,
-        "key_name": caller.key_name,
+        "key_name": None if caller.session else caller.key_name,
         "is_management_key": caller.is_management,
     }
 

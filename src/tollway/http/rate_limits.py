@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.responses import JSONResponse
 
 from tollway.gateway.auth import Principal
-from tollway.http.deps import ManagementRoute, app_state, management_principal
+from tollway.http.deps import ManagementRoute, actor_of, app_state, management_principal
 from tollway.http.fields import KeyName, ObjectId
 from tollway.limits.service import MAX_PER_MINUTE, NewRateLimit, rate_limit_json
 
@@ -61,6 +61,7 @@ async def create_rate_limit(
     request: Request, caller: Caller, body: Annotated[CreateRateLimitBody, Body()]
 ) -> JSONResponse:
     row = await app_state(request).rate_limits.create(
+        actor=actor_of(request, caller),
         user_id=caller.user_id,
         project_id=caller.project_id,
         spec=NewRateLimit(
@@ -83,6 +84,9 @@ async def delete_rate_limit(
     request: Request, caller: Caller, body: Annotated[DeleteRateLimitBody, Body()]
 ) -> dict[str, Any]:
     await app_state(request).rate_limits.delete(
-        user_id=caller.user_id, project_id=caller.project_id, limit_id=body.id
+        actor=actor_of(request, caller),
+        user_id=caller.user_id,
+        project_id=caller.project_id,
+        limit_id=body.id,
     )
     return {"success": True, "deleted": body.id}

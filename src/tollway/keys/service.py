@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 
+from tollway.audit.actor import Actor
 from tollway.clock import Clock
 from tollway.errors import BadRequest, NotFound, excerpt
 from tollway.keys.secrets import NAME_PATTERN, digest_of, generate_key
-from tollway.store import accounts, keys
+from tollway.store import accounts, audit, keys
 from tollway.store.database import Database
 from tollway.store.keys import KeyListing, KeyRow
 
@@ -44,12 +45,13 @@ class KeyService:
             return await keys.keys_of_user(conn, user_id)
 
     async def create(
-        self, *, user_id: str, project_id: str, name: str, is_management: bool
+        self, *, actor: Actor, user_id: str, project_id: str, name: str, is_management: bool
     ) -> CreatedKey:
         if not NAME_PATTERN.fullmatch(name):
             raise BadRequest("name: must be 1-64 characters of A-Z a-z 0-9 . _ -", param="name")
         secret = generate_key()
-        now = int(self._clock())
+        now_s = self._clock()
+        now = int(now_s)
         try:
             async with self._db.write() as conn:
                 await accounts.lock_user(conn, user_id)  # the key limit holds under concurrency
@@ -72,13 +74,22 @@ class KeyService:
                     is_management=is_management,
                     now=now,
                 )
+                await audit.append(
+                    conn,
+                    actor,
+                    action="api_key.create",
+                    target=f"api_key/{name}",
+                    project_id=project_id,
+                    now_ms=int(now_s * 1000),
+                    after=_key_fields(user_id, project_id, name, is_management=is_management),
+                )
         except IntegrityError as exc:  # a concurrent create with the same name won the race
             raise BadRequest(
                 f"name: an API key named '{excerpt(name)}' already exists", param="name"
             ) from exc
         return CreatedKey(name, secret, now, is_management)
 
-    async def delete(self, *, user_id: str, name: str, calling_key_id: int) -> KeyRow:
+    async def delete(self, *, actor: Actor, user_id: str, name: str, calling_key_id: int) -> KeyRow:
         async with self._db.write() as conn:
             row = await keys.key_by_name(conn, user_id, name)
             if row is None:
@@ -88,4 +99,25 @@ class KeyService:
                     "name: cannot delete the API key used for this request", param="name"
                 )
             await keys.delete_key(conn, row.id)
+            await audit.append(
+                conn,
+                actor,
+                action="api_key.delete",
+                target=f"api_key/{name}",
+                project_id=row.project_id,
+                now_ms=int(self._clock() * 1000),
+                before=_key_fields(user_id, row.project_id, name, is_management=row.is_management),
+            )
         return row
+
+
+def _key_fields(
+    user_id: str, project_id: str, name: str, *, is_management: bool
+) -> dict[str, object]:
+    """What the audit log says of a key: never its secret nor its digest."""
+    return {
+        "name": name,
+        "user_id": user_id,
+        "project_id": project_id,
+        "is_management_key": is_management,
+    }

@@ -15,11 +15,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tollway.audit.actor import Actor
 from tollway.cache import TtlCache
 from tollway.clock import Clock
 from tollway.errors import BadRequest, Forbidden, NotFound
 from tollway.ids import new_id
-from tollway.store import accounts, keys
+from tollway.store import accounts, audit, keys
 from tollway.store import rate_limits as store
 from tollway.store.database import Database
 from tollway.store.rate_limits import RateLimitRow
@@ -117,7 +118,7 @@ class RateLimitService:
             return await store.rate_limits_of_project(conn, project_id)
 
     async def create(
-        self, *, user_id: str | None, project_id: str, spec: NewRateLimit
+        self, *, actor: Actor, user_id: str | None, project_id: str, spec: NewRateLimit
     ) -> RateLimitRow:
         _validate(spec)
         async with self._db.write() as conn:
@@ -145,6 +146,7 @@ class RateLimitService:
                         param="key_name",
                     )
                 target_user, key_id = owner, key.id
+            now_s = self._clock()
             row = RateLimitRow(
                 id=new_id(),
                 project_id=project_id,
@@ -153,18 +155,40 @@ class RateLimitService:
                 key_id=key_id,
                 requests_per_minute=spec.requests_per_minute,
                 tokens_per_minute=spec.tokens_per_minute,
-                created_at=int(self._clock()),
+                created_at=int(now_s),
                 key_name=spec.key_name if key_id is not None else None,
             )
             await store.insert_rate_limit(conn, row)
+            await audit.append(
+                conn,
+                actor,
+                action="rate_limit.create",
+                target=f"rate_limit/{row.id}",
+                project_id=project_id,
+                now_ms=int(now_s * 1000),
+                after=rate_limit_json(row),
+            )
         self.index.invalidate(project_id)  # the gateway of this process: at once
         return row
 
-    async def delete(self, *, user_id: str | None, project_id: str, limit_id: str) -> None:
+    async def delete(
+        self, *, actor: Actor, user_id: str | None, project_id: str, limit_id: str
+    ) -> None:
         async with self._db.write() as conn:
             await _require_admin(conn, user_id, project_id)
-            if not await store.delete_rate_limit(conn, project_id, limit_id):
-                raise NotFound(f"rate limit '{limit_id}' not found")
+            rows = await store.rate_limits_of_project(conn, project_id)
+            found = [r for r in rows if r.id == limit_id]
+            if not found or not await store.delete_rate_limit(conn, project_id, limit_id):
+                raise NotFound(f"rate limit '{limit_id[:80]}' not found")
+            await audit.append(
+                conn,
+                actor,
+                action="rate_limit.delete",
+                target=f"rate_limit/{limit_id}",
+                project_id=project_id,
+                now_ms=int(self._clock() * 1000),
+                before=rate_limit_json(found[0]),
+            )
         self.index.invalidate(project_id)
 
 

@@ -4,8 +4,6 @@ member sees their own requests, a project admin the whole project; anything else
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,14 +14,12 @@ from sqlalchemy import Row
 from tollway.billing.credits import credits_to_json_number
 from tollway.billing.usage import parse_time
 from tollway.errors import BadRequest, NotFound
+from tollway.observe.paging import decode_cursor, encode_cursor, parse_limit
 from tollway.observe.record import STATUSES
 from tollway.store import accounts
 from tollway.store import request_log as store
 from tollway.store.database import Database
 from tollway.store.request_log import RequestFilter
-
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,43 +60,9 @@ def parse_request_query(
         provider=provider or None,
         status=status,
         key_name=key_name or None,
-        limit=_limit(limit),
+        limit=parse_limit(limit),
         after=None if cursor is None else decode_cursor(cursor),
     )
-
-
-def _limit(value: str | None) -> int:
-    if value is None:
-        return DEFAULT_LIMIT
-    try:
-        limit = int(value)
-    except ValueError:
-        raise BadRequest("limit: must be a whole number", param="limit") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BadRequest(f"limit: must be between 1 and {MAX_LIMIT}", param="limit")
-    return limit
-
-
-def encode_cursor(created_at_ms: int, request_id: str) -> str:
-    raw = orjson.dumps([created_at_ms, request_id])
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value = orjson.loads(raw)
-    except (binascii.Error, ValueError):
-        value = None
-    if (
-        isinstance(value, list)
-        and len(value) == 2
-        and isinstance(value[0], int)
-        and not isinstance(value[0], bool)
-        and isinstance(value[1], str)
-    ):
-        return value[0], value[1]
-    raise BadRequest("cursor: not a cursor this API returned", param="cursor")
 
 
 class RequestLogService:

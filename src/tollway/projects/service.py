@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 
+from tollway.audit.actor import Actor
 from tollway.clock import Clock
 from tollway.errors import BadRequest, Forbidden, NotFound, excerpt, listing
 from tollway.ids import new_id
@@ -15,7 +16,7 @@ from tollway.projects.config import (
 )
 from tollway.projects.policy import Policy
 from tollway.providers.registry import Registry
-from tollway.store import accounts, configs
+from tollway.store import accounts, audit, configs
 from tollway.store.configs import ConfigRow
 from tollway.store.database import Database
 
@@ -89,7 +90,9 @@ class ProjectService:
             row = await configs.config_of_project(conn, project_id)
         return config_from_row(row) if row else None
 
-    async def update(self, *, user_id: str, project_id: str, change: ProjectConfigUpdate) -> None:
+    async def update(
+        self, *, actor: Actor, user_id: str, project_id: str, change: ProjectConfigUpdate
+    ) -> None:
         async with self._db.write() as conn:
             row = await configs.config_of_project(conn, project_id)
             if row is None:
@@ -115,15 +118,35 @@ class ProjectService:
             problems = registry_problems(inference, self._registry)
             if problems:
                 raise BadRequest("registry validation failed: " + listing(problems))
+            allow_overwrite = (
+                change.allow_overwrite
+                if change.allow_overwrite is not None
+                else current.allow_overwrite
+            )
+            now_ms = int(self._clock() * 1000)
             await configs.update_config(
                 conn,
                 project_id,
                 active=change.active,
-                allow_overwrite=(
-                    change.allow_overwrite
-                    if change.allow_overwrite is not None
-                    else current.allow_overwrite
-                ),
+                allow_overwrite=allow_overwrite,
                 inference_config=inference.model_dump_json(),
-                updated_at_ms=int(self._clock() * 1000),
+                updated_at_ms=now_ms,
             )
+            await audit.append(
+                conn,
+                actor,
+                action="project_config.update",
+                target=f"project_config/{project_id}",
+                project_id=project_id,
+                now_ms=now_ms,
+                before=_audited(current.active, current.allow_overwrite, current.inference_config),
+                after=_audited(change.active, allow_overwrite, inference),
+            )
+
+
+def _audited(active: bool, allow_overwrite: bool, inference: InferenceConfig) -> dict[str, object]:
+    return {
+        "active": active,
+        "allow_overwrite": allow_overwrite,
+        "inference_config": inference.model_dump(mode="json"),
+    }

@@ -234,3 +234,38 @@ rate_limits = Table(
     Column("created_at", BigInteger, nullable=False),
     Index("ix_rate_limits_project_id", "project_id"),
 )
+
+# The audit trail (docs/audit.md): one row per change made through the Management API, the
+# console or the CLI, written in the same transaction as the change. Append-only: triggers
+# refuse UPDATE and DELETE on both backends (migration 0005). No foreign keys: a row outlives
+# whatever it names. Never a secret or a key's digest in `before`/`after` (JSON text).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("actor_kind", String(16), nullable=False),  # key | session | cli
+    Column("actor_name", String(128), nullable=False),
+    Column("actor_user_id", String(32), nullable=True),
+    Column("action", String(64), nullable=False),
+    Column("target", String(256), nullable=False),
+    Column("project_id", String(32), nullable=True),
+    Column("request_id", String(64), nullable=True),
+    Column("before", Text, nullable=True),
+    Column("after", Text, nullable=True),
+    Index("ix_audit_log_project_created", "project_id", "created_at_ms", "id"),
+    Index("ix_audit_log_actor_created", "actor_user_id", "created_at_ms", "id"),
+)
+
+# Console sessions signed in through OIDC (docs/console.md): the cookie's token is stored as
+# its SHA-256 digest only; a row past expires_at_ms is refused (and pruned at sign-in).
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("subject", String(255), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("expires_at_ms", BigInteger, nullable=False),
+    Index("ix_console_sessions_expires", "expires_at_ms"),
+)

@@ -1,7 +1,10 @@
-// The console's only way to the gateway: same-origin fetch with the session's bearer key.
-// The key lives in sessionStorage (this tab only, gone when the tab closes), never in a URL.
+// The console's only way to the gateway: same-origin fetch with the session's bearer key,
+// or — after a single sign-on — the HttpOnly session cookie plus the CSRF token and the
+// chosen project in headers. The key lives in sessionStorage (this tab only, gone when the
+// tab closes), never in a URL; the CSRF token in memory only.
 
 const STORAGE_KEY = 'tollway.managementKey';
+const PROJECT_KEY = 'tollway.project';
 
 export const session = {
   get key() {
@@ -12,6 +15,40 @@ export const session = {
   },
   signOut() {
     sessionStorage.removeItem(STORAGE_KEY);
+  },
+};
+
+/** The single sign-on session, when there is one: {user, projects, csrf_token}. */
+export const sso = {
+  state: null,
+  get signedIn() {
+    return Boolean(this.state && this.state.signed_in);
+  },
+  get project() {
+    const projects = this.state?.projects ?? [];
+    const wanted = sessionStorage.getItem(PROJECT_KEY);
+    return (projects.find((p) => p.id === wanted) ?? projects[0])?.id ?? null;
+  },
+  choose(projectId) {
+    sessionStorage.setItem(PROJECT_KEY, projectId);
+  },
+  /** Ask the gateway whether single sign-on is offered and who is signed in. */
+  async load() {
+    try {
+      const response = await fetch('/auth/session', { cache: 'no-store', credentials: 'same-origin' });
+      this.state = response.ok ? await response.json() : { oidc: false, signed_in: false };
+    } catch {
+      this.state = { oidc: false, signed_in: false };
+    }
+    return this.state;
+  },
+  async signOut() {
+    if (!this.signedIn) return;
+    const csrf = this.state.csrf_token;
+    this.state = { ...this.state, signed_in: false };
+    await fetch('/auth/session', {
+      method: 'DELETE', headers: { 'X-CSRF-Token': csrf }, credentials: 'same-origin', cache: 'no-store',
+    }).catch(() => null);
   },
 };
 
@@ -57,7 +94,14 @@ export function whenSignedOut(callback) {
  * session key (sign-in checks a key before keeping it). */
 export async function api(path, { method = 'GET', body, key, signal } = {}) {
   const bearer = key ?? session.key;
-  const headers = { Authorization: `Bearer ${bearer}`, Accept: 'application/json' };
+  const cookie = !bearer && sso.signedIn;
+  const headers = { Accept: 'application/json' };
+  if (cookie) {
+    headers['X-CSRF-Token'] = sso.state.csrf_token;
+    if (sso.project) headers['X-Tollway-Project'] = sso.project;
+  } else {
+    headers.Authorization = `Bearer ${bearer}`;
+  }
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let response;
   try {
@@ -66,7 +110,7 @@ export async function api(path, { method = 'GET', body, key, signal } = {}) {
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
       cache: 'no-store',
-      credentials: 'omit',
+      credentials: cookie ? 'same-origin' : 'omit',
       signal,
     });
   } catch (error) {
@@ -75,7 +119,7 @@ export async function api(path, { method = 'GET', body, key, signal } = {}) {
   }
   const data = await response.json().catch(() => null);
   if (!response.ok) {
-    if (response.status === 401 && key === undefined && session.key) onSignedOut();
+    if (response.status === 401 && key === undefined && (session.key || cookie)) onSignedOut();
     throw new ApiError(response.status, messageOf(response.status, data));
   }
   return data;

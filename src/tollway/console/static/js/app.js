@@ -1,7 +1,8 @@
 // The console shell: sign-in, navigation (hash routes, so any static server works), pages.
 
-import { api, ApiError, session, whenSignedOut } from './api.js';
+import { api, ApiError, session, sso, whenSignedOut } from './api.js';
 import { alertBox, clear, field, h } from './dom.js';
+import * as audit from './pages/audit.js';
 import * as budgets from './pages/budgets.js';
 import * as config from './pages/config.js';
 import * as keys from './pages/keys.js';
@@ -10,7 +11,7 @@ import * as overview from './pages/overview.js';
 import * as playground from './pages/playground.js';
 import * as requests from './pages/requests.js';
 
-const PAGES = { overview, keys, config, budgets, requests, playground, models };
+const PAGES = { overview, keys, config, budgets, requests, audit, playground, models };
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
@@ -32,9 +33,27 @@ function signInMessage(error) {
   return error.message;
 }
 
+const SSO_ERRORS = {
+  invalid_token: 'Single sign-on failed: the identity provider’s answer could not be verified.',
+  unknown_user: 'Single sign-on worked, but this gateway has no user for you. Ask an operator to create it.',
+  denied: 'The identity provider refused the sign-in.',
+  bad_state: 'The sign-in expired or was started elsewhere. Start again.',
+  issuer_error: 'The identity provider could not be reached. Try again later.',
+};
+
+function ssoBox() {
+  if (!sso.state?.oidc) return '';
+  return h('div', { class: 'card narrow', id: 'sso' },
+    h('h2', null, 'Single sign-on'),
+    h('p', null, 'Sign in with your organisation’s account; you see the projects you are a member of.'),
+    h('a', { class: 'button', href: '/auth/oidc/login', id: 'sso-sign-in' }, 'Sign in with single sign-on'));
+}
+
 function renderSignIn(reason) {
   nav.hidden = true;
   sessionBox.hidden = true;
+  const failed = new URLSearchParams(location.search).get('sso_error');
+  if (failed && !reason) reason = SSO_ERRORS[failed] ?? 'Single sign-on failed.';
   const input = h('input', {
     type: 'password', name: 'key', autocomplete: 'off', spellcheck: 'false', required: true,
     placeholder: 'tw-…',
@@ -68,28 +87,47 @@ function renderSignIn(reason) {
       input.focus();
     }
   });
-  clear(main).append(reason ? alertBox(reason, 'info') : '', form);
+  clear(main).append(reason ? alertBox(reason, 'info') : '', ssoBox(), form);
   input.focus();
 }
 
 function signOut(reason) {
   navigation += 1; // a page still loading with the old key must not replace the sign-in
   session.signOut();
+  sso.signOut();
   shared.me = null;
   shared.playgroundKey = null;
   renderSignIn(reason);
 }
 
+function projectPicker() {
+  const projects = sso.state.projects;
+  const select = h('select', { id: 'project', 'aria-label': 'Project' },
+    projects.map((p) => h('option', { value: p.id, selected: p.id === sso.project }, `${p.name} (${p.role})`)));
+  select.addEventListener('change', () => {
+    sso.choose(select.value);
+    shared.me = null;
+    shared.playgroundKey = null;
+    route();
+  });
+  return select;
+}
+
 function showSession(me) {
   nav.hidden = false;
   sessionBox.hidden = false;
-  document.getElementById('who').textContent = `${me.user} · ${me.project} (${me.role ?? 'no role'})`;
+  const who = document.getElementById('who');
+  if (!session.key && sso.signedIn) {
+    clear(who).append(`${me.user} · `, projectPicker(), h('span', { class: 'badge' }, 'single sign-on'));
+  } else {
+    who.textContent = `${me.user} · ${me.project} (${me.role ?? 'no role'})`;
+  }
 }
 
 async function route() {
   navigation += 1;
   const current = navigation;
-  if (!session.key) {
+  if (!session.key && !sso.signedIn) {
     renderSignIn();
     return;
   }
@@ -132,6 +170,11 @@ async function route() {
 }
 
 document.getElementById('sign-out').addEventListener('click', () => signOut('You are signed out.'));
-whenSignedOut(() => signOut('Your key stopped working (deleted?). Sign in again.'));
+whenSignedOut(() => signOut(session.key
+  ? 'Your key stopped working (deleted?). Sign in again.'
+  : 'Your session has ended. Sign in again.'));
 window.addEventListener('hashchange', route);
-route();
+sso.load().then(() => {
+  if (sso.signedIn && location.search) history.replaceState(null, '', location.pathname + location.hash);
+  route();
+});

@@ -60,7 +60,7 @@ export async function render(ctx) {
   const maxTokens = h('input', { type: 'number', name: 'max_tokens', min: 1, value: 128, inputmode: 'numeric' });
   const chosen = ctx.shared.playgroundKey;
   const keyChoice = h('select', { name: 'key_choice' },
-    h('option', { value: 'session' }, `This session’s key (${ctx.me.key_name})`),
+    session.key ? h('option', { value: 'session' }, `This session’s key (${ctx.me.key_name})`) : null,
     chosen ? h('option', { value: 'new', selected: true }, `The new key “${chosen.name}”`) : null,
     h('option', { value: 'other' }, 'Another key…'));
   const otherKey = h('input', { type: 'password', name: 'other_key', autocomplete: 'off', placeholder: 'tw-…' });

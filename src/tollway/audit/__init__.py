@@ -1,0 +1,1 @@
+"""The audit trail: who changed what, written with the change (docs/audit.md)."""

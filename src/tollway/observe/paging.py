@@ -1,0 +1,49 @@
+"""Keyset paging shared by the request log and the audit log: a page size from the query
+string and an opaque cursor (the time and id of the last row seen)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import orjson
+
+from tollway.errors import BadRequest
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+def parse_limit(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_LIMIT
+    try:
+        limit = int(value)
+    except ValueError:
+        raise BadRequest("limit: must be a whole number", param="limit") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadRequest(f"limit: must be between 1 and {MAX_LIMIT}", param="limit")
+    return limit
+
+
+def encode_cursor(created_at_ms: int, row_id: str) -> str:
+    """The cursor after a row: its time and its id (keyset paging, newest first)."""
+    raw = orjson.dumps([created_at_ms, row_id])
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = orjson.loads(raw)
+    except (binascii.Error, ValueError):
+        value = None
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], int)
+        and not isinstance(value[0], bool)
+        and isinstance(value[1], str)
+    ):
+        return value[0], value[1]
+    raise BadRequest("cursor: not a cursor this API returned", param="cursor")

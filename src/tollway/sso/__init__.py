@@ -1,0 +1,1 @@
+"""Console single sign-on through OpenID Connect (docs/console.md)."""
