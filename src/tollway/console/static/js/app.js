@@ -91,12 +91,13 @@ function renderSignIn(reason) {
   input.focus();
 }
 
-function signOut(reason) {
+async function signOut(reason) {
   navigation += 1; // a page still loading with the old key must not replace the sign-in
   session.signOut();
-  sso.signOut();
   shared.me = null;
   shared.playgroundKey = null;
+  // The sign-in page shows once the gateway has ended the session: "signed out" is then true.
+  await sso.signOut();
   renderSignIn(reason);
 }
 
