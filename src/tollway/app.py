@@ -18,6 +18,7 @@ from tollway.billing.meter import Meter
 from tollway.billing.recovery import Recovery
 from tollway.billing.usage import UsageService
 from tollway.clock import Clock, system_clock
+from tollway.console.apidocs import mount_api_docs
 from tollway.console.routes import mount_console
 from tollway.gateway.auth import Authenticator
 from tollway.gateway.config_cache import ConfigCache
@@ -205,6 +206,8 @@ def create_app(
         # FastAPI's own OpenTelemetry layer asks the global providers on every request (three
         # environment lookups); tracing is Tollway's (observe/tracing.py), on its own provider.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None,  # our own /docs, offline (console/apidocs.py); no /redoc
+        redoc_url=None,
     )
     install_error_handlers(app)
     # The one middleware: request id, body limit, span, log line; it serves the inference
@@ -222,6 +225,7 @@ def create_app(
     app.include_router(requests.router)
     app.include_router(models.router)
     mount_console(app)
+    mount_api_docs(app)
     return app
 
 
