@@ -32,7 +32,7 @@ async def test_models_list_every_endpoint_with_prices_flags_and_live_state(
         by_provider = {e["provider"]: e for e in chat["endpoints"]}
         assert by_provider["demo-eu"] == {
             "provider": "demo-eu",
-            "provider_name": "Demo EU (EU-native, zero data retention)",
+            "provider_name": "Demo EU",
             "upstream_model": "demo-chat",
             "pricing": {"input_token": 0.2, "output_token": 0.6, "currency": "EUR"},
             "quantization": None,
