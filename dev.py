@@ -4,7 +4,7 @@
     python3 dev.py run [--port 8080] [--mock-port 9100]   the demo gateway (serving install)
     python3 dev.py tollway ARGS...                         any `tollway` command, e.g. `keys list`
     python3 dev.py test [PYTEST ARGS]                      the test suite (adds the [dev] extras)
-    python3 dev.py check                                   ruff + mypy
+    python3 dev.py check                                   ruff + mypy + import contracts
 
 Creates ./.venv on first use and installs Tollway into it (editable). `run` and `tollway`
 install only what serving needs; `test` and `check` add the development extras once.
@@ -111,6 +111,7 @@ def main() -> int:
         ["ruff", "check", "src", "tests", "bench"],
         ["ruff", "format", "--check", "src", "tests", "bench"],
         ["mypy"],
+        ["lint-imports", "--no-cache"],  # the import contracts of pyproject.toml
     ):
         code = subprocess.call([str(BIN / tool[0]), *tool[1:]], cwd=ROOT)
         if code:

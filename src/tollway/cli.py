@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -38,7 +38,9 @@ from tollway.observe.metrics import metrics_directory
 from tollway.observe.tracing import TracingUnavailable, build_tracer
 from tollway.providers.registry import RegistryError, load_registry
 from tollway.settings import Settings
-from tollway.store.database import Database
+
+if TYPE_CHECKING:
+    from tollway.store.database import Database
 
 app = typer.Typer(
     help="Tollway: a self-hosted LLM gateway.",

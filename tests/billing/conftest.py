@@ -12,7 +12,8 @@ from sqlalchemy import select, text
 from tests.support.asgi import asgi_client
 from tests.support.world import Member, World
 from tollway.app import create_app
-from tollway.billing.meter import Meter, Payer, Reservation, ReserveRequest, UsageRecord
+from tollway.billing.meter import Meter
+from tollway.billing.records import Payer, Reservation, ReserveRequest, UsageRecord
 from tollway.providers.registry import Pricing
 from tollway.settings import Settings
 from tollway.store import keys, ledger

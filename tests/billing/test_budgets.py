@@ -15,7 +15,8 @@ from tests.billing.conftest import (
 from tests.http.conftest import bearer
 from tests.support.world import Member, World
 from tollway.billing.budgets import BudgetService, NewBudget, window_end, window_start
-from tollway.billing.meter import Meter, Payer
+from tollway.billing.meter import Meter
+from tollway.billing.records import Payer
 from tollway.errors import BudgetExceeded
 
 

@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from decimal import Decimal
 from functools import partial
-from typing import Literal, get_args
 
 from sqlalchemy import Connection
 
@@ -42,10 +39,15 @@ from tollway.billing.closing import (
 )
 from tollway.billing.leases import Leases
 from tollway.billing.quote import Quote
+from tollway.billing.records import (
+    Payer,
+    Reservation,
+    ReserveRequest,
+    UsageRecord,
+)
 from tollway.billing.settlement import PendingSettlements
 from tollway.clock import Clock
 from tollway.errors import BudgetExceeded, DatabaseUnavailable, InsufficientBalance, Unauthorized
-from tollway.providers.registry import Pricing
 from tollway.store import budgets as budget_store
 from tollway.store import one_statement
 from tollway.store import reservations as store
@@ -54,56 +56,6 @@ from tollway.store.database import Database
 from tollway.store.reservations import OpenReservation
 
 log = logging.getLogger("tollway.billing")
-
-# Every value the meter writes into `usage_events.status` and `usage_events.usage_source`.
-# The column sizes are tested against these tuples on both backends (a value the schema
-# cannot hold would make every such settlement fail on PostgreSQL only).
-UsageStatus = Literal["success", "error", "client_disconnected", "aborted"]
-UsageSource = Literal["upstream", "counted", "none"]
-USAGE_STATUSES: tuple[str, ...] = get_args(UsageStatus)
-USAGE_SOURCES: tuple[str, ...] = get_args(UsageSource)
-
-
-@dataclass(frozen=True, slots=True)
-class Payer:
-    request_id: str
-    user_id: str
-    project_id: str
-    key_id: int
-    key_name: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReserveRequest:
-    payer: Payer
-    input_price: Decimal
-    output_price: Decimal
-    prompt_tokens: int
-    max_tokens: int
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    request_id: str
-    payer: Payer
-    amount_credits: int
-    max_tokens: int
-    lowered: bool
-    windows: tuple[WindowKey, ...] = ()
-    lease: str | None = None  # reserved in memory against this credit lease (billing/leases)
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRecord:
-    endpoint: str
-    model: str
-    provider: str
-    prompt_tokens: int
-    completion_tokens: int
-    pricing: Pricing
-    latency_ms: int
-    status: UsageStatus
-    usage_source: UsageSource
 
 
 class Meter:

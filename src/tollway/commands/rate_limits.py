@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,8 +18,10 @@ from tollway.limits.service import (
     rate_limit_json,
 )
 from tollway.settings import Settings
-from tollway.store.database import Database
-from tollway.store.rate_limits import RateLimitRow
+
+if TYPE_CHECKING:
+    from tollway.store.database import Database
+    from tollway.store.rate_limits import RateLimitRow
 
 rate_limits_app = group("Manage rate limits (requests and tokens per minute).")
 JSON_HELP = "Print one JSON object."

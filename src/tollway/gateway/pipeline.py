@@ -12,12 +12,7 @@ from typing import Any
 
 import orjson
 
-from tollway.billing.meter import (
-    Payer,
-    Reservation,
-    ReserveRequest,
-    UsageSource,
-)
+from tollway.billing.records import Payer, Reservation, ReserveRequest, UsageSource
 from tollway.errors import (
     BadRequest,
     InsufficientBalance,

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tollway.billing.meter import Reservation, UsageRecord, UsageSource, UsageStatus
+from tollway.billing.records import Reservation, UsageRecord, UsageSource, UsageStatus
 from tollway.gateway.auth import Principal
 from tollway.gateway.health import HealthBook
 from tollway.gateway.metadata import Trace
