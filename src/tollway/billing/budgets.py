@@ -9,18 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from tollway.billing.credits import credits_to_eur
 from tollway.clock import Clock
-from tollway.errors import BadRequest, Forbidden, NotFound, excerpt
+from tollway.errors import BadRequest, NotFound, excerpt
 from tollway.ids import new_id
-from tollway.store import accounts, keys
+from tollway.scopes import check_scope_fields, require_admin, resolve_scope
 from tollway.store import budgets as store
 from tollway.store.budgets import BudgetRow, WindowKey, WindowRow
 from tollway.store.database import Database
 
-SCOPES = ("project", "each_user", "user", "each_key", "key")
 PERIODS = ("daily", "weekly", "monthly")
 _DAY = 86_400
 _WEEK = 7 * _DAY
@@ -125,7 +122,7 @@ class BudgetService:
     async def list(self, *, user_id: str, project_id: str) -> list[BudgetView]:
         now = self._clock()
         async with self._db.read() as conn:
-            await _require_admin(conn, user_id, project_id)
+            await require_admin(conn, user_id, project_id, rules="budgets")
             rows = await store.budgets_of_project(conn, project_id)
             starts = {b.id: window_start(b.period, now) for b in rows}
             windows = await store.windows_starting(conn, [b.id for b in rows], starts)
@@ -134,53 +131,33 @@ class BudgetService:
         return [_view(b, starts[b.id], windows, names) for b in rows]
 
     async def create(self, *, user_id: str, project_id: str, spec: NewBudget) -> BudgetView:
-        if spec.scope not in SCOPES:
-            raise BadRequest(f"scope: must be one of {', '.join(SCOPES)}", param="scope")
+        check_scope_fields("budget", spec.scope, spec.user_id, spec.key_name)
         if spec.period not in PERIODS:
             raise BadRequest(f"period: must be one of {', '.join(PERIODS)}", param="period")
         if spec.limit_credits < 0:
             raise BadRequest("limit: must not be negative", param="limit")
-        if spec.scope not in ("user", "key") and spec.user_id is not None:
-            raise BadRequest("user_id: only a 'user' or 'key' budget names a user", param="user_id")
-        if spec.scope != "key" and spec.key_name is not None:
-            raise BadRequest("key_name: only a 'key' budget names a key", param="key_name")
         now = int(self._clock())
         async with self._db.write() as conn:
-            await _require_admin(conn, user_id, project_id)
-            target_user: str | None = None
-            key_id: int | None = None
-            if spec.scope == "user":
-                if spec.user_id is None:
-                    raise BadRequest("user_id: required for a 'user' budget", param="user_id")
-                if await accounts.role_of(conn, spec.user_id, project_id) is None:
-                    raise BadRequest(
-                        f"user_id: user '{excerpt(spec.user_id)}' is not a member of the project",
-                        param="user_id",
-                    )
-                target_user = spec.user_id
-            elif spec.scope == "key":
-                if spec.key_name is None:
-                    raise BadRequest("key_name: required for a 'key' budget", param="key_name")
-                owner = spec.user_id or user_id
-                key = await keys.key_by_name(conn, owner, spec.key_name)
-                if key is None or key.project_id != project_id:
-                    raise BadRequest(
-                        f"key_name: user '{excerpt(owner)}' has no API key "
-                        f"'{excerpt(spec.key_name)}' "
-                        "in this project",
-                        param="key_name",
-                    )
-                target_user, key_id = owner, key.id
+            await require_admin(conn, user_id, project_id, rules="budgets")
+            target = await resolve_scope(
+                conn,
+                rule="budget",
+                scope=spec.scope,
+                project_id=project_id,
+                caller_id=user_id,
+                user_id=spec.user_id,
+                key_name=spec.key_name,
+            )
             row = BudgetRow(
                 id=new_id(),
                 project_id=project_id,
                 scope=spec.scope,
-                user_id=target_user,
-                key_id=key_id,
+                user_id=target.user_id,
+                key_id=target.key_id,
                 period=spec.period,
                 limit_credits=spec.limit_credits,
                 created_at=now,
-                key_name=spec.key_name if key_id is not None else None,
+                key_name=target.key_name,
             )
             await store.insert_budget(conn, row)
         self._db.budget_index.invalidate(project_id)  # the meter of this process: at once
@@ -189,16 +166,10 @@ class BudgetService:
 
     async def delete(self, *, user_id: str, project_id: str, budget_id: str) -> None:
         async with self._db.write() as conn:
-            await _require_admin(conn, user_id, project_id)
+            await require_admin(conn, user_id, project_id, rules="budgets")
             if not await store.delete_budget(conn, project_id, budget_id):
                 raise NotFound(f"budget '{excerpt(budget_id)}' not found")
         self._db.budget_index.invalidate(project_id)
-
-
-async def _require_admin(conn: AsyncConnection, user_id: str, project_id: str) -> None:
-    role = await accounts.role_of(conn, user_id, project_id)
-    if role != "admin":
-        raise Forbidden("only a project admin may manage budgets")
 
 
 def _view(

@@ -11,12 +11,12 @@ from tollway.accounts.service import AccountService
 from tollway.clock import system_clock
 from tollway.commands.common import fail, group, print_json, print_table, run
 from tollway.limits.service import (
-    SCOPES,
     NewRateLimit,
     RateLimitIndex,
     RateLimitService,
     rate_limit_json,
 )
+from tollway.scopes import SCOPES
 from tollway.settings import Settings
 
 if TYPE_CHECKING:
