@@ -26,7 +26,6 @@ from tollway.gateway.health import HealthBook
 from tollway.gateway.observed import ObservedMeter
 from tollway.gateway.pipeline import Gateway
 from tollway.gateway.ratelimit import RateLimiter
-from tollway.gateway.tasks import TaskTracker
 from tollway.http import (
     budgets,
     health,
@@ -56,6 +55,7 @@ from tollway.providers.upstream import UpstreamClient
 from tollway.settings import Settings
 from tollway.state import AppState
 from tollway.store.database import Database
+from tollway.tasks import TaskTracker
 
 
 def build_state(
@@ -72,6 +72,7 @@ def build_state(
     auth = Authenticator(keys, cache_size=settings.auth_cache_size)
     configs = ConfigCache(projects, ttl_s=settings.cache_ttl_s)
     instance_id = new_id()
+    tasks = TaskTracker()  # every background task of the process (tasks.py)
     leases = (
         Leases(
             db,
@@ -80,11 +81,12 @@ def build_state(
             flush_s=settings.lease_flush_ms / 1000,
             idle_s=settings.lease_idle_s,
             on_key_gone=auth.forget,
+            tasks=tasks,
         )
         if settings.credit_leases
         else None
     )
-    meter = Meter(db, clock, instance_id=instance_id, leases=leases)
+    meter = Meter(db, clock, instance_id=instance_id, leases=leases, tasks=tasks)
     upstream = UpstreamClient(
         limit_per_host=settings.upstream_connections,
         redactor=Redactor(p.api_key for p in registry.providers.values()),
@@ -98,7 +100,6 @@ def build_state(
             ep.model.id, ep.provider.slug, is_open
         ),
     )
-    tasks = TaskTracker()
     limit_index = RateLimitIndex(db)
     limiter = RateLimiter(
         limit_index,
@@ -143,6 +144,7 @@ def build_state(
             heartbeat_s=settings.heartbeat_s,
             stale_s=settings.reservation_stale_s,
             shutdown_settle_s=settings.shutdown_settle_s,
+            tasks=tasks,
         ),
         budgets=BudgetService(db, clock),
         usage=UsageService(db, clock),
@@ -193,6 +195,7 @@ def create_app(
             await state.recovery.stop()
             await state.upstream.close()
             await state.gateway.limiter.close()
+            await state.tasks.close()  # anything left running: cancelled, named in the log
             await state.db.dispose()
             state.metrics.close()
             await asyncio.to_thread(tracer.shutdown)

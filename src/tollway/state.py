@@ -14,7 +14,6 @@ from tollway.gateway.auth import Authenticator
 from tollway.gateway.config_cache import ConfigCache
 from tollway.gateway.health import HealthBook
 from tollway.gateway.pipeline import Gateway
-from tollway.gateway.tasks import TaskTracker
 from tollway.ids import RequestIds
 from tollway.keys.service import KeyService
 from tollway.limits.service import RateLimitService
@@ -27,6 +26,7 @@ from tollway.providers.registry import Registry
 from tollway.providers.upstream import UpstreamClient
 from tollway.settings import Settings
 from tollway.store.database import Database
+from tollway.tasks import TaskTracker
 
 
 @dataclass(slots=True)

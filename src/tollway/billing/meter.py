@@ -54,13 +54,20 @@ from tollway.store import reservations as store
 from tollway.store.budgets import BudgetRow, WindowKey
 from tollway.store.database import Database
 from tollway.store.reservations import OpenReservation
+from tollway.tasks import TaskTracker
 
 log = logging.getLogger("tollway.billing")
 
 
 class Meter:
     def __init__(
-        self, db: Database, clock: Clock, *, instance_id: str, leases: Leases | None = None
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        instance_id: str,
+        leases: Leases | None = None,
+        tasks: TaskTracker | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -69,7 +76,7 @@ class Meter:
         # Request ids of this process's reservations not known to be closed yet: in flight,
         # or waiting in `pending` for the database.
         self._unsettled: set[str] = set()
-        self.pending = PendingSettlements(self)
+        self.pending = PendingSettlements(self, tasks or TaskTracker())
 
     def is_open(self, request_id: str) -> bool:
         """Whether this process may still settle `request_id` (in flight or pending), or

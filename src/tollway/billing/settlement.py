@@ -28,6 +28,7 @@ from typing import Protocol
 
 from tollway.billing.records import Reservation, UsageRecord
 from tollway.errors import DatabaseUnavailable
+from tollway.tasks import TaskTracker
 
 log = logging.getLogger("tollway.billing")
 
@@ -56,8 +57,9 @@ class _Pending:
 class PendingSettlements:
     """This process's settlements waiting for the database, and the task that retries them."""
 
-    def __init__(self, meter: Settles) -> None:
+    def __init__(self, meter: Settles, tasks: TaskTracker) -> None:
         self._meter = meter
+        self._tracker = tasks
         self._pending: dict[str, _Pending] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -80,8 +82,8 @@ class PendingSettlements:
             )
         self._pending[request_id] = _Pending(reservation, usage, time.monotonic())
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"tollway-settlements-{self._meter.instance_id}"
+            self._task = self._tracker.spawn(
+                self._run(), f"tollway-settlements-{self._meter.instance_id}", service=True
             )
         self._wake.set()
 

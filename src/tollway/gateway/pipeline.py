@@ -34,13 +34,13 @@ from tollway.gateway.routing import ModelPlan, plan_model, worst_prices
 from tollway.gateway.settlement import Call, Settler
 from tollway.gateway.streaming import StreamRelay
 from tollway.gateway.tally import Tally
-from tollway.gateway.tasks import TaskTracker
 from tollway.observe.metrics import Metrics
 from tollway.observe.tracing import Tracer
 from tollway.projects.policy import Policy, effective_policy
 from tollway.providers.registry import Model, Registry, ResolvedEndpoint
 from tollway.providers.tokens import answer_tokens
 from tollway.providers.upstream import UpstreamClient, UpstreamError, UpstreamStatusError
+from tollway.tasks import TaskTracker
 
 PATHS = {"chat.completions": "/chat/completions", "embeddings": "/embeddings"}
 

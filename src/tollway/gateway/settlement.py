@@ -16,10 +16,10 @@ from tollway.gateway.metadata import Trace
 from tollway.gateway.observed import ObservedMeter
 from tollway.gateway.request import InferenceRequest
 from tollway.gateway.tally import Tally
-from tollway.gateway.tasks import TaskTracker
 from tollway.observe.metrics import Metrics
 from tollway.projects.policy import Policy
 from tollway.providers.registry import ResolvedEndpoint
+from tollway.tasks import TaskTracker
 
 
 @dataclass(slots=True)
