@@ -43,7 +43,7 @@ def ensure_venv(extras: str) -> None:
     print(f"installing {what} into .venv ...", flush=True)
     target = f"{ROOT}[{wanted}]" if wanted else str(ROOT)
     install(
-        [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "--no-compile", "-e", target]
+        [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-e", target]
     )
     STAMP.write_text(wanted + "\n")
 
