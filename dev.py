@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
-"""Bootstrap for a fresh machine with only Python 3.11+: `python3 dev.py run | test | check`.
+"""Bootstrap for a fresh machine with only Python 3.11+:
 
-Creates ./.venv on first use, installs Tollway into it (editable, with the dev extras), then
-runs the demo gateway, the test suite, or the linters.
+    python3 dev.py run [--port 8080] [--mock-port 9100]   the demo gateway (serving install)
+    python3 dev.py tollway ARGS...                         any `tollway` command, e.g. `keys list`
+    python3 dev.py test [PYTEST ARGS]                      the test suite (adds the [dev] extras)
+    python3 dev.py check                                   ruff + mypy + import contracts
+
+Creates ./.venv on first use and installs Tollway into it (editable). `run` and `tollway`
+install only what serving needs; `test` and `check` add the development extras once.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,22 +23,29 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
-STAMP = VENV / ".tollway-installed"
+STAMP = VENV / ".tollway-installed"  # holds the extras installed ("" or "dev")
 
 
-def ensure_venv() -> None:
+def ensure_venv(extras: str) -> None:
+    """A .venv with Tollway installed, with at least `extras` ("" = serving only)."""
     if sys.version_info < (3, 11):
         sys.exit("Tollway needs Python 3.11 or newer")
     if not (BIN / "python").exists():
         print("creating .venv ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     pyproject = ROOT / "pyproject.toml"
-    if not STAMP.exists() or STAMP.stat().st_mtime < pyproject.stat().st_mtime:
-        print("installing tollway and its dependencies into .venv (about a minute) ...", flush=True)
-        pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check"]
-        subprocess.run([*pip, "-q", "--upgrade", "pip"], check=True)
-        install([*pip, "-e", f"{ROOT}[dev]"])
-        STAMP.touch()
+    installed = STAMP.read_text().strip() if STAMP.exists() else None
+    fresh = installed is not None and STAMP.stat().st_mtime >= pyproject.stat().st_mtime
+    if fresh and (installed == extras or installed == "dev"):
+        return
+    wanted = extras or ("dev" if installed == "dev" else "")  # never drop the dev tools
+    what = "tollway and the development tools" if wanted else "tollway (serving only)"
+    print(f"installing {what} into .venv ...", flush=True)
+    target = f"{ROOT}[{wanted}]" if wanted else str(ROOT)
+    install(
+        [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-e", target]
+    )
+    STAMP.write_text(wanted + "\n")
 
 
 # pip's lines worth showing while it works: one per package fetched, then the install step.
@@ -61,21 +74,44 @@ def install(command: list[str]) -> None:
     print(f"  installed in {time.monotonic() - started:.0f}s", flush=True)
 
 
+def supervise(command: list[str]) -> int:
+    """Run a long-lived command (the demo) in its own process group and pass it exactly one
+    stop signal: Ctrl-C here, or SIGTERM/SIGINT/SIGHUP sent to this process, reaches the
+    demo once, and the demo stops its gateway and its mock provider before we exit."""
+    child = subprocess.Popen(command, cwd=ROOT, process_group=0)
+    stopping: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        if not stopping:
+            stopping.append(signum)
+            child.send_signal(signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
+        else:  # asked twice: do not wait for a graceful end
+            child.kill()
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, forward)
+    code = child.wait()
+    return 130 if stopping and stopping[0] == signal.SIGINT else code
+
+
 def main() -> int:
     command = sys.argv[1] if len(sys.argv) > 1 else "help"
     rest = sys.argv[2:]
-    if command not in {"run", "test", "check"}:
+    if command not in {"run", "tollway", "test", "check"}:
         print(__doc__)
         return 2
-    ensure_venv()
+    ensure_venv("dev" if command in {"test", "check"} else "")
     if command == "run":
-        return subprocess.call([str(BIN / "tollway"), "demo", *rest], cwd=ROOT)
+        return supervise([str(BIN / "tollway"), "demo", *rest])
+    if command == "tollway":
+        return subprocess.call([str(BIN / "tollway"), *rest], cwd=ROOT)
     if command == "test":
         return subprocess.call([str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT)
     for tool in (
         ["ruff", "check", "src", "tests", "bench"],
         ["ruff", "format", "--check", "src", "tests", "bench"],
         ["mypy"],
+        ["lint-imports", "--no-cache"],  # the import contracts of pyproject.toml
     ):
         code = subprocess.call([str(BIN / tool[0]), *tool[1:]], cwd=ROOT)
         if code:

@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.world import World
 
-from tollway.billing.meter import Meter, Payer, ReserveRequest, UsageRecord
+from tollway.billing.meter import Meter
+from tollway.billing.records import Payer, ReserveRequest, UsageRecord
 from tollway.clock import system_clock
 from tollway.providers.pricing import Pricing
 from tollway.store import keys

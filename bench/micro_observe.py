@@ -25,7 +25,8 @@ from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tollway.billing.meter import Meter, Payer, Reservation, ReserveRequest, UsageRecord
+from tollway.billing.meter import Meter
+from tollway.billing.records import Payer, Reservation, ReserveRequest, UsageRecord
 from tollway.gateway.observed import Attempt, ObservedMeter
 from tollway.observe.metrics import Metrics
 from tollway.observe.tracing import Tracer

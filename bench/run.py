@@ -32,7 +32,7 @@ def ensure_venv_python() -> None:
         return
     if not VENV_PYTHON.exists():
         subprocess.run(
-            [sys.executable, "-c", "import dev; dev.ensure_venv()"], cwd=ROOT, check=True
+            [sys.executable, "-c", "import dev; dev.ensure_venv('dev')"], cwd=ROOT, check=True
         )
     os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), str(Path(__file__).resolve()), *sys.argv[1:]])
 

@@ -245,3 +245,54 @@ def test_a_second_demo_checks_its_ports_before_replacing_the_key(tmp_path: Path)
         demo.wait()
         if demo.stdout:
             demo.stdout.close()
+
+
+def test_ctrl_c_on_dev_py_run_stops_the_gateway_and_the_mock(tmp_path: Path) -> None:
+    """`python3 dev.py run`, then Ctrl-C (SIGINT to dev.py; the demo runs in a process
+    group of its own, so it gets exactly one stop signal, from dev.py): the gateway and the
+    mock provider it started both stop, and dev.py exits 130. Uses the project's .venv as
+    it is (dev.py installs nothing when it is up to date)."""
+    root_dir = Path(__file__).parents[1]
+    if not (root_dir / ".venv" / "bin" / "tollway").exists():
+        raise AssertionError("no .venv with tollway: run the suite through `python3 dev.py test`")
+    port, mock_port = free_port(), free_port()
+    env = os.environ | {"TOLLWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}"}
+    env.pop("TOLLWAY_MOCK_URL", None)
+    dev = subprocess.Popen(
+        [sys.executable, "dev.py", "run", "--port", str(port), "--mock-port", str(mock_port)],
+        cwd=root_dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert dev.stdout is not None
+        key = ""
+        while not key.startswith(KEY_PREFIX):
+            line = dev.stdout.readline()
+            assert line, "dev.py run ended before printing a key"
+            key = line.strip()
+        root = f"http://127.0.0.1:{port}"
+        _wait_for_health(root, dev)
+        chat = httpx.post(
+            f"{root}/v1/chat/completions",
+            json={"model": "tollway-demo-chat", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        assert chat.status_code == 200, chat.text
+        dev.send_signal(signal.SIGINT)
+        assert dev.wait(timeout=60) == 130
+        deadline = time.monotonic() + 15
+        while (_port_in_use(port) or _port_in_use(mock_port)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _port_in_use(port), "the gateway outlived dev.py"
+        assert not _port_in_use(mock_port), "the mock provider outlived dev.py"
+    finally:
+        if dev.poll() is None:
+            dev.kill()
+        dev.wait()
+        if dev.stdout:
+            dev.stdout.close()

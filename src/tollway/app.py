@@ -19,6 +19,7 @@ from tollway.billing.meter import Meter
 from tollway.billing.recovery import Recovery
 from tollway.billing.usage import UsageService
 from tollway.clock import Clock, system_clock
+from tollway.console.apidocs import mount_api_docs
 from tollway.console.routes import mount_console
 from tollway.gateway.auth import Authenticator
 from tollway.gateway.config_cache import ConfigCache
@@ -26,7 +27,6 @@ from tollway.gateway.health import HealthBook
 from tollway.gateway.observed import ObservedMeter
 from tollway.gateway.pipeline import Gateway
 from tollway.gateway.ratelimit import RateLimiter
-from tollway.gateway.tasks import TaskTracker
 from tollway.http import (
     audit,
     budgets,
@@ -60,6 +60,7 @@ from tollway.sso.oidc import OidcClient
 from tollway.sso.sessions import ConsoleSessions
 from tollway.state import AppState
 from tollway.store.database import Database
+from tollway.tasks import TaskTracker
 
 
 def build_state(
@@ -76,6 +77,7 @@ def build_state(
     auth = Authenticator(keys, cache_size=settings.auth_cache_size)
     configs = ConfigCache(projects, ttl_s=settings.cache_ttl_s)
     instance_id = new_id()
+    tasks = TaskTracker()  # every background task of the process (tasks.py)
     leases = (
         Leases(
             db,
@@ -84,11 +86,12 @@ def build_state(
             flush_s=settings.lease_flush_ms / 1000,
             idle_s=settings.lease_idle_s,
             on_key_gone=auth.forget,
+            tasks=tasks,
         )
         if settings.credit_leases
         else None
     )
-    meter = Meter(db, clock, instance_id=instance_id, leases=leases)
+    meter = Meter(db, clock, instance_id=instance_id, leases=leases, tasks=tasks)
     upstream = UpstreamClient(
         limit_per_host=settings.upstream_connections,
         redactor=Redactor(p.api_key for p in registry.providers.values()),
@@ -102,7 +105,6 @@ def build_state(
             ep.model.id, ep.provider.slug, is_open
         ),
     )
-    tasks = TaskTracker()
     limit_index = RateLimitIndex(db)
     limiter = RateLimiter(
         limit_index,
@@ -147,6 +149,7 @@ def build_state(
             heartbeat_s=settings.heartbeat_s,
             stale_s=settings.reservation_stale_s,
             shutdown_settle_s=settings.shutdown_settle_s,
+            tasks=tasks,
         ),
         budgets=BudgetService(db, clock),
         usage=UsageService(db, clock),
@@ -230,6 +233,7 @@ def create_app(
             if state.oidc is not None:
                 await state.oidc.close()
             await state.gateway.limiter.close()
+            await state.tasks.close()  # anything left running: cancelled, named in the log
             await state.db.dispose()
             state.metrics.close()
             await asyncio.to_thread(tracer.shutdown)
@@ -243,6 +247,8 @@ def create_app(
         # FastAPI's own OpenTelemetry layer asks the global providers on every request (three
         # environment lookups); tracing is Tollway's (observe/tracing.py), on its own provider.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None,  # our own /docs, offline (console/apidocs.py); no /redoc
+        redoc_url=None,
     )
     install_error_handlers(app)
     # The one middleware: request id, body limit, span, log line; it serves the inference
@@ -262,6 +268,7 @@ def create_app(
     app.include_router(sso.router)
     app.include_router(models.router)
     mount_console(app)
+    mount_api_docs(app)
     return app
 
 

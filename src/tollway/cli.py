@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -40,7 +40,9 @@ from tollway.observe.metrics import metrics_directory
 from tollway.observe.tracing import TracingUnavailable, build_tracer
 from tollway.providers.registry import RegistryError, load_registry
 from tollway.settings import Settings
-from tollway.store.database import Database
+
+if TYPE_CHECKING:
+    from tollway.store.database import Database
 
 app = typer.Typer(
     help="Tollway: a self-hosted LLM gateway.",
@@ -174,6 +176,13 @@ def mock_provider(
         int | None, typer.Option(min=0, help="End streams after N chunks, without [DONE].")
     ] = None,
     omit_usage: Annotated[bool, typer.Option(help="Never report usage.")] = False,
+    demo_pace: Annotated[
+        bool,
+        typer.Option(
+            "--demo-pace",
+            help="Answer the demo registry's upstream models at their providers' speeds.",
+        ),
+    ] = False,
     require_key: Annotated[
         str | None,
         typer.Option(
@@ -184,7 +193,7 @@ def mock_provider(
     ] = None,
 ) -> None:
     """Run an OpenAI-compatible mock upstream (deterministic) for demos, tests and benchmarks."""
-    from tollway.providers.mock import MockSettings, run_mock_provider
+    from tollway.providers.mock import DEMO_PACES, MockSettings, run_mock_provider
 
     run_mock_provider(
         MockSettings(
@@ -196,6 +205,7 @@ def mock_provider(
             cut_stream_after=cut_stream_after,
             omit_usage=omit_usage,
             api_key=require_key,
+            paces=DEMO_PACES if demo_pace else {},
         ),
         host,
         port,
@@ -258,7 +268,7 @@ def demo(
     sys.stdout.write(api_key + "\n")
     sys.stdout.flush()
     mock = subprocess.Popen(
-        [sys.executable, "-m", "tollway", "mock-provider", "--port", str(mock_port)]
+        [sys.executable, "-m", "tollway", "mock-provider", "--port", str(mock_port), "--demo-pace"]
     )
     # uvicorn re-raises a SIGTERM once it has shut down; with the default handler that would
     # end this process before `finally` stops the mock, leaving it running. Exit instead.

@@ -15,7 +15,6 @@ from tollway.gateway.auth import Authenticator
 from tollway.gateway.config_cache import ConfigCache
 from tollway.gateway.health import HealthBook
 from tollway.gateway.pipeline import Gateway
-from tollway.gateway.tasks import TaskTracker
 from tollway.ids import RequestIds
 from tollway.keys.service import KeyService
 from tollway.limits.service import RateLimitService
@@ -30,6 +29,7 @@ from tollway.settings import Settings
 from tollway.sso.oidc import OidcClient
 from tollway.sso.sessions import ConsoleSessions
 from tollway.store.database import Database
+from tollway.tasks import TaskTracker
 
 
 @dataclass(slots=True)

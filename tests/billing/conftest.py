@@ -13,7 +13,8 @@ from tests.support.asgi import asgi_client
 from tests.support.world import Member, World
 from tollway.app import create_app
 from tollway.audit.actor import CLI
-from tollway.billing.meter import Meter, Payer, Reservation, ReserveRequest, UsageRecord
+from tollway.billing.meter import Meter
+from tollway.billing.records import Payer, Reservation, ReserveRequest, UsageRecord
 from tollway.providers.pricing import Pricing
 from tollway.settings import Settings
 from tollway.store import keys, ledger

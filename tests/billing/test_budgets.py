@@ -16,7 +16,8 @@ from tests.http.conftest import bearer
 from tests.support.world import Member, World
 from tollway.audit.actor import CLI
 from tollway.billing.budgets import BudgetService, NewBudget, window_end, window_start
-from tollway.billing.meter import Meter, Payer
+from tollway.billing.meter import Meter
+from tollway.billing.records import Payer
 from tollway.errors import BudgetExceeded
 
 

@@ -24,7 +24,8 @@ from tests.billing.conftest import (
 from tests.support.world import World
 from tollway.audit.actor import CLI
 from tollway.billing.budgets import BudgetService, NewBudget
-from tollway.billing.meter import Meter, Reservation
+from tollway.billing.meter import Meter
+from tollway.billing.records import Reservation
 from tollway.errors import InsufficientBalance, Unauthorized
 from tollway.store import one_statement
 from tollway.store.database import Database

@@ -23,7 +23,8 @@ from tests.support.world import World
 from tollway.audit.actor import CLI
 from tollway.billing.budgets import BudgetService, NewBudget
 from tollway.billing.leases import Leases
-from tollway.billing.meter import Meter, UsageRecord
+from tollway.billing.meter import Meter
+from tollway.billing.records import UsageRecord
 from tollway.billing.recovery import Recovery
 from tollway.billing.usage import UsageQuery, UsageService
 from tollway.providers.pricing import Pricing

@@ -96,7 +96,10 @@ def test_providers_check_against_real_servers(tmp_path: Path) -> None:
     assert rows["partial"]["missing_models"] == ["not-served"]
     assert "no api_key_env" in rows["keyless"]["detail"]
     assert "EXTRA_KEY" in rows["extra"]["detail"]
-    assert "cannot connect" in rows["down"]["detail"]
+    port = nothing_there.split(":")[2].split("/", maxsplit=1)[0]
+    # Our words, one short line: no aiohttp internals ("ssl:default", "Connect call failed").
+    assert rows["down"]["detail"] == f"cannot connect to 127.0.0.1:{port}: connection refused"
+    assert rows["good"]["detail"] == "2 upstream models listed"
 
 
 def test_providers_check_passes_on_a_healthy_registry_with_a_table(tmp_path: Path) -> None:
@@ -132,6 +135,45 @@ def test_the_demo_registry_checks_out_against_the_mock(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     report = orjson.loads(result.stdout)
     assert {row["status"] for row in report["providers"]} == {"ok"}
+
+
+def test_providers_check_honours_the_demos_mock_port(tmp_path: Path) -> None:
+    """`python3 dev.py run --mock-port N`, then `tollway providers check --mock-port N`:
+    the demo registry is checked where the demo's mock listens; one line per provider."""
+    elsewhere = f"http://127.0.0.1:{free_port()}/v1"  # a stale TOLLWAY_MOCK_URL loses
+    with running_mock() as url:
+        mock_port = url.split(":")[2].split("/")[0]
+        result = tollway(
+            "providers",
+            "check",
+            "--mock-port",
+            mock_port,
+            database_url="sqlite:///unused.db",
+            TOLLWAY_MOCK_URL=elsewhere,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[0].split() == ["provider", "status", "base", "URL", "detail"]
+        rows = [line.split(None, 3) for line in lines[2:]]
+        assert [row[:3] for row in rows] == [
+            ["demo-eu", "ok", url],
+            ["demo-cheap", "ok", url],
+            ["demo-fast", "ok", url],
+        ]
+        assert rows[2][3].strip() == "1 upstream model listed"  # demo-fast: demo-chat-fp8
+    # Nothing listens there: every provider one clean line, exit status 1.
+    down = tollway(
+        "providers", "check", "--mock-port", str(free_port()), database_url="sqlite:///unused.db"
+    )
+    assert down.returncode == 1
+    lines = down.stdout.splitlines()[2:]
+    assert len(lines) == 3
+    for line in lines:
+        assert "unreachable" in line and "connection refused" in line
+        assert "ssl:default" not in line and "Connect call" not in line
+    assert down.stderr.strip().splitlines() == [
+        "error: 3 provider(s) failed the check: demo-eu, demo-cheap, demo-fast"
+    ]
 
 
 def test_a_broken_registry_is_one_line_per_problem(tmp_path: Path) -> None:

@@ -63,3 +63,41 @@ def test_members_are_told_budgets_belong_to_admins(page: Page, site: Site) -> No
     sign_in(page, site, key=site.member.management_key, route="#/budgets")
     expect(page.get_by_text("Budgets are managed by project admins")).to_be_visible()
     expect(page.get_by_role("button", name="Create budget")).to_have_count(0)
+
+
+def test_at_phone_width_the_budgets_table_is_whole(phone: Page, site: Site) -> None:
+    """Every cell of the budgets table lies inside a 390 px screen: no column cut off or
+    hidden behind a sideways scroll. Each row is a card, each cell named by its column."""
+    created = site.api(
+        "POST",
+        "/v1/manage/budgets",
+        json={"scope": "key", "key_name": "default-inf", "period": "weekly", "limit": 12.5},
+    )
+    assert created.status_code in (200, 201), created.text
+    try:
+        sign_in(phone, site, route="#/budgets")
+        row = phone.locator("tbody tr").filter(has_text="key default-inf")
+        expect(row).to_contain_text("€12.50")
+        width = phone.viewport_size["width"] if phone.viewport_size else 0
+        cells = row.locator("td")
+        assert cells.count() >= 4
+        for index in range(cells.count()):
+            box = cells.nth(index).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (
+                cells.nth(index).get_attribute("data-label"),
+                box,
+            )
+        hidden: int = phone.evaluate(
+            "() => Math.max(...[...document.querySelectorAll('.table-wrap')]"
+            ".map((w) => w.scrollWidth - w.clientWidth))"
+        )
+        assert hidden <= 0, f"a table scrolls sideways by {hidden}px"
+        # The column's name is shown with each cell.
+        label = phone.evaluate(
+            "(cell) => getComputedStyle(cell, '::before').content",
+            row.locator("td").first.element_handle(),
+        )
+        assert label.strip('"') == row.locator("td").first.get_attribute("data-label")
+    finally:
+        for budget in budgets(site):
+            site.api("DELETE", "/v1/manage/budgets", json={"id": budget["id"]})

@@ -33,6 +33,8 @@ def test_a_saved_policy_changes_the_next_route(page: Page, site: Site) -> None:
     assert before != "demo-cheap"  # balanced ranking prefers another endpoint
 
     page.goto(f"{site.console}#/config")
+    # Each provider's flags once, after its name (the demo's names do not repeat them).
+    expect(page.locator("label", has_text="demo-eu —")).to_have_text("demo-eu — Demo EU (EU, ZDR)")
     page.get_by_label("Only these providers:").check()
     page.get_by_label(re.compile(r"^demo-cheap ")).check()
     page.get_by_label(re.compile(r"^Cost")).check()

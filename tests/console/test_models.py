@@ -26,7 +26,7 @@ def test_models_show_prices_flags_speed_and_open_circuits(page: Page, site: Site
     fast = page.locator('tr[data-endpoint="tollway-demo-chat@demo-fast"]')
     expect(fast.locator('td[data-label="Quantization"]')).to_have_text("fp8")
     expect(fast.locator('td[data-label="Samples"]')).to_have_text("hint only")
-    expect(fast.locator('td[data-label="TTFT"]')).to_have_text("150 ms")  # the registry's hint
+    expect(fast.locator('td[data-label="TTFT"]')).to_have_text("100 ms")  # the registry's hint
 
     assert site.chat(max_tokens=32, allowed_providers=["demo-eu"]).status_code == 200
     page.get_by_role("button", name="Refresh").click()

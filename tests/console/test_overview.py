@@ -38,6 +38,11 @@ def test_overview_agrees_with_the_api(page: Page, site: Site) -> None:
     requests_chart = page.get_by_role("img", name="Requests per day")
     assert requests_chart.locator("rect.bar").last.get_attribute("data-value") == "4"
     assert requests_chart.locator("rect.bar").count() == 30
+    # The x axis is labelled up to the newest day (today), not a day short.
+    today = requests_chart.locator("rect.bar").last.locator("title").text_content() or ""
+    ticks = requests_chart.locator('text.tick[text-anchor="middle"]')
+    assert ticks.count() >= 7
+    assert ticks.last.text_content() == today.split(":")[0]
     provider_split = page.locator("#split-provider")
     for provider in served:
         expect(provider_split).to_contain_text(provider)

@@ -28,7 +28,7 @@ def test_log_filters_and_detail(page: Page, site: Site) -> None:
     if not log_api_served(site):
         pytest.skip("pending the request-log API: GET /v1/manage/requests answers 404 here")
     assert site.chat(max_tokens=32, allowed_providers=["demo-eu"]).status_code == 200
-    assert site.chat("tollway-demo-small", max_tokens=32).status_code == 200
+    assert site.chat("tollway-demo-small", max_tokens=32, stream=True).status_code == 200
     assert site.chat("flaky-chat", max_tokens=32).status_code >= 500
 
     sign_in(page, site, route="#/requests")
@@ -48,6 +48,7 @@ def test_log_filters_and_detail(page: Page, site: Site) -> None:
     page.get_by_role("button", name="Apply filters").click()
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("tollway-demo-small")
+    expect(rows.first.locator('td[data-label="Stream"]')).to_have_text("yes")
 
     page.get_by_role("button", name="Clear").click()
     expect(rows).to_have_count(3)
@@ -55,6 +56,7 @@ def test_log_filters_and_detail(page: Page, site: Site) -> None:
     page.get_by_label("Model").select_option("tollway-demo-chat")
     page.get_by_role("button", name="Apply filters").click()
     expect(rows).to_have_count(1)
+    expect(rows.first.locator('td[data-label="Stream"]')).to_have_text("no")
     rows.first.get_by_role("link").click()
     expect(page.locator("#detail-provider")).to_have_text("demo-eu")
     expect(page.locator("#attempts")).to_contain_text("success")

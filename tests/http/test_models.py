@@ -32,7 +32,7 @@ async def test_models_list_every_endpoint_with_prices_flags_and_live_state(
         by_provider = {e["provider"]: e for e in chat["endpoints"]}
         assert by_provider["demo-eu"] == {
             "provider": "demo-eu",
-            "provider_name": "Demo EU (EU-native, zero data retention)",
+            "provider_name": "Demo EU",
             "upstream_model": "demo-chat",
             "pricing": {
                 "input_token": 0.2,
@@ -54,7 +54,7 @@ async def test_models_list_every_endpoint_with_prices_flags_and_live_state(
         assert by_provider["demo-cheap"]["consecutive_failures"] == 3
         assert by_provider["demo-fast"]["quantization"] == "fp8"
         assert by_provider["demo-fast"]["samples"] == 0  # the registry's hints
-        assert by_provider["demo-fast"]["ttft_ms"] == 150.0
+        assert by_provider["demo-fast"]["ttft_ms"] == 100.0
         # Reading the state spends no half-open trial: the circuit is still open for routing.
         assert state.health.is_open(cheap)
         assert fast.key == "tollway-demo-chat@demo-fast"

@@ -63,8 +63,11 @@ async def test_rate_limits_from_the_command_line(
     assert "each_user" in ok(cli("add", "p1", "--scope", "each_user", "--rpm", "9"))
     listed = orjson.loads(ok(cli("list", "p1", "--json")))["rate_limits"]
     assert {r["id"] for r in listed} >= {project["id"], key["id"]} and len(listed) == 3
-    plain = ok(cli("list", "p1"))
-    assert project["id"] in plain and "500 tokens/min" in plain
+    plain = ok(cli("list", "p1")).splitlines()
+    assert plain[0].split() == ["id", "scope", "user", "/", "key", "requests/min", "tokens/min"]
+    rows = {line.split()[0]: line.split()[1:] for line in plain[2:]}
+    assert rows[project["id"]] == ["project", "-", "1", "-"]
+    assert rows[key["id"]] == ["key", "p1-inf", "-", "500"]
 
     one_line_error(cli("add", "p1", "--scope", "galaxy", "--rpm", "1"), "scope")
     one_line_error(cli("add", "p1", "--scope", "project"), "requests_per_minute")

@@ -14,9 +14,10 @@ from sqlalchemy import Column, String, Table, select, update
 
 from tests.support.world import World
 from tollway.accounts.service import ROLES
-from tollway.billing.budgets import PERIODS, SCOPES
-from tollway.billing.meter import USAGE_SOURCES, USAGE_STATUSES
+from tollway.billing.budgets import PERIODS
+from tollway.billing.records import USAGE_SOURCES, USAGE_STATUSES
 from tollway.gateway.pipeline import PATHS
+from tollway.scopes import SCOPES
 from tollway.store.schema import LEDGER_KINDS, budgets, ledger, memberships, usage_events
 
 VALUES: list[tuple[Column[Any], tuple[str, ...]]] = [

@@ -8,20 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from tollway.audit.actor import Actor
 from tollway.billing.credits import credits_to_eur
 from tollway.clock import Clock
-from tollway.errors import BadRequest, Forbidden, NotFound, excerpt
+from tollway.errors import BadRequest, NotFound, excerpt
 from tollway.ids import new_id
-from tollway.store import accounts, audit, keys
+from tollway.scopes import check_scope_fields, require_admin, resolve_scope
+from tollway.store import audit
 from tollway.store import budgets as store
 from tollway.store.budgets import BudgetRow, WindowKey, WindowRow
 from tollway.store.database import Database
 
-SCOPES = ("project", "each_user", "user", "each_key", "key")
+if TYPE_CHECKING:
+    from tollway.audit.actor import Actor  # a name only: billing does not import audit
+
 PERIODS = ("daily", "weekly", "monthly")
 _DAY = 86_400
 _WEEK = 7 * _DAY
@@ -126,7 +127,7 @@ class BudgetService:
     async def list(self, *, user_id: str, project_id: str) -> list[BudgetView]:
         now = self._clock()
         async with self._db.read() as conn:
-            await _require_admin(conn, user_id, project_id)
+            await require_admin(conn, user_id, project_id, rules="budgets")
             rows = await store.budgets_of_project(conn, project_id)
             starts = {b.id: window_start(b.period, now) for b in rows}
             windows = await store.windows_starting(conn, [b.id for b in rows], starts)
@@ -137,54 +138,34 @@ class BudgetService:
     async def create(
         self, *, actor: Actor, user_id: str, project_id: str, spec: NewBudget
     ) -> BudgetView:
-        if spec.scope not in SCOPES:
-            raise BadRequest(f"scope: must be one of {', '.join(SCOPES)}", param="scope")
+        check_scope_fields("budget", spec.scope, spec.user_id, spec.key_name)
         if spec.period not in PERIODS:
             raise BadRequest(f"period: must be one of {', '.join(PERIODS)}", param="period")
         if spec.limit_credits < 0:
             raise BadRequest("limit: must not be negative", param="limit")
-        if spec.scope not in ("user", "key") and spec.user_id is not None:
-            raise BadRequest("user_id: only a 'user' or 'key' budget names a user", param="user_id")
-        if spec.scope != "key" and spec.key_name is not None:
-            raise BadRequest("key_name: only a 'key' budget names a key", param="key_name")
         now_s = self._clock()
         now = int(now_s)
         async with self._db.write() as conn:
-            await _require_admin(conn, user_id, project_id)
-            target_user: str | None = None
-            key_id: int | None = None
-            if spec.scope == "user":
-                if spec.user_id is None:
-                    raise BadRequest("user_id: required for a 'user' budget", param="user_id")
-                if await accounts.role_of(conn, spec.user_id, project_id) is None:
-                    raise BadRequest(
-                        f"user_id: user '{excerpt(spec.user_id)}' is not a member of the project",
-                        param="user_id",
-                    )
-                target_user = spec.user_id
-            elif spec.scope == "key":
-                if spec.key_name is None:
-                    raise BadRequest("key_name: required for a 'key' budget", param="key_name")
-                owner = spec.user_id or user_id
-                key = await keys.key_by_name(conn, owner, spec.key_name)
-                if key is None or key.project_id != project_id:
-                    raise BadRequest(
-                        f"key_name: user '{excerpt(owner)}' has no API key "
-                        f"'{excerpt(spec.key_name)}' "
-                        "in this project",
-                        param="key_name",
-                    )
-                target_user, key_id = owner, key.id
+            await require_admin(conn, user_id, project_id, rules="budgets")
+            target = await resolve_scope(
+                conn,
+                rule="budget",
+                scope=spec.scope,
+                project_id=project_id,
+                caller_id=user_id,
+                user_id=spec.user_id,
+                key_name=spec.key_name,
+            )
             row = BudgetRow(
                 id=new_id(),
                 project_id=project_id,
                 scope=spec.scope,
-                user_id=target_user,
-                key_id=key_id,
+                user_id=target.user_id,
+                key_id=target.key_id,
                 period=spec.period,
                 limit_credits=spec.limit_credits,
                 created_at=now,
-                key_name=spec.key_name if key_id is not None else None,
+                key_name=target.key_name,
             )
             await store.insert_budget(conn, row)
             await audit.append(
@@ -202,7 +183,7 @@ class BudgetService:
 
     async def delete(self, *, actor: Actor, user_id: str, project_id: str, budget_id: str) -> None:
         async with self._db.write() as conn:
-            await _require_admin(conn, user_id, project_id)
+            await require_admin(conn, user_id, project_id, rules="budgets")
             found = [
                 b for b in await store.budgets_of_project(conn, project_id) if b.id == budget_id
             ]
@@ -229,12 +210,6 @@ def budget_fields(row: BudgetRow) -> dict[str, object]:
         "user_id": row.user_id,
         "key_name": row.key_name,
     }
-
-
-async def _require_admin(conn: AsyncConnection, user_id: str, project_id: str) -> None:
-    role = await accounts.role_of(conn, user_id, project_id)
-    if role != "admin":
-        raise Forbidden("only a project admin may manage budgets")
 
 
 def _view(

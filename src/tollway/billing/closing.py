@@ -14,7 +14,7 @@ from tollway.store import reservations as store
 from tollway.store.reservations import OpenReservation, is_lease
 
 if TYPE_CHECKING:
-    from tollway.billing.meter import Payer, UsageRecord
+    from tollway.billing.records import Payer, UsageRecord
 
 log = logging.getLogger("tollway.billing")
 

@@ -42,6 +42,7 @@ from tollway.ids import new_id
 from tollway.store import leases as store
 from tollway.store.database import Database
 from tollway.store.reservations import LEASE_PREFIX, entry_id
+from tollway.tasks import TaskTracker
 
 log = logging.getLogger("tollway.billing")
 
@@ -97,7 +98,9 @@ class Leases:
         depth: int = 64,
         on_key_gone: Callable[[int], None] = lambda key_id: None,
         monotonic: Callable[[], float] = time.monotonic,
+        tasks: TaskTracker | None = None,
     ) -> None:
+        self._tracker = tasks or TaskTracker()
         self._db = db
         self._clock = clock
         self._instance_id = instance_id
@@ -134,7 +137,7 @@ class Leases:
         lease.used_at = now
         lease.largest_need = max(lease.largest_need, amount)
         if lease.free < lease.last_draw // 2 and lease.drawing is None:
-            lease.drawing = asyncio.create_task(self._draw(lease, 0), name="tollway-lease-topup")
+            lease.drawing = self._tracker.spawn(self._draw(lease, 0), "tollway-lease-topup")
         return lease.lease_id
 
     async def draw(self, user_id: str, need: int) -> bool:
@@ -152,7 +155,7 @@ class Leases:
             return False
         lease.largest_need = max(lease.largest_need, need)
         if lease.drawing is None:
-            lease.drawing = asyncio.create_task(self._draw(lease, need), name="tollway-lease")
+            lease.drawing = self._tracker.spawn(self._draw(lease, need), "tollway-lease")
         with contextlib.suppress(Exception):  # failures are the task's to log
             await asyncio.shield(lease.drawing)
         if lease.free >= need:
@@ -204,7 +207,9 @@ class Leases:
     # -- the background ------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"tollway-leases-{self._instance_id}")
+        self._task = self._tracker.spawn(
+            self._run(), f"tollway-leases-{self._instance_id}", service=True
+        )
 
     async def close(self, timeout_s: float) -> bool:
         """On shutdown, once requests ended: commit every charge and give every lease back,

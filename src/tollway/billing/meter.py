@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from decimal import Decimal
 from functools import partial
-from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection
 
@@ -42,104 +39,35 @@ from tollway.billing.closing import (
 )
 from tollway.billing.leases import Leases
 from tollway.billing.quote import Quote
+from tollway.billing.records import (
+    Payer,
+    Reservation,
+    ReserveRequest,
+    UsageRecord,
+)
 from tollway.billing.settlement import PendingSettlements
 from tollway.clock import Clock
 from tollway.errors import BudgetExceeded, DatabaseUnavailable, InsufficientBalance, Unauthorized
-from tollway.providers.pricing import Pricing
-from tollway.providers.usage import TokenUsage
 from tollway.store import budgets as budget_store
 from tollway.store import one_statement
 from tollway.store import reservations as store
 from tollway.store.budgets import BudgetRow, WindowKey
 from tollway.store.database import Database
 from tollway.store.reservations import OpenReservation
+from tollway.tasks import TaskTracker
 
 log = logging.getLogger("tollway.billing")
-
-# Every value the meter writes into `usage_events.status` and `usage_events.usage_source`.
-# The column sizes are tested against these tuples on both backends (a value the schema
-# cannot hold would make every such settlement fail on PostgreSQL only).
-UsageStatus = Literal["success", "error", "client_disconnected", "aborted"]
-UsageSource = Literal["upstream", "counted", "none"]
-USAGE_STATUSES: tuple[str, ...] = get_args(UsageStatus)
-USAGE_SOURCES: tuple[str, ...] = get_args(UsageSource)
-
-
-@dataclass(frozen=True, slots=True)
-class Payer:
-    request_id: str
-    user_id: str
-    project_id: str
-    key_id: int
-    key_name: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReserveRequest:
-    payer: Payer
-    input_price: Decimal
-    output_price: Decimal
-    prompt_tokens: int
-    max_tokens: int
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    request_id: str
-    payer: Payer
-    amount_credits: int
-    max_tokens: int
-    lowered: bool
-    windows: tuple[WindowKey, ...] = ()
-    lease: str | None = None  # reserved in memory against this credit lease (billing/leases)
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRecord:
-    endpoint: str
-    model: str
-    provider: str
-    prompt_tokens: int
-    completion_tokens: int
-    pricing: Pricing
-    latency_ms: int
-    status: UsageStatus
-    usage_source: UsageSource
-    # Token classes (docs/billing.md): parts of `prompt_tokens` / `completion_tokens`.
-    cached_prompt_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
-
-    @classmethod
-    def of(cls, tokens: TokenUsage, **fields: Any) -> UsageRecord:
-        return cls(
-            prompt_tokens=tokens.prompt,
-            completion_tokens=tokens.completion,
-            cached_prompt_tokens=tokens.cached_prompt,
-            cache_write_tokens=tokens.cache_write,
-            reasoning_tokens=tokens.reasoning,
-            **fields,
-        )
-
-    @property
-    def tokens(self) -> TokenUsage:
-        return TokenUsage(
-            self.prompt_tokens,
-            self.completion_tokens,
-            self.cached_prompt_tokens,
-            self.cache_write_tokens,
-            self.reasoning_tokens,
-        )
-
-    @property
-    def cost(self) -> int:
-        """The exact charge of this usage by token class, in whole credits (rounded up)."""
-        return self.pricing.charge(self.tokens)
 
 
 class Meter:
     def __init__(
-        self, db: Database, clock: Clock, *, instance_id: str, leases: Leases | None = None
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        instance_id: str,
+        leases: Leases | None = None,
+        tasks: TaskTracker | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -148,7 +76,7 @@ class Meter:
         # Request ids of this process's reservations not known to be closed yet: in flight,
         # or waiting in `pending` for the database.
         self._unsettled: set[str] = set()
-        self.pending = PendingSettlements(self)
+        self.pending = PendingSettlements(self, tasks or TaskTracker())
 
     def is_open(self, request_id: str) -> bool:
         """Whether this process may still settle `request_id` (in flight or pending), or

@@ -21,6 +21,7 @@ from tollway.clock import Clock
 from tollway.errors import DatabaseUnavailable
 from tollway.store import reservations as store
 from tollway.store.database import Database
+from tollway.tasks import TaskTracker
 
 log = logging.getLogger("tollway.billing")
 
@@ -35,7 +36,9 @@ class Recovery:
         heartbeat_s: float,
         stale_s: float,
         shutdown_settle_s: float = 5.0,
+        tasks: TaskTracker | None = None,
     ) -> None:
+        self._tracker = tasks or TaskTracker()
         self._db = db
         self._meter = meter
         self._clock = clock
@@ -108,7 +111,9 @@ class Recovery:
         """Register (before any reservation is made) and start the heartbeat/sweep task."""
         await self.register()
         await self.sweep()
-        self._task = asyncio.create_task(self._run(), name=f"tollway-recovery-{self.instance_id}")
+        self._task = self._tracker.spawn(
+            self._run(), f"tollway-recovery-{self.instance_id}", service=True
+        )
         if self._meter.leases is not None:
             self._meter.leases.start()
 

@@ -24,18 +24,26 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from tollway.billing.records import Reservation, UsageRecord
 from tollway.errors import DatabaseUnavailable
-
-if TYPE_CHECKING:
-    from tollway.billing.meter import Meter, Reservation, UsageRecord
+from tollway.tasks import TaskTracker
 
 log = logging.getLogger("tollway.billing")
 
 FIRST_RETRY_S = 0.1
 MAX_RETRY_S = 2.0
 MAX_FAILED_ATTEMPTS = 5
+
+
+class Settles(Protocol):
+    """What the retrier needs of the meter (`billing/meter.py`): its instance and one
+    settlement attempt. A protocol, so this module does not import the meter."""
+
+    instance_id: str
+
+    async def settle(self, reservation: Reservation, usage: UsageRecord | None) -> int: ...
 
 
 @dataclass(slots=True)
@@ -49,8 +57,9 @@ class _Pending:
 class PendingSettlements:
     """This process's settlements waiting for the database, and the task that retries them."""
 
-    def __init__(self, meter: Meter) -> None:
+    def __init__(self, meter: Settles, tasks: TaskTracker) -> None:
         self._meter = meter
+        self._tracker = tasks
         self._pending: dict[str, _Pending] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -73,8 +82,8 @@ class PendingSettlements:
             )
         self._pending[request_id] = _Pending(reservation, usage, time.monotonic())
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"tollway-settlements-{self._meter.instance_id}"
+            self._task = self._tracker.spawn(
+                self._run(), f"tollway-settlements-{self._meter.instance_id}", service=True
             )
         self._wake.set()
 

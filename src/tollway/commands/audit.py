@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,7 +11,9 @@ from tollway.audit.service import AuditService, parse_audit_query
 from tollway.clock import system_clock
 from tollway.commands.common import group, print_json, print_table, run
 from tollway.settings import Settings
-from tollway.store.database import Database
+
+if TYPE_CHECKING:
+    from tollway.store.database import Database
 
 audit_app = group("Read the audit trail (every change, who made it, before and after).")
 

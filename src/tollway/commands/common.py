@@ -7,7 +7,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import orjson
 import typer
@@ -21,8 +21,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from tollway.errors import ConfigError, DatabaseUnavailable, TollwayError
 from tollway.providers.registry import RegistryError
 from tollway.settings import Settings
-from tollway.store.database import Database
-from tollway.store.migrate import upgrade
+from tollway.wiring import migrated_database
+
+if TYPE_CHECKING:
+    from tollway.store.database import Database
 
 T = TypeVar("T")
 
@@ -72,12 +74,8 @@ def run(ctx: typer.Context, work: Callable[[Settings, Database], Awaitable[T]]) 
     settings = settings_of(ctx)
 
     async def main() -> T:
-        db = Database(settings.database_url, pool_size=2)
-        try:
-            await upgrade(db.engine)
+        async with migrated_database(settings) as db:
             return await work(settings, db)
-        finally:
-            await db.dispose()
 
     try:
         return asyncio.run(main())

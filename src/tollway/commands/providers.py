@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Annotated
 
 import typer
@@ -27,14 +28,26 @@ def providers_check(
     timeout: Annotated[
         float, typer.Option(min=0.1, max=300, help="Seconds to wait for each provider.")
     ] = 10.0,
+    mock_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Where the demo's mock provider listens, as `demo --mock-port` "
+            "(sets TOLLWAY_MOCK_URL for the registry).",
+        ),
+    ] = None,
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Call each provider's GET /models with its secret: reachable, authorised, and every
     upstream model the registry routes to it listed. Exit status 1 if any provider fails
     (an optional provider skipped for a missing secret is reported, not a failure)."""
     settings = settings_of(ctx)
+    environ = dict(os.environ)
+    if mock_port is not None:
+        environ["TOLLWAY_MOCK_URL"] = f"http://127.0.0.1:{mock_port}/v1"
     try:
-        registry = load_registry(settings.providers)
+        registry = load_registry(settings.providers, environ)
     except RegistryError as exc:
         fail_registry(exc)
     checks = asyncio.run(check_providers(registry, registry.skipped, timeout_s=timeout))

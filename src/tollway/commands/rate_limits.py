@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -10,17 +10,19 @@ from rich.console import Console
 from tollway.accounts.service import AccountService
 from tollway.audit.actor import CLI
 from tollway.clock import system_clock
-from tollway.commands.common import fail, group, print_json, run
+from tollway.commands.common import fail, group, print_json, print_table, run
 from tollway.limits.service import (
-    SCOPES,
     NewRateLimit,
     RateLimitIndex,
     RateLimitService,
     rate_limit_json,
 )
+from tollway.scopes import SCOPES
 from tollway.settings import Settings
-from tollway.store.database import Database
-from tollway.store.rate_limits import RateLimitRow
+
+if TYPE_CHECKING:
+    from tollway.store.database import Database
+    from tollway.store.rate_limits import RateLimitRow
 
 rate_limits_app = group("Manage rate limits (requests and tokens per minute).")
 JSON_HELP = "Print one JSON object."
@@ -56,11 +58,20 @@ def rate_limits_list(
     if json:
         print_json({"rate_limits": [rate_limit_json(r) for r in rows]})
         return
-    console = Console(highlight=False)
-    for row in rows:
-        console.print(_describe(row))
-    if not rows:
-        Console(stderr=True, highlight=False).print(f"no rate limits in {project}")
+    print_table(
+        ("id", "scope", "user / key", "requests/min", "tokens/min"),
+        [
+            (
+                r.id,
+                r.scope,
+                r.key_name or r.user_id,
+                r.requests_per_minute,
+                r.tokens_per_minute,
+            )
+            for r in rows
+        ],
+        empty=f"no rate limits in {project}",
+    )
 
 
 @rate_limits_app.command("add")

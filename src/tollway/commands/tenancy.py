@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,8 +16,10 @@ from tollway.clock import system_clock
 from tollway.commands.common import JSON_FLAG_HELP, group, print_json, print_table, run, utc
 from tollway.keys.service import KeyService
 from tollway.settings import Settings
-from tollway.store.database import Database
-from tollway.store.keys import KeyListing
+
+if TYPE_CHECKING:
+    from tollway.store.database import Database
+    from tollway.store.keys import KeyListing
 
 users_app = group("Manage users.")
 projects_app = group("Manage projects.")

@@ -7,7 +7,8 @@ import asyncio
 import time
 from types import TracebackType
 
-from tollway.billing.meter import Meter, Reservation, ReserveRequest, UsageRecord
+from tollway.billing.meter import Meter
+from tollway.billing.records import Reservation, ReserveRequest, UsageRecord
 from tollway.observe.metrics import Metrics
 from tollway.observe.tracing import Span, Tracer
 from tollway.providers.registry import ResolvedEndpoint

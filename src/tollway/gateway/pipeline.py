@@ -12,12 +12,7 @@ from typing import Any
 
 import orjson
 
-from tollway.billing.meter import (
-    Payer,
-    Reservation,
-    ReserveRequest,
-    UsageSource,
-)
+from tollway.billing.records import Payer, Reservation, ReserveRequest, UsageSource
 from tollway.errors import (
     BadRequest,
     InsufficientBalance,
@@ -39,7 +34,6 @@ from tollway.gateway.routing import ModelPlan, plan_model, worst_prices
 from tollway.gateway.settlement import Call, Settler
 from tollway.gateway.streaming import StreamRelay
 from tollway.gateway.tally import Tally
-from tollway.gateway.tasks import TaskTracker
 from tollway.observe.metrics import Metrics
 from tollway.observe.tracing import Tracer
 from tollway.projects.policy import Policy, effective_policy
@@ -47,6 +41,7 @@ from tollway.providers.registry import Model, Registry, ResolvedEndpoint
 from tollway.providers.tokens import answer_tokens
 from tollway.providers.upstream import UpstreamClient, UpstreamError, UpstreamStatusError
 from tollway.providers.usage import TokenUsage, read_usage
+from tollway.tasks import TaskTracker
 
 PATHS = {"chat.completions": "/chat/completions", "embeddings": "/embeddings"}
 

@@ -9,18 +9,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tollway.billing.meter import Reservation, UsageRecord, UsageSource, UsageStatus
+from tollway.billing.records import Reservation, UsageRecord, UsageSource, UsageStatus
 from tollway.gateway.auth import Principal
 from tollway.gateway.health import HealthBook
 from tollway.gateway.metadata import Trace
 from tollway.gateway.observed import ObservedMeter
 from tollway.gateway.request import InferenceRequest
 from tollway.gateway.tally import Tally
-from tollway.gateway.tasks import TaskTracker
 from tollway.observe.metrics import Metrics
 from tollway.projects.policy import Policy
 from tollway.providers.registry import ResolvedEndpoint
 from tollway.providers.usage import TokenUsage
+from tollway.tasks import TaskTracker
 
 
 @dataclass(slots=True)

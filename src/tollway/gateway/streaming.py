@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from tollway.billing.meter import UsageSource, UsageStatus
+from tollway.billing.records import UsageSource, UsageStatus
 from tollway.gateway.metadata import build_metadata
 from tollway.gateway.request import counted_prompt_tokens
 from tollway.gateway.settlement import Call, Settler

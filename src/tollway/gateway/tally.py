@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-from tollway.billing.meter import UsageRecord
+from tollway.billing.records import UsageRecord
 from tollway.gateway.auth import Principal
 from tollway.gateway.metadata import Trace, routing_summary
 from tollway.observe.record import Attempt, RequestRecord, Translation, outcome_of

@@ -13,19 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from tollway.audit.actor import Actor
 from tollway.cache import TtlCache
 from tollway.clock import Clock
-from tollway.errors import BadRequest, Forbidden, NotFound
+from tollway.errors import BadRequest, NotFound
 from tollway.ids import new_id
-from tollway.store import accounts, audit, keys
+from tollway.scopes import check_scope_fields, require_admin, resolve_scope
+from tollway.store import audit
 from tollway.store import rate_limits as store
 from tollway.store.database import Database
 from tollway.store.rate_limits import RateLimitRow
 
-SCOPES = ("project", "each_user", "user", "each_key", "key")
 PROJECT_WIDE_SCOPES = ("project", "each_user", "each_key")
 MAX_PER_MINUTE = 10**12
 
@@ -114,7 +112,7 @@ class RateLimitService:
     async def list(self, *, user_id: str | None, project_id: str) -> list[RateLimitRow]:
         """`user_id` None: the operator (the CLI), who needs no membership."""
         async with self._db.read() as conn:
-            await _require_admin(conn, user_id, project_id)
+            await require_admin(conn, user_id, project_id, rules="rate limits")
             return await store.rate_limits_of_project(conn, project_id)
 
     async def create(
@@ -122,41 +120,27 @@ class RateLimitService:
     ) -> RateLimitRow:
         _validate(spec)
         async with self._db.write() as conn:
-            await _require_admin(conn, user_id, project_id)
-            target_user: str | None = None
-            key_id: int | None = None
-            if spec.scope == "user":
-                if spec.user_id is None:
-                    raise BadRequest("user_id: required for a 'user' rate limit", param="user_id")
-                if await accounts.role_of(conn, spec.user_id, project_id) is None:
-                    raise BadRequest(
-                        f"user_id: user '{spec.user_id}' is not a member of the project",
-                        param="user_id",
-                    )
-                target_user = spec.user_id
-            elif spec.scope == "key":
-                if spec.key_name is None:
-                    raise BadRequest("key_name: required for a 'key' rate limit", param="key_name")
-                owner = spec.user_id or user_id
-                key = None if owner is None else await keys.key_by_name(conn, owner, spec.key_name)
-                if key is None or key.project_id != project_id:
-                    raise BadRequest(
-                        f"key_name: user '{owner}' has no API key '{spec.key_name}' "
-                        "in this project",
-                        param="key_name",
-                    )
-                target_user, key_id = owner, key.id
+            await require_admin(conn, user_id, project_id, rules="rate limits")
+            target = await resolve_scope(
+                conn,
+                rule="rate limit",
+                scope=spec.scope,
+                project_id=project_id,
+                caller_id=user_id,
+                user_id=spec.user_id,
+                key_name=spec.key_name,
+            )
             now_s = self._clock()
             row = RateLimitRow(
                 id=new_id(),
                 project_id=project_id,
                 scope=spec.scope,
-                user_id=target_user,
-                key_id=key_id,
+                user_id=target.user_id,
+                key_id=target.key_id,
                 requests_per_minute=spec.requests_per_minute,
                 tokens_per_minute=spec.tokens_per_minute,
                 created_at=int(now_s),
-                key_name=spec.key_name if key_id is not None else None,
+                key_name=target.key_name,
             )
             await store.insert_rate_limit(conn, row)
             await audit.append(
@@ -175,7 +159,7 @@ class RateLimitService:
         self, *, actor: Actor, user_id: str | None, project_id: str, limit_id: str
     ) -> None:
         async with self._db.write() as conn:
-            await _require_admin(conn, user_id, project_id)
+            await require_admin(conn, user_id, project_id, rules="rate limits")
             rows = await store.rate_limits_of_project(conn, project_id)
             found = [r for r in rows if r.id == limit_id]
             if not found or not await store.delete_rate_limit(conn, project_id, limit_id):
@@ -193,8 +177,7 @@ class RateLimitService:
 
 
 def _validate(spec: NewRateLimit) -> None:
-    if spec.scope not in SCOPES:
-        raise BadRequest(f"scope: must be one of {', '.join(SCOPES)}", param="scope")
+    check_scope_fields("rate limit", spec.scope, spec.user_id, spec.key_name)
     if spec.requests_per_minute is None and spec.tokens_per_minute is None:
         raise BadRequest(
             "requests_per_minute: give requests_per_minute, tokens_per_minute or both",
@@ -206,15 +189,3 @@ def _validate(spec: NewRateLimit) -> None:
     ):
         if value is not None and not 1 <= value <= MAX_PER_MINUTE:
             raise BadRequest(f"{name}: must be between 1 and {MAX_PER_MINUTE}", param=name)
-    if spec.scope not in ("user", "key") and spec.user_id is not None:
-        raise BadRequest("user_id: only a 'user' or 'key' rate limit names a user", param="user_id")
-    if spec.scope != "key" and spec.key_name is not None:
-        raise BadRequest("key_name: only a 'key' rate limit names a key", param="key_name")
-
-
-async def _require_admin(conn: AsyncConnection, user_id: str | None, project_id: str) -> None:
-    if user_id is None:
-        return
-    role = await accounts.role_of(conn, user_id, project_id)
-    if role != "admin":
-        raise Forbidden("only a project admin may manage rate limits")

@@ -7,6 +7,7 @@ provider says about a rejected secret is never repeated (it may echo the key).""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -99,8 +100,7 @@ async def _check(
     except TimeoutError:
         return result("unreachable", f"no answer within {timeout.total:g} s", reachable=False)
     except aiohttp.ClientError as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        return result("unreachable", f"cannot connect: {reason[:200]}", reachable=False)
+        return result("unreachable", connect_failure(error), reachable=False)
     if status in (401, 403):
         return result(
             "unauthorised",
@@ -117,11 +117,35 @@ async def _check(
     if missing:
         return result(
             "models_missing",
-            f"{len(missing)} of {len(wanted)} upstream models not listed: {', '.join(missing)}",
+            f"{len(missing)} of {_models(len(wanted))} not listed: {', '.join(missing)}",
             authorised=True,
             missing=missing,
         )
-    return result("ok", f"{len(wanted)} upstream models listed", authorised=True)
+    return result("ok", f"{_models(len(wanted))} listed", authorised=True)
+
+
+def _models(count: int) -> str:
+    return f"{count} upstream model{'' if count == 1 else 's'}"
+
+
+def connect_failure(error: aiohttp.ClientError) -> str:
+    """One short line for a failed connection, in our words: aiohttp's own text carries its
+    internals ("ssl:default [Connect call failed ('127.0.0.1', 9100)]")."""
+    if isinstance(error, aiohttp.ClientSSLError):
+        return "cannot connect: TLS handshake failed (certificate or protocol not accepted)"
+    if isinstance(error, aiohttp.ClientConnectorDNSError):
+        return f"cannot connect: host {error.host} not found"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        code = error.os_error.errno
+        why = os.strerror(code).lower() if code else "connection failed"
+        return f"cannot connect to {error.host}:{error.port}: {why}"
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection without answering"
+    if isinstance(error, aiohttp.InvalidURL):
+        return "cannot connect: the base_url is not a valid URL"
+    if isinstance(error, aiohttp.ClientPayloadError):
+        return "the answer to GET /models was cut short"
+    return f"cannot connect ({type(error).__name__})"
 
 
 def _model_ids(body: bytes) -> frozenset[str] | None:

@@ -23,6 +23,12 @@ Test hooks, read from the request's `model` name so one process serves every beh
 
 Token classes (cached, cache-written and reasoning tokens) follow the fixed rule of
 `tollway.providers.mock_usage`: long prompts are half cached, `reasoning_effort` thinks.
+
+Per-model pace (`MockSettings.paces`, `--demo-pace` for the demo's upstream models in
+`DEMO_PACES`): a model with a `Pace` answers like a provider of that speed — a stream waits
+`ttft_ms` before its first chunk and `1/tokens_per_second` between chunks, a whole answer
+waits `ttft_ms + completion_tokens / tokens_per_second` — so the demo's providers, which
+share one mock process, really differ in speed.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import importlib.util
 import random
 import struct
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -69,7 +75,33 @@ MOCK_MODELS = (
     "demo-chat-fp8",
     "demo-small",
     "demo-embed",
+    "demo-chat-lite",
+    "demo-small-lite",
+    "demo-embed-lite",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """How fast one upstream model answers: time to the first token, then tokens per second."""
+
+    ttft_ms: float
+    tokens_per_second: float
+
+    def whole_answer_s(self, completion_tokens: int) -> float:
+        return (self.ttft_ms + 1000 * completion_tokens / self.tokens_per_second) / 1000
+
+
+# The built-in demo registry's upstream models, each paced like its provider's hints in
+# demo.yaml (demo-eu: demo-chat, demo-small; demo-cheap: *-lite; demo-fast: demo-chat-fp8),
+# so cost, speed and balanced routing pick three different providers in the demo.
+DEMO_PACES: Mapping[str, Pace] = {
+    "demo-chat": Pace(250, 100),
+    "demo-small": Pace(250, 100),
+    "demo-chat-lite": Pace(800, 30),
+    "demo-small-lite": Pace(800, 30),
+    "demo-chat-fp8": Pace(100, 200),
+}
 _JSON_HEADERS = ((b"content-type", b"application/json"),)
 _SSE_HEADERS = (
     (b"content-type", b"text/event-stream"),
@@ -94,6 +126,8 @@ class MockSettings:
     # When set, every /v1/ call must send `Authorization: Bearer <api_key>` (else 401),
     # like a real provider checking the gateway's secret.
     api_key: str | None = None
+    # Per upstream model: answer at this pace instead of ttft_ms / tokens_per_second.
+    paces: Mapping[str, Pace] = field(default_factory=dict)
 
 
 @dataclass
@@ -236,18 +270,34 @@ class MockProvider:
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
             stream = StreamFrames(model, answer, include_usage and not omit_usage, hooks.cut_after)
-            await self._stream(receive, send, stream)
+            await self._stream(receive, send, stream, self._pace(model))
             return
         completion = answer.completion(model, with_usage=not omit_usage)
+        pace = self.settings.paces.get(model)
+        if pace is not None:
+            gone = asyncio.Event()
+            watcher = asyncio.create_task(_watch_disconnect(receive, gone))
+            try:
+                if not await _pause(pace.whole_answer_s(answer.usage()["completion_tokens"]), gone):
+                    return
+            finally:
+                watcher.cancel()
+                await asyncio.wait([watcher])
         await _respond(send, 200, orjson.dumps(completion))
 
-    async def _stream(self, receive: Receive, send: Send, stream: StreamFrames) -> None:
+    def _pace(self, model: str) -> Pace:
+        pace = self.settings.paces.get(model)
+        if pace is not None:
+            return pace
+        return Pace(self.settings.ttft_ms, self.settings.tokens_per_second)
+
+    async def _stream(self, receive: Receive, send: Send, stream: StreamFrames, pace: Pace) -> None:
         gone = asyncio.Event()
         watcher = asyncio.create_task(_watch_disconnect(receive, gone))
         self.stats.open_streams += 1
         outcome = "aborted"
         try:
-            outcome = await self._deliver(send, stream, gone)
+            outcome = await self._deliver(send, stream, gone, pace)
         except OSError:
             pass  # the transport failed under us: the client is gone
         finally:
@@ -261,18 +311,20 @@ class MockProvider:
             else:
                 self.stats.aborted_streams += 1
 
-    async def _deliver(self, send: Send, stream: StreamFrames, gone: asyncio.Event) -> str:
+    async def _deliver(
+        self, send: Send, stream: StreamFrames, gone: asyncio.Event, pace: Pace
+    ) -> str:
         """Send the stream chunk by chunk; returns "completed", "cut" or "aborted"."""
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
         cut_after = self.settings.cut_stream_after
         if stream.cut_after is not None:
             cut_after = stream.cut_after
-        tps = self.settings.tokens_per_second
+        tps = pace.tokens_per_second
         for index, event in enumerate(stream.token_events()):
             if cut_after is not None and index >= cut_after:
                 await send({"type": "http.response.body", "body": b""})
                 return "cut"
-            delay = self.settings.ttft_ms / 1000 if index == 0 else (1 / tps if tps > 0 else 0)
+            delay = pace.ttft_ms / 1000 if index == 0 else (1 / tps if tps > 0 else 0)
             if not await _pause(delay, gone):
                 return "aborted"
             await send(event)

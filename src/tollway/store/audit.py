@@ -1,18 +1,20 @@
 """The audit log table: one insert per change (inside the change's transaction), keyset
-pages newest first. Append-only: the database itself refuses UPDATE and DELETE (0005)."""
+pages newest first. Append-only: the database itself refuses UPDATE and DELETE (migration 0006)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Row, and_, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tollway.audit.actor import Actor
 from tollway.ids import new_id
 from tollway.store.schema import audit_log
+
+if TYPE_CHECKING:
+    from tollway.audit.actor import Actor  # a name for the type checker: store imports no domain
 
 TARGET_MAX = 256
 

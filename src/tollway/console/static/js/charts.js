@@ -15,6 +15,7 @@ export function columnChart(title, points, format) {
   const step = innerW / Math.max(points.length, 1);
   const barW = Math.max(step * 0.7, 1);
   const every = Math.ceil(points.length / 8);
+  const last = points.length - 1;
   const total = points.reduce((sum, p) => sum + p.value, 0);
   const chart = svg('svg', {
     viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img',
@@ -31,7 +32,8 @@ export function columnChart(title, points, format) {
         x, y: PAD.top + innerH - height, width: barW, height: Math.max(height, p.value > 0 ? 1 : 0),
         class: 'bar', 'data-value': p.value,
       }, svg('title', null, `${p.label}: ${format(p.value)}`)),
-      i % every === 0
+      // Counted back from the last point, so the newest day (today) always has its label.
+      (last - i) % every === 0
         ? svg('text', { x: x + barW / 2, y: H - 8, class: 'tick', 'text-anchor': 'middle' }, p.label)
         : null,
     ];

@@ -68,6 +68,7 @@ async function listView(ctx) {
     { label: 'Model', cell: (r) => h('span', { class: 'mono' }, r.model) },
     { label: 'Provider', cell: (r) => r.provider ?? '—' },
     { label: 'Status', cell: (r) => statusBadge(r.status) },
+    { label: 'Stream', cell: (r) => (r.stream ? 'yes' : 'no') },
     { label: 'Key', cell: (r) => r.key_name },
     { label: 'Tokens', cell: (r) => count(r.total_tokens), class: 'num' },
     { label: 'Cached', cell: (r) => count(r.cached_prompt_tokens), class: 'num' },
