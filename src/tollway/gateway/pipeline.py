@@ -6,6 +6,7 @@ Non-streaming calls settle before answering; streams settle when they end, howev
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -45,9 +46,17 @@ from tollway.observe.tracing import Tracer
 from tollway.projects.policy import Policy, effective_policy
 from tollway.providers.registry import Model, Registry, ResolvedEndpoint
 from tollway.providers.tokens import answer_tokens
-from tollway.providers.upstream import UpstreamClient, UpstreamError, UpstreamStatusError
+from tollway.providers.upstream import (
+    UpstreamClient,
+    UpstreamError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
 
 PATHS = {"chat.completions": "/chat/completions", "embeddings": "/embeddings"}
+# A timeout of a request with a larger prompt (estimated tokens) may be its own doing: it
+# counts in its project's own circuit only (`says_unhealthy`).
+SMALL_PROMPT_TOKENS = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +114,7 @@ class Gateway:
             config = await self.configs.get(principal.project_id)
             policy = effective_policy(config, request.router_fields)
         with self.tracer.span("tollway.route") as span:
-            plans = self._plans(model, policy, request)
+            plans = self._plans(model, policy, request, principal.project_id)
             span.set("tollway.candidates", sum(len(p.ranked) for p in plans))
         trace = tally.trace = Trace(policy.preference, list(policy.applied_filters), plans)
         completion_bound = _completion_bound(request, plans)
@@ -149,7 +158,9 @@ class Gateway:
             )
         return model
 
-    def _plans(self, model: Model, policy: Policy, request: InferenceRequest) -> list[ModelPlan]:
+    def _plans(
+        self, model: Model, policy: Policy, request: InferenceRequest, project: str
+    ) -> list[ModelPlan]:
         chain = [model]
         if policy.enable_model_fallback:
             chain += [m for m in (self.registry.model(i) for i in model.fallback) if m is not None]
@@ -161,11 +172,16 @@ class Gateway:
                 prompt_estimate=request.prompt_estimate,
                 max_tokens=request.max_tokens,
                 health=self.health,
+                project=project,
             )
             for m in chain
         ]
         if not any(p.ranked for p in plans):
-            raise _no_candidate(plans)
+            wait = min(
+                (self.health.reopens_in(ep, project) for p in plans for ep in p.unhealthy),
+                default=0.0,
+            )
+            raise _no_candidate(plans, math.ceil(wait))
         return plans
 
     async def _reserve(
@@ -224,10 +240,13 @@ class Gateway:
     def _failed(self, call: Call, endpoint: ResolvedEndpoint, exc: UpstreamError) -> None:
         call.trace.failed(endpoint, exc.message)
         self.metrics.upstream_failures.labels(endpoint.provider.slug).inc()
+        project = call.principal.project_id
         if exc.retriable:
-            self.health.record_failure(endpoint)
+            shared = says_unhealthy(exc, call.request, endpoint, call.reservation, self.health)
+            self.health.record_failure(endpoint, project, shared=shared)
             return
-        self.health.release(endpoint)  # the client's own mistake says nothing of the endpoint
+        # The client's own mistake says nothing of the endpoint.
+        self.health.release(endpoint, project)
         assert isinstance(exc, UpstreamStatusError)
         raise UpstreamRejected(exc.message, status=exc.upstream_status, body=exc.body)
 
@@ -237,7 +256,7 @@ class Gateway:
         path = PATHS[call.request.kind]
         last: UpstreamError | None = None
         for plan, endpoint in self._candidates(call):
-            if not self.health.admit(endpoint):
+            if not self.health.admit(endpoint, call.principal.project_id):
                 continue  # its half-open trial went to another request since ranking
             self._note_model(call, plan)
             attempt_started = time.perf_counter()
@@ -251,7 +270,7 @@ class Gateway:
                 self._failed(call, endpoint, exc)
                 continue
             except BaseException:
-                self.health.release(endpoint)
+                self.health.release(endpoint, call.principal.project_id)
                 raise
             elapsed_ms = (time.perf_counter() - attempt_started) * 1000
             call.trace.succeeded(endpoint)
@@ -286,7 +305,7 @@ class Gateway:
     async def _open_stream(self, call: Call) -> StreamRelay:
         last: UpstreamError | None = None
         for plan, endpoint in self._candidates(call):
-            if not self.health.admit(endpoint):
+            if not self.health.admit(endpoint, call.principal.project_id):
                 continue  # its half-open trial went to another request since ranking
             self._note_model(call, plan)
             attempt_started = time.perf_counter()
@@ -302,9 +321,9 @@ class Gateway:
                 self._failed(call, endpoint, exc)
                 continue
             except BaseException:
-                self.health.release(endpoint)
+                self.health.release(endpoint, call.principal.project_id)
                 raise
-            self.health.record_alive(endpoint)
+            self.health.record_alive(endpoint, call.principal.project_id)
             call.trace.succeeded(endpoint)
             return relay
         raise _all_failed(last)
@@ -340,7 +359,31 @@ def _usage_dict(request: InferenceRequest, prompt: int, completion: int) -> dict
     }
 
 
-def _no_candidate(plans: list[ModelPlan]) -> Exception:
+def says_unhealthy(
+    exc: UpstreamError,
+    request: InferenceRequest,
+    endpoint: ResolvedEndpoint,
+    reservation: Reservation,
+    health: HealthBook,
+) -> bool:
+    """Whether a retriable failure says the provider is unhealthy (it counts in the circuit
+    every project shares) rather than possibly the request's own doing (it counts in the
+    project's own circuit): every failure but a timeout does; a timeout does only for a
+    small request — a prompt of at most `SMALL_PROMPT_TOKENS` (estimated) and, unless
+    streamed (whose timeout is the wait for the first byte), a completion bound the endpoint
+    is predicted to produce in half its timeout."""
+    if not isinstance(exc, UpstreamTimeout):
+        return True
+    if request.prompt_estimate > SMALL_PROMPT_TOKENS:
+        return False
+    if request.stream:
+        return True
+    per_choice = reservation.max_tokens // max(request.choices, 1)
+    predicted_ms = health.predicted_latency_ms(endpoint, per_choice)
+    return predicted_ms * 2 <= endpoint.provider.timeout_s * 1000
+
+
+def _no_candidate(plans: list[ModelPlan], retry_after_s: int) -> Exception:
     reasons = [
         f"{plan.model.id}@{f['provider']}: {f['filter_failed']} ({f['reason']})"
         for plan in plans
@@ -351,7 +394,8 @@ def _no_candidate(plans: list[ModelPlan]) -> Exception:
     ) and any(plan.unhealthy for plan in plans)
     if only_unhealthy:
         return NoHealthyCandidate(
-            "every candidate is unhealthy (circuit open): " + "; ".join(reasons)
+            "every candidate is unhealthy (circuit open): " + "; ".join(reasons),
+            retry_after_s=retry_after_s,
         )
     return BadRequest(
         "no candidate left after the policy and capability filters: " + "; ".join(reasons),

@@ -77,7 +77,11 @@ class Settler:
         the usage record and the credits charged. `owned` is called as soon as the settlement
         task exists (from then on it owns the reservation, whatever happens to the caller)."""
         self.health.record_success(
-            endpoint, ttft_ms=ttft_ms, completion_tokens=completion, total_ms=total_ms
+            endpoint,
+            ttft_ms=ttft_ms,
+            completion_tokens=completion,
+            total_ms=total_ms,
+            project=call.principal.project_id,
         )
         record = self.usage_record(
             call, endpoint, prompt=prompt, completion=completion, status="success", source=source
