@@ -243,7 +243,7 @@ def keys_revoke(
     async def work(settings: Settings, db: Database) -> None:
         user_row = await AccountService(db, system_clock).user(user)
         keys = KeyService(db, system_clock, key_limit=settings.key_limit)
-        await keys.delete(user_id=user_row.id, name=name, calling_key_id=0)
+        await keys.delete(user_id=user_row.id, name=name, calling_key_id=0, operator=True)
 
     run(ctx, work)
     Console().print(f"key {name} of {user} revoked", highlight=False, markup=False)
