@@ -215,3 +215,29 @@ async def test_the_group_commit_tells_which_keys_were_deleted(
     assert gone == [payer.key_id]
     await meter.leases.close(1.0)
     await assert_invariant(world.db)
+
+
+async def test_usage_beyond_a_leased_reservation_takes_the_lease_then_the_balance(
+    world: World, clock: FakeClock, lmeter: Meter
+) -> None:
+    hal = await world.member("hal", "p1", credits_eur="1")
+    payer = await payer_of(world, hal)
+    first = await lmeter.reserve(ask(payer))
+    assert first.lease is not None
+    # Far beyond the lease (a quarter of the balance at most): the lease's free credits,
+    # then the balance, pay for it.
+    assert await lmeter.settle(first, usage(600_000, 0)) == 600_000
+    second = await lmeter.reserve(ask(payer))
+    # More than is left anywhere: all of it is charged, the rest a shortfall row.
+    charged = await lmeter.settle(second, usage(2_000_000, 0))
+    assert lmeter.leases is not None
+    await lmeter.leases.close(1.0)
+    assert charged == 400_000
+    assert await balance_of(world.db, hal.user_id) == 0
+    assert await scalar(world, "SELECT sum(cost_credits) FROM usage_events") == 1_000_000
+    assert await scalar(world, "SELECT count(*) FROM ledger WHERE kind = 'shortfall'") == 1
+    assert (
+        await scalar(world, "SELECT sum(amount_credits) FROM ledger WHERE kind = 'shortfall'") == 0
+    )
+    await assert_invariant(world.db)
+    assert (await verify_ledger(world.db, clock, stale_s=1e9, max_age_s=900)).ok

@@ -164,6 +164,22 @@ class Leases:
             await self._give_back_free(lease)
         return False
 
+    def take_more(self, lease_id: str, amount: int) -> int:
+        """Reserve up to `amount` more from this lease's free credits (usage beyond a
+        request's reservation); returns what it could take."""
+        lease = self._by_id.get(lease_id)
+        if lease is None or amount <= 0:
+            return 0
+        taken = min(amount, max(lease.free, 0))
+        lease.reserved += taken
+        return taken
+
+    def untake(self, lease_id: str, amount: int) -> None:
+        """Give back what `take_more` took (its settlement failed and will be retried)."""
+        lease = self._by_id.get(lease_id)
+        if lease is not None and amount > 0:
+            lease.reserved -= amount
+
     def settle(
         self,
         lease_id: str,

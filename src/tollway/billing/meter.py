@@ -33,12 +33,12 @@ from sqlalchemy import Connection
 
 from tollway.billing.budgets import describe, eur, window_key_of
 from tollway.billing.closing import (
+    charge_overrun,
     close,
     cost_of,
     described,
     record_usage,
     release_unsettled,
-    warn_if_capped,
 )
 from tollway.billing.leases import Leases
 from tollway.billing.quote import Quote
@@ -323,8 +323,9 @@ class Meter:
 
     async def settle_durably(self, reservation: Reservation, usage: UsageRecord | None) -> int:
         """Settle now, or — when the database refuses — hand the settlement to `pending`,
-        which retries it until it lands; never raises for that. Returns the charge, which
-        is the same either way (the cost capped at what was reserved)."""
+        which retries it until it lands; never raises for that. Returns the charge (when
+        deferred, the cost: what it charges unless the balance cannot cover usage beyond the
+        reservation)."""
         try:
             return await self.settle(reservation, usage)
         except asyncio.CancelledError:
@@ -332,58 +333,85 @@ class Meter:
             raise
         except Exception as exc:  # the durability boundary: whatever failed, retry it
             self.pending.add(reservation, usage, exc)
-            return min(cost_of(usage), reservation.amount_credits)
+            return cost_of(usage)  # what it will charge when the balance covers it
 
     async def settle(self, reservation: Reservation, usage: UsageRecord | None) -> int:
-        """Release the reservation and charge exactly the usage, capped at what was reserved,
-        with its usage event, in one transaction. Settling twice charges once. One attempt:
-        raises `DatabaseUnavailable` when the database does not answer.
+        """Release the reservation and charge exactly the usage, with its usage event, in one
+        transaction. Usage beyond the reservation is charged as far as the balance allows,
+        the rest recorded as a shortfall in the ledger (`closing.charge_overrun`). Settling
+        twice charges once. One attempt: raises `DatabaseUnavailable` when the database
+        does not answer.
 
-        A reservation against a credit lease is settled in memory (never raises); its charge
-        and usage event are written by the lease's next group commit."""
+        A reservation against a credit lease is settled in memory (a write only for usage
+        beyond the reservation that the lease cannot cover); its charge and usage event are
+        written by the lease's next group commit."""
         if reservation.lease is not None:
-            return self._settle_leased(reservation, reservation.lease, usage)
+            return await self._settle_leased(reservation, reservation.lease, usage)
         charged = await self._settle_once(reservation, usage)
         self._unsettled.discard(reservation.request_id)
         return charged
 
-    def _settle_leased(
+    async def _settle_leased(
         self, reservation: Reservation, lease_id: str, usage: UsageRecord | None
     ) -> int:
         assert self.leases is not None
-        if reservation.request_id not in self._unsettled:
+        request_id = reservation.request_id
+        if request_id not in self._unsettled:
             return 0  # settled already: charged once
-        self._unsettled.discard(reservation.request_id)
         cost = cost_of(usage)
-        warn_if_capped(reservation.request_id, cost, reserved=reservation.amount_credits)
-        charge = min(cost, reservation.amount_credits)
         payer = reservation.payer
+        extra = cost - reservation.amount_credits
+        # Usage beyond the reservation: from the lease's free credits first (in memory),
+        # the rest from the balance (one transaction), what neither covers a shortfall.
+        from_lease = self.leases.take_more(lease_id, extra) if extra > 0 else 0
+        from_balance = 0
+        if extra > from_lease:
+            try:
+                from_balance = await self._db.run_write(
+                    partial(
+                        charge_overrun,
+                        user_id=payer.user_id,
+                        request_id=request_id,
+                        extra=extra - from_lease,
+                        windows=(),
+                        now=int(self._clock()),
+                    )
+                )
+            except BaseException:
+                self.leases.untake(lease_id, from_lease)  # retried whole (idempotent)
+                raise
+        if request_id not in self._unsettled:  # settled meanwhile by a retry
+            self.leases.untake(lease_id, from_lease)
+            return 0
+        self._unsettled.discard(request_id)
+        charge = min(cost, reservation.amount_credits) + from_lease
         row = None  # nothing served: released, no usage event (as in the database path)
         if usage is not None:
             row = {
-                "request_id": reservation.request_id,
+                "request_id": request_id,
                 "created_at": int(self._clock()),
                 "user_id": payer.user_id,
                 "project_id": payer.project_id,
                 "key_id": payer.key_id,
-                "cost_credits": charge,
+                "cost_credits": charge + from_balance,
                 **described(usage, payer),
             }
         self.leases.settle(
             lease_id,
-            reserved=reservation.amount_credits,
-            request_id=reservation.request_id,
+            reserved=reservation.amount_credits + from_lease,
+            request_id=request_id,
             charge=charge,
             usage=row,
         )
-        return charge
+        return charge + from_balance
 
     async def _settle_once(self, reservation: Reservation, usage: UsageRecord | None) -> int:
         cost = cost_of(usage)
         now = int(self._clock())
         if not self._db.is_sqlite and not reservation.windows:
             # PostgreSQL: claim and close in one statement. None: nothing claimed (settled
-            # already, released, or holding budget windows): the transaction tells which.
+            # already, released, holding budget windows, or usage beyond the reservation,
+            # which `charge_overrun` handles): the transaction tells which.
             closed = await self._db.run_autocommit(
                 partial(
                     one_statement.settle,
@@ -394,7 +422,6 @@ class Meter:
                 )
             )
             if closed is not None:
-                warn_if_capped(reservation.request_id, cost, reserved=closed[0])
                 return closed[1]
         return await self._db.run_write(partial(self._settle, reservation, usage, cost, now))
 
@@ -410,8 +437,16 @@ class Meter:
         if held is None:  # settled already, or released by recovery
             return store.charged_for(conn, reservation.request_id)
         charge = min(cost, held.amount_credits)
-        warn_if_capped(held.request_id, cost, reserved=held.amount_credits)
         close(conn, held, charge, now)
+        if cost > held.amount_credits:
+            charge += charge_overrun(
+                conn,
+                user_id=held.user_id,
+                request_id=held.request_id,
+                extra=cost - held.amount_credits,
+                windows=held.windows,
+                now=now,
+            )
         if usage is not None:
             record_usage(conn, held, now, charge, described(usage, reservation.payer))
         return charge

@@ -76,6 +76,15 @@ _CLAIM = text(
     " project_id, key_id, amount_credits, budget_windows, instance_id, created_at"
 )
 _CHARGED = text("SELECT amount_credits FROM ledger WHERE entry_id = :entry_id")
+_CHARGED_ALL = text(
+    "SELECT COALESCE(SUM(amount_credits), 0) FROM ledger"
+    " WHERE entry_id IN (:charge_id, :overrun_id)"
+)
+_BALANCE = Locking.of("SELECT balance_credits FROM users WHERE id = :user_id", "FOR UPDATE")
+_LEDGER_NOTED = text(
+    "INSERT INTO ledger (entry_id, user_id, kind, amount_credits, request_id, note, created_at)"
+    " VALUES (:entry_id, :user_id, :kind, :amount, :request_id, :note, :now)"
+)
 # The columns of a usage event, in the order of `RECORD_USAGE`'s values.
 USAGE_COLUMNS = (
     "request_id",
@@ -201,11 +210,51 @@ def claim_reservation(conn: Connection, request_id: str) -> OpenReservation | No
 
 
 def charged_for(conn: Connection, request_id: str) -> int:
-    """What a closed request was charged (0 if it was released)."""
-    amount = conn.execute(
-        _CHARGED, {"entry_id": entry_id("charge", request_id)}
-    ).scalar_one_or_none()
-    return -int(amount) if amount is not None else 0
+    """What a closed request was charged (0 if it was released): its `charge:` row and any
+    `overrun:` row (usage beyond the reservation)."""
+    params = {
+        "charge_id": entry_id("charge", request_id),
+        "overrun_id": entry_id("overrun", request_id),
+    }
+    return -int(conn.execute(_CHARGED_ALL, params).scalar_one())
+
+
+def entry_amount(conn: Connection, entry: str) -> int | None:
+    """The amount of the ledger row with this entry id, None when there is none."""
+    amount = conn.execute(_CHARGED, {"entry_id": entry}).scalar_one_or_none()
+    return None if amount is None else int(amount)
+
+
+def locked_balance(conn: Connection, user_id: str) -> int:
+    """The user's balance, the row locked for the transaction (0 for no such user)."""
+    value = conn.execute(_BALANCE.on(conn), {"user_id": user_id}).scalar_one_or_none()
+    return 0 if value is None else int(value)
+
+
+def append_noted(
+    conn: Connection,
+    *,
+    entry: str,
+    user_id: str,
+    kind: str,
+    amount: int,
+    request_id: str,
+    note: str,
+    now: int,
+) -> None:
+    """One ledger row with a note (what a reader of the ledger needs to know about it)."""
+    conn.execute(
+        _LEDGER_NOTED,
+        {
+            "entry_id": entry,
+            "user_id": user_id,
+            "kind": kind,
+            "amount": amount,
+            "request_id": request_id,
+            "note": note[:200],
+            "now": now,
+        },
+    )
 
 
 def record_usage(conn: Connection, values: dict[str, Any]) -> None:
