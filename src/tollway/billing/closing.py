@@ -93,6 +93,7 @@ def charge_overrun(
     extra: int,
     windows: tuple[WindowKey, ...],
     now: int,
+    reason: str = "",
 ) -> int:
     """Usage the upstream reported beyond what was reserved (`extra` credits): taken from
     the balance as far as it goes — an `overrun:` ledger row of kind `charge` (counted in the
@@ -113,15 +114,53 @@ def charge_overrun(
             kind="charge",
             amount=-take,
             request_id=request_id,
-            note=f"upstream usage beyond the reservation: {take} credits",
+            note=f"{take} credits charged from the balance: {reason or OVERRUN}",
             now=now,
         )
         if windows:
             budget_store.move_windows(conn, windows, reserved_delta=0, spent_delta=take)
     else:
         take = 0
-    record_shortfall(conn, user_id=user_id, request_id=request_id, short=extra - take, now=now)
+    short = extra - take
+    record_shortfall(
+        conn, user_id=user_id, request_id=request_id, short=short, now=now, why=reason
+    )
     return take
+
+
+OVERRUN = "upstream usage beyond the reservation"
+# A credit lease released by a sweeper while its process was only paused (taken for dead):
+# the requests it served afterwards are charged from the balance instead.
+LEASE_LOST = "its credit lease was released while this process was taken for dead"
+
+
+def charge_without_lease(
+    conn: Connection,
+    *,
+    user_id: str,
+    request_id: str,
+    cost: int,
+    usage: dict[str, Any] | None,
+    now: int,
+) -> int:
+    """A leased request whose lease is gone (`LEASE_LOST`): its cost charged from the
+    balance as far as it goes, the rest a shortfall row, and its usage event (the
+    `usage_events` row, `cost_credits` set to what was charged) written unless there
+    already. Returns the charge; idempotent."""
+    charged = 0
+    if cost > 0:
+        charged = charge_overrun(
+            conn,
+            user_id=user_id,
+            request_id=request_id,
+            extra=cost,
+            windows=(),
+            now=now,
+            reason=LEASE_LOST,
+        )
+    if usage is not None:
+        store.record_usage_once(conn, {**usage, "cost_credits": charged})
+    return charged
 
 
 def record_shortfall(
@@ -132,6 +171,8 @@ def record_shortfall(
     if short <= 0:
         return
     reason = why or "the balance could not cover the upstream's reported usage"
+    if why:
+        reason += " and the balance could not cover it"
     store.append_noted(
         conn,
         entry=store.entry_id("shortfall", request_id),

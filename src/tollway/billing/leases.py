@@ -36,6 +36,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from tollway.billing.closing import charge_without_lease
 from tollway.clock import Clock
 from tollway.errors import DatabaseUnavailable
 from tollway.ids import new_id
@@ -278,7 +279,8 @@ class Leases:
                 if group in lost:
                     log.error(
                         "lease %s was released while this process held it (taken for dead):"
-                        " %d credits of charges not recorded",
+                        " its %d credits of charges were taken from the balance instead"
+                        " (any part it could not cover recorded as a shortfall)",
                         group.lease.lease_id,
                         group.total,
                     )
@@ -406,8 +408,9 @@ class Leases:
 
 
 def _commit(groups: list[_Group], now: int, conn: Connection) -> tuple[list[_Group], set[int]]:
-    """One transaction for every group; returns those whose lease row was gone, and the
-    keys among those that were used which no longer exist."""
+    """One transaction for every group; returns those whose lease row was gone (their
+    requests charged from the balance instead, `_charge_without_lease`), and the keys among
+    those that were used which no longer exist."""
     lost = []
     for group in groups:
         if not store.commit_charges(
@@ -420,6 +423,25 @@ def _commit(groups: list[_Group], now: int, conn: Connection) -> tuple[list[_Gro
             usage=group.usage,
             now=now,
         ):
+            _charge_without_lease(conn, group, now)
             lost.append(group)
     used = {row["key_id"] for group in groups for row in group.usage if row["key_id"]}
     return lost, store.gone_keys(conn, used)
+
+
+def _charge_without_lease(conn: Connection, group: _Group, now: int) -> None:
+    """The group's lease row was released by a sweeper (this process was paused past the
+    stale time and taken for dead; the sweeper gave the whole lease back to the balance):
+    each request is charged from the balance as far as it goes, the rest recorded as a
+    shortfall row, with its usage event — never only a log line."""
+    costs = {c["request_id"]: c["amount"] for c in group.charges}
+    usage = {row["request_id"]: row for row in group.usage}
+    for request_id in sorted(costs.keys() | usage.keys()):
+        charge_without_lease(
+            conn,
+            user_id=group.lease.user_id,
+            request_id=request_id,
+            cost=costs.get(request_id, 0),
+            usage=usage.get(request_id),
+            now=now,
+        )

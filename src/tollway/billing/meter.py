@@ -34,6 +34,7 @@ from sqlalchemy import Connection
 from tollway.billing.budgets import describe, eur, window_key_of
 from tollway.billing.closing import (
     charge_overrun,
+    charge_without_lease,
     close,
     cost_of,
     described,
@@ -360,6 +361,8 @@ class Meter:
             return 0  # settled already: charged once
         cost = cost_of(usage)
         payer = reservation.payer
+        if not self.leases.is_open(lease_id):
+            return await self._settle_without_lease(reservation, usage, cost)
         extra = cost - reservation.amount_credits
         # Usage beyond the reservation: from the lease's free credits first (in memory),
         # the rest from the balance (one transaction), what neither covers a shortfall.
@@ -404,6 +407,38 @@ class Meter:
             usage=row,
         )
         return charge + from_balance
+
+    async def _settle_without_lease(
+        self, reservation: Reservation, usage: UsageRecord | None, cost: int
+    ) -> int:
+        """The request's lease is gone: a sweeper released it (with this request's hold)
+        while this process was paused and taken for dead. Charged from the balance as far
+        as it goes, the rest a recorded shortfall (`closing.charge_without_lease`)."""
+        payer = reservation.payer
+        now = int(self._clock())
+        row = None
+        if usage is not None:
+            row = {
+                "request_id": reservation.request_id,
+                "created_at": now,
+                "user_id": payer.user_id,
+                "project_id": payer.project_id,
+                "key_id": payer.key_id,
+                "cost_credits": 0,
+                **described(usage, payer),
+            }
+        charged = await self._db.run_write(
+            partial(
+                charge_without_lease,
+                user_id=payer.user_id,
+                request_id=reservation.request_id,
+                cost=cost,
+                usage=row,
+                now=now,
+            )
+        )
+        self._unsettled.discard(reservation.request_id)
+        return charged
 
     async def _settle_once(self, reservation: Reservation, usage: UsageRecord | None) -> int:
         cost = cost_of(usage)

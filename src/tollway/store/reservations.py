@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tollway.store._sql import Locking
+from tollway.store._sql import Locking, insert_rows
 from tollway.store.budgets import WindowKey
 from tollway.store.schema import instances, ledger, reservations, users
 
@@ -260,6 +260,17 @@ def append_noted(
 def record_usage(conn: Connection, values: dict[str, Any]) -> None:
     """One `usage_events` row; `values` names every column of the table."""
     conn.execute(RECORD_USAGE, values)
+
+
+def record_usage_once(conn: Connection, values: dict[str, Any]) -> None:
+    """`record_usage`, nothing when the request's row is there already (a retry)."""
+    insert_rows(
+        conn,
+        "usage_events",
+        USAGE_COLUMNS,
+        [tuple(values[name] for name in USAGE_COLUMNS)],
+        skip_existing=True,
+    )
 
 
 async def register_instance(conn: AsyncConnection, instance_id: str, now: int) -> None:
