@@ -65,6 +65,8 @@ def build_state(
         settings.database_url,
         pool_size=settings.db_pool_size,
         sqlite_busy_timeout_s=settings.sqlite_busy_timeout_s,
+        pg_statement_timeout_s=settings.pg_statement_timeout_s,
+        pg_lock_timeout_s=settings.pg_lock_timeout_s,
     )
     projects = ProjectService(db, registry, clock)
     keys = KeyService(db, clock, key_limit=settings.key_limit)

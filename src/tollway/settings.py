@@ -59,6 +59,18 @@ class Settings(BaseSettings):
         description="How long a SQLite write waits for another process's lock before the "
         "database counts as unavailable (503).",
     )
+    pg_statement_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="PostgreSQL: the longest a statement may run (statement_timeout) before "
+        "it is cancelled and the request answered 503 database_unavailable.",
+    )
+    pg_lock_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="PostgreSQL: the longest a statement waits for a row or table lock "
+        "(lock_timeout), e.g. a reservation behind a stuck transaction; then 503.",
+    )
     upstream_connections: int = Field(
         default=4096, ge=1, description="Open connections per upstream host (streams hold one)."
     )
