@@ -89,6 +89,8 @@ def build_state(
     upstream = UpstreamClient(
         limit_per_host=settings.upstream_connections,
         redactor=Redactor(p.api_key for p in registry.providers.values()),
+        max_body_bytes=settings.upstream_max_body_bytes,
+        max_stream_s=settings.upstream_max_stream_s,
     )
     metrics = Metrics()
     tracer = tracer or Tracer()

@@ -71,6 +71,18 @@ class Settings(BaseSettings):
         description="PostgreSQL: the longest a statement waits for a row or table lock "
         "(lock_timeout), e.g. a reservation behind a stuck transaction; then 503.",
     )
+    upstream_max_body_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest whole (non-streamed) answer or error body read from an upstream; "
+        "a larger one is refused (502 naming the cap).",
+    )
+    upstream_max_stream_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="Longest an upstream stream may run in total (the idle timeout bounds "
+        "the gaps); then it ends with an error event, and what streamed is billed.",
+    )
     upstream_connections: int = Field(
         default=4096, ge=1, description="Open connections per upstream host (streams hold one)."
     )
