@@ -85,7 +85,13 @@ def build_state(
         if settings.credit_leases
         else None
     )
-    meter = Meter(db, clock, instance_id=instance_id, leases=leases)
+    meter = Meter(
+        db,
+        clock,
+        instance_id=instance_id,
+        leases=leases,
+        max_pending=settings.max_pending_settlements,
+    )
     upstream = UpstreamClient(
         limit_per_host=settings.upstream_connections,
         redactor=Redactor(p.api_key for p in registry.providers.values()),

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
         ge=0,
         description="On shutdown, how long to keep retrying settlements the database refused.",
     )
+    max_pending_settlements: int = Field(
+        default=10_000,
+        ge=1,
+        description="Settlements waiting in memory for the database, at most; while full, new "
+        "requests are refused (503 database_unavailable) and none is dropped.",
+    )
     credit_leases: bool = Field(
         default=True,
         description="Reserve requests in memory against per-process credit leases, "

@@ -43,7 +43,7 @@ from tollway.billing.closing import (
 )
 from tollway.billing.leases import Leases
 from tollway.billing.quote import Quote
-from tollway.billing.settlement import PendingSettlements
+from tollway.billing.settlement import MAX_PENDING, PendingSettlements
 from tollway.clock import Clock
 from tollway.errors import BudgetExceeded, DatabaseUnavailable, InsufficientBalance, Unauthorized
 from tollway.providers.registry import Pricing
@@ -109,7 +109,13 @@ class UsageRecord:
 
 class Meter:
     def __init__(
-        self, db: Database, clock: Clock, *, instance_id: str, leases: Leases | None = None
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        instance_id: str,
+        leases: Leases | None = None,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -118,7 +124,7 @@ class Meter:
         # Request ids of this process's reservations not known to be closed yet: in flight,
         # or waiting in `pending` for the database.
         self._unsettled: set[str] = set()
-        self.pending = PendingSettlements(self)
+        self.pending = PendingSettlements(self, max_pending)
 
     def is_open(self, request_id: str) -> bool:
         """Whether this process may still settle `request_id` (in flight or pending), or
@@ -147,6 +153,10 @@ class Meter:
         budget in one transaction; lower max_tokens to what they cover, or refuse."""
         if request.prompt_tokens < 0 or request.max_tokens < 0:
             raise ValueError("token counts cannot be negative")
+        if self.pending.full:  # backpressure: nothing new joins the backlog
+            raise DatabaseUnavailable(
+                f"{len(self.pending)} settlements are waiting for the database; retry shortly"
+            )
         quote = Quote.of(
             request.input_price, request.prompt_tokens, request.output_price, request.max_tokens
         )
