@@ -238,7 +238,9 @@ def keys_revoke(
     name: Annotated[str, typer.Argument(help="The key's name.")],
     user: Annotated[str, typer.Option(metavar="NAME", help="The key's user.")],
 ) -> None:
-    """Delete a user's key: refused at once by every gateway replica; its budgets go too."""
+    """Delete a user's key (its budgets and rate limits go too): refused at once on
+    Management calls; on inference calls within one credit-lease group commit of its next
+    use (docs/api.md)."""
 
     async def work(settings: Settings, db: Database) -> None:
         user_row = await AccountService(db, system_clock).user(user)
