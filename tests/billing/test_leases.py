@@ -305,3 +305,59 @@ async def test_a_lost_lease_the_balance_cannot_cover_is_a_shortfall(
     assert len(notes) == 1 and notes[0][0].startswith("5 credits not charged: its credit lease")
     await assert_invariant(world.db)
     await paused.leases.close(1.0)
+
+
+async def test_a_group_commit_and_a_draw_never_deadlock(
+    world: World, clock: FakeClock, database_url: str
+) -> None:
+    """A draw locks the user's row, then the lease's; the group commit used to take the lease
+    row first and then — through the ledger's foreign key — a share lock on the user's row:
+    a cycle, one of them rolled back (a deadlock) under load. A draw is played here by
+    another connection, holding the user's row while the commit starts, then growing the
+    lease row as a draw does."""
+    kim = await world.member("kim", "p1", credits_eur="1")
+    payer = await payer_of(world, kim)
+    meter = leased_meter(world, clock, "order")
+    assert meter.leases is not None
+    reservation = await meter.reserve(ask(payer))
+    assert reservation.lease is not None
+    await meter.settle(reservation, usage(10, 10))  # queued for the group commit
+    lease_id = reservation.lease
+    draw_sql = (
+        ("UPDATE users SET balance_credits = balance_credits - 1 WHERE id = {u}"),
+        (
+            "INSERT INTO ledger (entry_id, user_id, kind, amount_credits, request_id,"
+            " created_at) VALUES ('lease:' || {l} || ':x', {u}, 'lease', -1, {l}, 0)"
+        ),
+        "UPDATE reservations SET amount_credits = amount_credits + 1 WHERE request_id = {l}",
+    )
+    if database_url.startswith("sqlite"):
+        import sqlite3
+
+        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        flush = asyncio.create_task(meter.leases.flush())
+        await asyncio.sleep(0.3)  # the commit waits for the write lock
+        for sql in draw_sql:
+            conn.execute(sql.format(u=":u", l=":l"), {"u": kim.user_id, "l": lease_id})
+        conn.execute("COMMIT")
+        conn.close()
+    else:
+        import asyncpg
+
+        pg = await asyncpg.connect(database_url)
+        try:
+            async with pg.transaction():
+                await pg.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", kim.user_id)
+                flush = asyncio.create_task(meter.leases.flush())
+                await asyncio.sleep(0.3)  # the commit waits for the user's row
+                for sql in draw_sql:
+                    args = [a for a, mark in ((kim.user_id, "{u}"), (lease_id, "{l}")) if mark in sql]
+                    marks = {"u": "$1", "l": f"${len(args)}"}
+                    await pg.execute(sql.format(**marks), *args)
+        finally:
+            await pg.close()
+    await flush  # no deadlock victim: the commit lands
+    await meter.leases.close(1.0)
+    assert await scalar(world, "SELECT count(*) FROM ledger WHERE kind = 'charge'") == 1
+    await assert_invariant(world.db)
