@@ -27,6 +27,12 @@ def cost_of(usage: UsageRecord | None) -> int:
 
 
 def release_unsettled(request_id: str, now: int, conn: Connection) -> bool:
+    # The user's row first, then the reservation's: the order of a lease's draw, commit and
+    # give-back, so releasing a lease can never close a lock cycle with them.
+    user_id = store.reservation_user(conn, request_id)
+    if user_id is None:
+        return False
+    store.locked_balance(conn, user_id)
     held = store.claim_reservation(conn, request_id)
     if held is None:
         return False

@@ -190,6 +190,15 @@ def open_reservation(conn: Connection, r: OpenReservation) -> None:
     )
 
 
+_RESERVATION_USER = text("SELECT user_id FROM reservations WHERE request_id = :request_id")
+
+
+def reservation_user(conn: Connection, request_id: str) -> str | None:
+    """Whose reservation this is (None: there is none), without locking it."""
+    user_id = conn.execute(_RESERVATION_USER, {"request_id": request_id}).scalar_one_or_none()
+    return None if user_id is None else str(user_id)
+
+
 def claim_reservation(conn: Connection, request_id: str) -> OpenReservation | None:
     """Delete the reservation and return it; only one transaction ever gets it back, so a
     reservation is settled or released exactly once (settle and the sweeper race safely)."""
