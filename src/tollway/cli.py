@@ -238,9 +238,7 @@ def demo(
         keys = KeyService(db, system_clock, key_limit=settings.key_limit)
         for old in await keys.list(user.id):
             if old.name.startswith("demo-"):
-                await keys.delete(
-                    user_id=user.id, name=old.name, calling_key_id=0, operator=True
-                )
+                await keys.delete(user_id=user.id, name=old.name, calling_key_id=0, operator=True)
         key = await keys.create(
             user_id=user.id,
             project_id=project.id,

@@ -352,7 +352,9 @@ async def test_a_group_commit_and_a_draw_never_deadlock(
                 flush = asyncio.create_task(meter.leases.flush())
                 await asyncio.sleep(0.3)  # the commit waits for the user's row
                 for sql in draw_sql:
-                    args = [a for a, mark in ((kim.user_id, "{u}"), (lease_id, "{l}")) if mark in sql]
+                    args = [
+                        a for a, mark in ((kim.user_id, "{u}"), (lease_id, "{l}")) if mark in sql
+                    ]
                     marks = {"u": "$1", "l": f"${len(args)}"}
                     await pg.execute(sql.format(**marks), *args)
         finally:

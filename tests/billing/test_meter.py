@@ -1,14 +1,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import IntegrityError
 

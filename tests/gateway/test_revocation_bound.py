@@ -46,13 +46,16 @@ async def test_a_key_revoked_elsewhere_is_refused_within_the_stated_bound(
     headers = {"Authorization": f"Bearer {member.inference_key}"}
     with (
         running_mock() as mock_url,
-        running_gateway(
-            database_url, registry(tmp_path, mock_url), credit_leases=leases
-        ) as (base_url, _),
+        running_gateway(database_url, registry(tmp_path, mock_url), credit_leases=leases) as (
+            base_url,
+            _,
+        ),
     ):
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
             for _ in range(3):  # the key is cached, a lease drawn
-                assert (await client.post("/chat/completions", json=body, headers=headers)).is_success
+                assert (
+                    await client.post("/chat/completions", json=body, headers=headers)
+                ).is_success
             # Revoked through another connection pool, as by the CLI or another replica.
             await world.keys.delete(user_id=member.user_id, name="pr-inf", calling_key_id=0)
             answered_after = 0

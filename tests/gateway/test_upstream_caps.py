@@ -47,9 +47,10 @@ async def test_a_huge_answer_is_refused_naming_the_cap(
     registry = tmp_path / "registry.yaml"
     with behaved_upstream(huge(3 * 1024 * 1024)) as (url, upstream):
         write_registry(registry, document(url))
-        with running_gateway(
-            database_url, registry, upstream_max_body_bytes=1024 * 1024
-        ) as (base_url, _):
+        with running_gateway(database_url, registry, upstream_max_body_bytes=1024 * 1024) as (
+            base_url,
+            _,
+        ):
             async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
                 refused = await client.post(
                     "/chat/completions",

@@ -242,7 +242,7 @@ def behaved_upstream(behaviour: Behaviour) -> Iterator[tuple[str, _BehavedServer
 
 
 def generating(ms_per_token: float) -> Behaviour:
-    """Like a real model: the answer takes `max_tokens` × `ms_per_token` (no bound: 4096)."""
+    """Like a real model: the answer takes `max_tokens` times `ms_per_token` (no bound: 4096)."""
 
     def behave(request: dict[str, Any], handler: _BehavedHandler) -> None:
         tokens = int(request.get("max_tokens") or 4096)

@@ -128,9 +128,7 @@ def charge_overrun(
     else:
         take = 0
     short = extra - take
-    record_shortfall(
-        conn, user_id=user_id, request_id=request_id, short=short, now=now, why=reason
-    )
+    record_shortfall(conn, user_id=user_id, request_id=request_id, short=short, now=now, why=reason)
     return take
 
 

@@ -46,6 +46,7 @@ def media_allowance(part_type: object) -> int:
         return allowance
     return OTHER_MEDIA_PART_TOKENS if part_type.endswith("_url") else 0
 
+
 # Every field an OpenAI-compatible server may read as the completion bound, some ahead of
 # `max_tokens` (vLLM and SGLang read `max_completion_tokens` first, llama.cpp `n_predict`;
 # `max_new_tokens` is the Hugging Face name). Each one a client sends is a bound: the smallest

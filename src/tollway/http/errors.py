@@ -13,7 +13,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
 from tollway.dialects.anthropic.errors import error_body as anthropic_error_body
-from tollway.errors import DEFAULT_RETRY_AFTER_S, MESSAGE_CHARS, TollwayError, UpstreamRejected, excerpt, listing
+from tollway.errors import (
+    DEFAULT_RETRY_AFTER_S,
+    MESSAGE_CHARS,
+    TollwayError,
+    UpstreamRejected,
+    excerpt,
+    listing,
+)
 from tollway.http._scope import EXCHANGE
 
 OPENAI_PATHS = ("/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/responses")
