@@ -72,7 +72,7 @@ class Settings(BaseSettings):
         "it is cancelled and the request answered 503 database_unavailable.",
     )
     pg_lock_timeout_s: float = Field(
-        default=5.0,
+        default=10.0,
         gt=0,
         description="PostgreSQL: the longest a statement waits for a row or table lock "
         "(lock_timeout), e.g. a reservation behind a stuck transaction; then 503.",
