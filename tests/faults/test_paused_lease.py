@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import text
 
-from tests.faults.conftest import HOLDS_GONE_WITHIN_S, check_books, chat, funded
+from tests.faults.conftest import HOLDS_GONE_WITHIN_S, chat, check_books, funded
 from tests.support.processes import serve_process
 from tests.support.world import World
 
