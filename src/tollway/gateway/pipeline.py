@@ -51,6 +51,7 @@ from tollway.providers.upstream import (
     UpstreamError,
     UpstreamStatusError,
     UpstreamTimeout,
+    UpstreamTooLarge,
 )
 
 PATHS = {"chat.completions": "/chat/completions", "embeddings": "/embeddings"}
@@ -368,10 +369,13 @@ def says_unhealthy(
 ) -> bool:
     """Whether a retriable failure says the provider is unhealthy (it counts in the circuit
     every project shares) rather than possibly the request's own doing (it counts in the
-    project's own circuit): every failure but a timeout does; a timeout does only for a
-    small request — a prompt of at most `SMALL_PROMPT_TOKENS` (estimated) and, unless
-    streamed (whose timeout is the wait for the first byte), a completion bound the endpoint
-    is predicted to produce in half its timeout."""
+    project's own circuit): every failure but a timeout or an answer over the size cap
+    does; a timeout does only for a small request — a prompt of at most
+    `SMALL_PROMPT_TOKENS` (estimated) and, unless streamed (whose timeout is the wait for
+    the first byte), a completion bound the endpoint is predicted to produce in half its
+    timeout."""
+    if isinstance(exc, UpstreamTooLarge):
+        return False  # an answer over the size cap may be what the request asked for
     if not isinstance(exc, UpstreamTimeout):
         return True
     if request.prompt_estimate > SMALL_PROMPT_TOKENS:

@@ -153,9 +153,13 @@ def too_long(provider: Provider, max_s: float) -> UpstreamError:
     return UpstreamTimeout(f"{provider.slug}: stream exceeded the {max_s:g} s duration cap")
 
 
+class UpstreamTooLarge(UpstreamError):
+    """The answer is larger than the cap (possibly what the request asked for)."""
+
+
 def too_large(provider: Provider, max_bytes: int) -> UpstreamError:
     log.warning("upstream %s: an answer larger than %d bytes; refused", provider.slug, max_bytes)
-    return UpstreamError(f"{provider.slug}: answer larger than the {max_bytes}-byte cap")
+    return UpstreamTooLarge(f"{provider.slug}: answer larger than the {max_bytes}-byte cap")
 
 
 async def read_capped(response: aiohttp.ClientResponse, provider: Provider, cap: int) -> bytes:
