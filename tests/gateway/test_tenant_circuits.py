@@ -14,8 +14,8 @@ import httpx
 from tests.support.broken_upstream import behaved_upstream, generating, hanging, refused_url
 from tests.support.gateway import running_gateway, write_registry
 from tests.support.world import World
+from tollway.gateway.blame import SMALL_PROMPT_TOKENS
 from tollway.gateway.health import HealthBook
-from tollway.gateway.pipeline import SMALL_PROMPT_TOKENS
 
 
 def document(url: str, *, timeout_s: float) -> dict[str, Any]:

@@ -34,13 +34,13 @@ from sqlalchemy import Connection
 from tollway.billing.budgets import describe, eur, window_key_of
 from tollway.billing.closing import (
     charge_overrun,
-    charge_without_lease,
     close,
     cost_of,
     described,
     record_usage,
     release_unsettled,
 )
+from tollway.billing.leased import LeasedSettlement
 from tollway.billing.leases import Leases
 from tollway.billing.quote import Quote
 from tollway.billing.settlement import MAX_PENDING, PendingSettlements
@@ -125,6 +125,9 @@ class Meter:
         # or waiting in `pending` for the database.
         self._unsettled: set[str] = set()
         self.pending = PendingSettlements(self, max_pending)
+        self._leased = (
+            None if leases is None else LeasedSettlement(db, clock, leases, self._unsettled)
+        )
 
     def is_open(self, request_id: str) -> bool:
         """Whether this process may still settle `request_id` (in flight or pending), or
@@ -357,96 +360,9 @@ class Meter:
         beyond the reservation that the lease cannot cover); its charge and usage event are
         written by the lease's next group commit."""
         if reservation.lease is not None:
-            return await self._settle_leased(reservation, reservation.lease, usage)
+            assert self._leased is not None
+            return await self._leased.settle(reservation, reservation.lease, usage)
         charged = await self._settle_once(reservation, usage)
-        self._unsettled.discard(reservation.request_id)
-        return charged
-
-    async def _settle_leased(
-        self, reservation: Reservation, lease_id: str, usage: UsageRecord | None
-    ) -> int:
-        assert self.leases is not None
-        request_id = reservation.request_id
-        if request_id not in self._unsettled:
-            return 0  # settled already: charged once
-        cost = cost_of(usage)
-        payer = reservation.payer
-        if not self.leases.is_open(lease_id):
-            return await self._settle_without_lease(reservation, usage, cost)
-        extra = cost - reservation.amount_credits
-        # Usage beyond the reservation: from the lease's free credits first (in memory),
-        # the rest from the balance (one transaction), what neither covers a shortfall.
-        from_lease = self.leases.take_more(lease_id, extra) if extra > 0 else 0
-        from_balance = 0
-        if extra > from_lease:
-            try:
-                from_balance = await self._db.run_write(
-                    partial(
-                        charge_overrun,
-                        user_id=payer.user_id,
-                        request_id=request_id,
-                        extra=extra - from_lease,
-                        windows=(),
-                        now=int(self._clock()),
-                    )
-                )
-            except BaseException:
-                self.leases.untake(lease_id, from_lease)  # retried whole (idempotent)
-                raise
-        if request_id not in self._unsettled:  # settled meanwhile by a retry
-            self.leases.untake(lease_id, from_lease)
-            return 0
-        self._unsettled.discard(request_id)
-        charge = min(cost, reservation.amount_credits) + from_lease
-        row = None  # nothing served: released, no usage event (as in the database path)
-        if usage is not None:
-            row = {
-                "request_id": request_id,
-                "created_at": int(self._clock()),
-                "user_id": payer.user_id,
-                "project_id": payer.project_id,
-                "key_id": payer.key_id,
-                "cost_credits": charge + from_balance,
-                **described(usage, payer),
-            }
-        self.leases.settle(
-            lease_id,
-            reserved=reservation.amount_credits + from_lease,
-            request_id=request_id,
-            charge=charge,
-            usage=row,
-        )
-        return charge + from_balance
-
-    async def _settle_without_lease(
-        self, reservation: Reservation, usage: UsageRecord | None, cost: int
-    ) -> int:
-        """The request's lease is gone: a sweeper released it (with this request's hold)
-        while this process was paused and taken for dead. Charged from the balance as far
-        as it goes, the rest a recorded shortfall (`closing.charge_without_lease`)."""
-        payer = reservation.payer
-        now = int(self._clock())
-        row = None
-        if usage is not None:
-            row = {
-                "request_id": reservation.request_id,
-                "created_at": now,
-                "user_id": payer.user_id,
-                "project_id": payer.project_id,
-                "key_id": payer.key_id,
-                "cost_credits": 0,
-                **described(usage, payer),
-            }
-        charged = await self._db.run_write(
-            partial(
-                charge_without_lease,
-                user_id=payer.user_id,
-                request_id=reservation.request_id,
-                cost=cost,
-                usage=row,
-                now=now,
-            )
-        )
         self._unsettled.discard(reservation.request_id)
         return charged
 

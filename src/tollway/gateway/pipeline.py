@@ -30,6 +30,7 @@ from tollway.errors import (
     UpstreamRejected,
 )
 from tollway.gateway.auth import Authenticator, Principal
+from tollway.gateway.blame import says_unhealthy
 from tollway.gateway.config_cache import ConfigCache
 from tollway.gateway.health import HealthBook
 from tollway.gateway.metadata import Trace, build_metadata
@@ -46,18 +47,9 @@ from tollway.observe.tracing import Tracer
 from tollway.projects.policy import Policy, effective_policy
 from tollway.providers.registry import Model, Registry, ResolvedEndpoint
 from tollway.providers.tokens import answer_tokens
-from tollway.providers.upstream import (
-    UpstreamClient,
-    UpstreamError,
-    UpstreamStatusError,
-    UpstreamTimeout,
-    UpstreamTooLarge,
-)
+from tollway.providers.upstream import UpstreamClient, UpstreamError, UpstreamStatusError
 
 PATHS = {"chat.completions": "/chat/completions", "embeddings": "/embeddings"}
-# A timeout of a request with a larger prompt (estimated tokens) may be its own doing: it
-# counts in its project's own circuit only (`says_unhealthy`).
-SMALL_PROMPT_TOKENS = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,33 +350,6 @@ def _usage_dict(request: InferenceRequest, prompt: int, completion: int) -> dict
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
-
-
-def says_unhealthy(
-    exc: UpstreamError,
-    request: InferenceRequest,
-    endpoint: ResolvedEndpoint,
-    reservation: Reservation,
-    health: HealthBook,
-) -> bool:
-    """Whether a retriable failure says the provider is unhealthy (it counts in the circuit
-    every project shares) rather than possibly the request's own doing (it counts in the
-    project's own circuit): every failure but a timeout or an answer over the size cap
-    does; a timeout does only for a small request — a prompt of at most
-    `SMALL_PROMPT_TOKENS` (estimated) and, unless streamed (whose timeout is the wait for
-    the first byte), a completion bound the endpoint is predicted to produce in half its
-    timeout."""
-    if isinstance(exc, UpstreamTooLarge):
-        return False  # an answer over the size cap may be what the request asked for
-    if not isinstance(exc, UpstreamTimeout):
-        return True
-    if request.prompt_estimate > SMALL_PROMPT_TOKENS:
-        return False
-    if request.stream:
-        return True
-    per_choice = reservation.max_tokens // max(request.choices, 1)
-    predicted_ms = health.predicted_latency_ms(endpoint, per_choice)
-    return predicted_ms * 2 <= endpoint.provider.timeout_s * 1000
 
 
 def _no_candidate(plans: list[ModelPlan], retry_after_s: int) -> Exception:
