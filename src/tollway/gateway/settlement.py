@@ -92,7 +92,7 @@ class Settler:
         # Tallied before the await: a caller cancelled during it (a client leaving a stream)
         # would otherwise leave the tally empty. The meter's own figure replaces it after.
         cost = record.pricing.credits_for(record.prompt_tokens, record.completion_tokens)
-        call.tally.settled(record, min(cost, call.reservation.amount_credits))
+        call.tally.settled(record, cost)
         charged = await asyncio.shield(settlement)
         self.record_served(record)
         call.tally.settled(record, charged)

@@ -220,9 +220,10 @@ class StreamRelay:
             source=source,
         )
         self._settler.record_served(record)
-        # What the meter will charge (it caps the cost at the reservation), known now.
+        # What the meter will charge (the cost, unless the balance cannot cover usage
+        # beyond the reservation), known now.
         cost = record.pricing.credits_for(record.prompt_tokens, record.completion_tokens)
-        self._call.tally.settled(record, min(cost, self._call.reservation.amount_credits))
+        self._call.tally.settled(record, cost)
         self._settler.settle_later(self._call.reservation, record)
 
 
