@@ -71,6 +71,8 @@ def build_state(
         settings.database_url,
         pool_size=settings.db_pool_size,
         sqlite_busy_timeout_s=settings.sqlite_busy_timeout_s,
+        pg_statement_timeout_s=settings.pg_statement_timeout_s,
+        pg_lock_timeout_s=settings.pg_lock_timeout_s,
     )
     projects = ProjectService(db, registry, clock)
     keys = KeyService(db, clock, key_limit=settings.key_limit)
@@ -91,10 +93,19 @@ def build_state(
         if settings.credit_leases
         else None
     )
-    meter = Meter(db, clock, instance_id=instance_id, leases=leases, tasks=tasks)
+    meter = Meter(
+        db,
+        clock,
+        instance_id=instance_id,
+        leases=leases,
+        tasks=tasks,
+        max_pending=settings.max_pending_settlements,
+    )
     upstream = UpstreamClient(
         limit_per_host=settings.upstream_connections,
         redactor=Redactor(p.api_key for p in registry.providers.values()),
+        max_body_bytes=settings.upstream_max_body_bytes,
+        max_stream_s=settings.upstream_max_stream_s,
     )
     metrics = Metrics()
     tracer = tracer or Tracer()

@@ -251,7 +251,9 @@ def demo(
         keys = KeyService(db, system_clock, key_limit=settings.key_limit)
         for old in await keys.list(user.id):
             if old.name.startswith("demo-"):
-                await keys.delete(actor=CLI, user_id=user.id, name=old.name, calling_key_id=0)
+                await keys.delete(
+                    actor=CLI, user_id=user.id, name=old.name, calling_key_id=0, operator=True
+                )
         key = await keys.create(
             actor=CLI,
             user_id=user.id,

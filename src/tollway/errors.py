@@ -11,6 +11,9 @@ from collections.abc import Iterable
 QUOTE_CHARS = 64
 LIST_ITEMS = 5
 MESSAGE_CHARS = 1024
+# Every 503 says when to come back: its own figure (an open circuit's remaining cooldown),
+# else this.
+DEFAULT_RETRY_AFTER_S = 2
 
 
 def excerpt(value: object, limit: int = QUOTE_CHARS) -> str:
@@ -109,9 +112,16 @@ class RateLimited(TollwayError):
 
 
 class NoHealthyCandidate(TollwayError):
+    """Every candidate's circuit is open: `retry_after_s` is when the first of them lets a
+    trial through again."""
+
     status = 503
     openai_type = "server_error"
     code = "no_healthy_provider"
+
+    def __init__(self, message: str, *, retry_after_s: int = DEFAULT_RETRY_AFTER_S) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, retry_after_s)
 
 
 class DatabaseUnavailable(TollwayError):
@@ -121,7 +131,7 @@ class DatabaseUnavailable(TollwayError):
     status = 503
     openai_type = "server_error"
     code = "database_unavailable"
-    retry_after_s = 2
+    retry_after_s = DEFAULT_RETRY_AFTER_S
 
 
 class UpstreamFailure(TollwayError):
@@ -133,6 +143,8 @@ class UpstreamFailure(TollwayError):
     def __init__(self, message: str, *, status: int) -> None:
         super().__init__(message)
         self.status = status
+        if status == 503:
+            self.retry_after_s = DEFAULT_RETRY_AFTER_S
 
 
 class ConfigError(Exception):

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
         ge=0,
         description="On shutdown, how long to keep retrying settlements the database refused.",
     )
+    max_pending_settlements: int = Field(
+        default=10_000,
+        ge=1,
+        description="Settlements waiting in memory for the database, at most; while full, new "
+        "requests are refused (503 database_unavailable) and none is dropped.",
+    )
     credit_leases: bool = Field(
         default=True,
         description="Reserve requests in memory against per-process credit leases, "
@@ -58,6 +64,30 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a SQLite write waits for another process's lock before the "
         "database counts as unavailable (503).",
+    )
+    pg_statement_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="PostgreSQL: the longest a statement may run (statement_timeout) before "
+        "it is cancelled and the request answered 503 database_unavailable.",
+    )
+    pg_lock_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="PostgreSQL: the longest a statement waits for a row or table lock "
+        "(lock_timeout), e.g. a reservation behind a stuck transaction; then 503.",
+    )
+    upstream_max_body_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest whole (non-streamed) answer or error body read from an upstream; "
+        "a larger one is refused (502 naming the cap).",
+    )
+    upstream_max_stream_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="Longest an upstream stream may run in total (the idle timeout bounds "
+        "the gaps); then it ends with an error event, and what streamed is billed.",
     )
     upstream_connections: int = Field(
         default=4096, ge=1, description="Open connections per upstream host (streams hold one)."

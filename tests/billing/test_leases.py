@@ -217,3 +217,151 @@ async def test_the_group_commit_tells_which_keys_were_deleted(
     assert gone == [payer.key_id]
     await meter.leases.close(1.0)
     await assert_invariant(world.db)
+
+
+async def test_usage_beyond_a_leased_reservation_takes_the_lease_then_the_balance(
+    world: World, clock: FakeClock, lmeter: Meter
+) -> None:
+    hal = await world.member("hal", "p1", credits_eur="1")
+    payer = await payer_of(world, hal)
+    first = await lmeter.reserve(ask(payer))
+    assert first.lease is not None
+    # Far beyond the lease (a quarter of the balance at most): the lease's free credits,
+    # then the balance, pay for it.
+    assert await lmeter.settle(first, usage(600_000, 0)) == 600_000
+    second = await lmeter.reserve(ask(payer))
+    # More than is left anywhere: all of it is charged, the rest a shortfall row.
+    charged = await lmeter.settle(second, usage(2_000_000, 0))
+    assert lmeter.leases is not None
+    await lmeter.leases.close(1.0)
+    assert charged == 400_000
+    assert await balance_of(world.db, hal.user_id) == 0
+    assert await scalar(world, "SELECT sum(cost_credits) FROM usage_events") == 1_000_000
+    assert await scalar(world, "SELECT count(*) FROM ledger WHERE kind = 'shortfall'") == 1
+    assert (
+        await scalar(world, "SELECT sum(amount_credits) FROM ledger WHERE kind = 'shortfall'") == 0
+    )
+    await assert_invariant(world.db)
+    assert (await verify_ledger(world.db, clock, stale_s=1e9, max_age_s=900)).ok
+
+
+async def test_a_lease_taken_for_dead_while_paused_charges_the_balance_instead(
+    world: World, clock: FakeClock
+) -> None:
+    """A process paused past the stale time: another replica's sweeper releases its lease
+    in full. What the process serves after it resumes — settled into the lost lease, or
+    queued for a group commit that finds the lease gone — is charged from the balance,
+    with its usage events; nothing is lost silently, nothing charged twice."""
+    ivy = await world.member("ivy", "p1", credits_eur="1")
+    payer = await payer_of(world, ivy)
+    paused = leased_meter(world, clock, "paused")
+    assert paused.leases is not None
+    await paused.settle(await paused.reserve(ask(payer)), usage(10, 10))
+    await paused.leases.flush()  # 20 committed
+    queued = await paused.reserve(ask(payer))
+    await paused.settle(queued, usage(10, 10))  # queued for the next group commit
+    in_flight = await paused.reserve(ask(payer))  # served after the resume
+    # The pause: a sweeper takes the silent process for dead and releases its lease.
+    survivor = Meter(world.db, clock, instance_id="survivor")
+    recovery = Recovery(world.db, survivor, clock, heartbeat_s=1, stale_s=5)
+    await recovery.register()
+    assert await recovery.sweep() == 1
+    assert await balance_of(world.db, ivy.user_id) == 1_000_000 - 20
+    # The resume: the group commit finds the lease gone; the next settle too.
+    await paused.leases.flush()
+    assert await paused.settle(in_flight, usage(10, 20)) == 30
+    assert await paused.settle(in_flight, usage(10, 20)) == 0  # once
+    assert await balance_of(world.db, ivy.user_id) == 1_000_000 - 20 - 20 - 30
+    assert await scalar(world, "SELECT count(*) FROM usage_events") == 3
+    assert await scalar(world, "SELECT sum(cost_credits) FROM usage_events") == 70
+    assert await scalar(world, "SELECT count(*) FROM ledger WHERE kind = 'shortfall'") == 0
+    await assert_invariant(world.db)
+    assert (await verify_ledger(world.db, clock, stale_s=5, max_age_s=900)).ok
+    await paused.leases.close(1.0)
+
+
+async def test_a_lost_lease_the_balance_cannot_cover_is_a_shortfall(
+    world: World, clock: FakeClock
+) -> None:
+    jo = await world.member("jo", "p1", credits_eur=None)
+    await set_balance(world, jo, 10_000)
+    payer = await payer_of(world, jo)
+    paused = leased_meter(world, clock, "paused")
+    assert paused.leases is not None
+    in_flight = await paused.reserve(ask(payer))
+    assert in_flight.lease is not None
+    other = Meter(world.db, clock, instance_id="other")
+    recovery = Recovery(world.db, other, clock, heartbeat_s=1, stale_s=5)
+    await recovery.register()
+    assert await recovery.sweep() == 1
+    assert await balance_of(world.db, jo.user_id) == 10_000
+    spent = await other.reserve(ask(payer, prompt=9_975, max_tokens=0))  # spent elsewhere
+    assert await other.settle(spent, usage(9_975, 0)) == 9_975
+    # The lease still looks open here: settled in memory, found lost at the group commit.
+    assert await paused.settle(in_flight, usage(10, 20)) == 30
+    await paused.leases.flush()
+    assert await balance_of(world.db, jo.user_id) == 0
+    assert await scalar(world, "SELECT sum(cost_credits) FROM usage_events") == 9_975 + 25
+    async with world.db.read() as conn:
+        notes = (await conn.execute(text("SELECT note FROM ledger WHERE kind = 'shortfall'"))).all()
+    assert len(notes) == 1 and notes[0][0].startswith("5 credits not charged: its credit lease")
+    await assert_invariant(world.db)
+    await paused.leases.close(1.0)
+
+
+async def test_a_group_commit_and_a_draw_never_deadlock(
+    world: World, clock: FakeClock, database_url: str
+) -> None:
+    """A draw locks the user's row, then the lease's; the group commit used to take the lease
+    row first and then — through the ledger's foreign key — a share lock on the user's row:
+    a cycle, one of them rolled back (a deadlock) under load. A draw is played here by
+    another connection, holding the user's row while the commit starts, then growing the
+    lease row as a draw does."""
+    kim = await world.member("kim", "p1", credits_eur="1")
+    payer = await payer_of(world, kim)
+    meter = leased_meter(world, clock, "order")
+    assert meter.leases is not None
+    reservation = await meter.reserve(ask(payer))
+    assert reservation.lease is not None
+    await meter.settle(reservation, usage(10, 10))  # queued for the group commit
+    lease_id = reservation.lease
+    draw_sql = (
+        ("UPDATE users SET balance_credits = balance_credits - 1 WHERE id = {u}"),
+        (
+            "INSERT INTO ledger (entry_id, user_id, kind, amount_credits, request_id,"
+            " created_at) VALUES ('lease:' || {l} || ':x', {u}, 'lease', -1, {l}, 0)"
+        ),
+        "UPDATE reservations SET amount_credits = amount_credits + 1 WHERE request_id = {l}",
+    )
+    if database_url.startswith("sqlite"):
+        import sqlite3
+
+        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        flush = asyncio.create_task(meter.leases.flush())
+        await asyncio.sleep(0.3)  # the commit waits for the write lock
+        for sql in draw_sql:
+            conn.execute(sql.format(u=":u", l=":l"), {"u": kim.user_id, "l": lease_id})
+        conn.execute("COMMIT")
+        conn.close()
+    else:
+        import asyncpg
+
+        pg = await asyncpg.connect(database_url)
+        try:
+            async with pg.transaction():
+                await pg.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", kim.user_id)
+                flush = asyncio.create_task(meter.leases.flush())
+                await asyncio.sleep(0.3)  # the commit waits for the user's row
+                for sql in draw_sql:
+                    args = [
+                        a for a, mark in ((kim.user_id, "{u}"), (lease_id, "{l}")) if mark in sql
+                    ]
+                    marks = {"u": "$1", "l": f"${len(args)}"}
+                    await pg.execute(sql.format(**marks), *args)
+        finally:
+            await pg.close()
+    await flush  # no deadlock victim: the commit lands
+    await meter.leases.close(1.0)
+    assert await scalar(world, "SELECT count(*) FROM ledger WHERE kind = 'charge'") == 1
+    await assert_invariant(world.db)

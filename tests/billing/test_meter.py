@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -164,13 +163,33 @@ async def test_embeddings_reserve_only_the_prompt(world: World, meter: Meter) ->
     assert (reservation.amount_credits, reservation.max_tokens) == (10, 0)
 
 
-async def test_usage_above_the_bound_is_capped_at_the_reservation(
-    world: World, meter: Meter
-) -> None:
+async def test_usage_above_the_bound_is_charged_in_full(world: World, meter: Meter) -> None:
     alice = await world.member("alice", "p1", credits_eur="1")
     reservation = await meter.reserve(ask(await payer_of(world, alice), prompt=10, max_tokens=50))
-    assert await meter.settle(reservation, usage(12, 80)) == 60
-    assert await balance_of(world.db, alice.user_id) == 1_000_000 - 60
+    assert reservation.amount_credits == 60
+    assert await meter.settle(reservation, usage(12, 80)) == 92  # the usage, not the hold
+    assert await meter.settle(reservation, usage(12, 80)) == 92  # settled once
+    assert await balance_of(world.db, alice.user_id) == 1_000_000 - 92
+    await assert_invariant(world.db)
+
+
+async def test_usage_the_balance_cannot_cover_is_a_shortfall_row(
+    world: World, meter: Meter
+) -> None:
+    alice = await world.member("alice", "p1", credits_eur=None)
+    await set_balance(world, alice, 70)
+    reservation = await meter.reserve(ask(await payer_of(world, alice), prompt=10, max_tokens=50))
+    assert await meter.settle(reservation, usage(12, 80)) == 70  # all there was, no more
+    assert await balance_of(world.db, alice.user_id) == 0
+    async with world.db.read() as conn:
+        rows = (
+            await conn.execute(
+                text("SELECT amount_credits, note FROM ledger WHERE kind = 'shortfall'")
+            )
+        ).all()
+    assert [(int(r[0]), r[1]) for r in rows] == [
+        (0, "22 credits not charged: the balance could not cover the upstream's reported usage")
+    ]
     await assert_invariant(world.db)
 
 
@@ -396,15 +415,13 @@ async def test_one_statement_settle_charges_once_and_records_the_event(
     await assert_invariant(world.db)
 
 
-async def test_one_statement_settle_caps_the_charge_and_writes_no_zero_charge(
-    world: World, meter: Meter, caplog: pytest.LogCaptureFixture
+async def test_settle_charges_beyond_the_hold_and_writes_no_zero_charge(
+    world: World, meter: Meter
 ) -> None:
     alice = await world.member("alice", "p1", credits_eur="1")
     payer = await payer_of(world, alice)
     over = await meter.reserve(ask(payer, prompt=10, max_tokens=50))
-    with caplog.at_level(logging.WARNING, logger="tollway.billing"):
-        assert await meter.settle(over, usage(12, 80)) == 60
-    assert "more than the 60 reserved" in caplog.text
+    assert await meter.settle(over, usage(12, 80)) == 92
     free = await meter.reserve(ask(payer, prompt=10, max_tokens=50))
     assert await meter.settle(free, usage(0, 0)) == 0
     async with world.db.read() as conn:
@@ -415,7 +432,7 @@ async def test_one_statement_settle_caps_the_charge_and_writes_no_zero_charge(
             )
         ).all()
     assert [k for (k,) in kinds] == ["release", "reserve"]
-    assert await balance_of(world.db, alice.user_id) == 1_000_000 - 60
+    assert await balance_of(world.db, alice.user_id) == 1_000_000 - 92
     await assert_invariant(world.db)
 
 

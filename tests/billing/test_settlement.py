@@ -100,6 +100,32 @@ async def test_a_settlement_refused_by_the_database_lands_once_it_is_back(
     await meter.pending.close(0)
 
 
+async def test_a_full_backlog_refuses_new_requests_and_drops_nothing(
+    outage: Outage, fragile: tuple[World, Database]
+) -> None:
+    world, db = fragile
+    bea = await world.member("bea", "p1", credits_eur="1")
+    meter = Meter(db, FakeClock(), instance_id="live", max_pending=2)
+    payer = await payer_of(world, bea)
+    held = [await meter.reserve(ask(payer)) for _ in range(3)]
+    outage.down()
+    # In flight when the backlog filled: still kept (never dropped), past the bound.
+    assert [await meter.settle_durably(r, usage(10, 20)) for r in held] == [30, 30, 30]
+    assert len(meter.pending) == 3 and meter.pending.full
+    outage.up()  # the backlog has not drained yet: new requests are refused without a try
+    with pytest.raises(DatabaseUnavailable, match="settlements are waiting"):
+        await meter.reserve(ask(payer))
+    assert len(meter.pending) == 3  # the refusal added nothing to it
+    await reconnected(world.db)
+    await eventually_no_holds(world.db, LANDS_WITHIN_S)
+    assert not meter.pending.full
+    served = await meter.reserve(ask(payer))  # drained: served again
+    await meter.settle(served, usage(10, 20))
+    assert await balance_of(world.db, bea.user_id) == 1_000_000 - 4 * 30
+    await assert_invariant(world.db)
+    await meter.pending.close(0)
+
+
 async def test_a_graceful_shutdown_during_an_outage_leaves_the_hold_to_the_sweeper(
     outage: Outage, fragile: tuple[World, Database]
 ) -> None:

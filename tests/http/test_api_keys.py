@@ -227,3 +227,64 @@ async def test_key_limit_holds_under_concurrent_creates(
     assert sorted(r.status_code for r in responses) == [201] * 3 + [400] * 5
     listed = await api.get("/v1/manage/api-keys", headers=h)
     assert len(listed.json()["api_keys"]) == 5
+
+
+async def test_a_member_cannot_shed_an_admins_limits_by_deleting_the_key(
+    world: World, api: httpx.AsyncClient
+) -> None:
+    admin = await world.member("alice", "p1")
+    bob = await world.member("bob", "p1", role="member")
+    h_admin, h_bob = bearer(admin.management_key), bearer(bob.management_key)
+    target = {"scope": "key", "user_id": bob.user_id, "key_name": "p1-inf"}
+    budget = await api.post(
+        "/v1/manage/budgets", json={**target, "period": "daily", "limit": 1}, headers=h_admin
+    )
+    limit = await api.post(
+        "/v1/manage/rate-limits", json={**target, "requests_per_minute": 2}, headers=h_admin
+    )
+    assert budget.status_code == limit.status_code == 201, (budget.text, limit.text)
+
+    async def delete_bobs_key() -> httpx.Response:
+        return await api.request(
+            "DELETE", "/v1/manage/api-keys", json={"name": "p1-inf"}, headers=h_bob
+        )
+
+    refused = await delete_bobs_key()
+    assert refused.status_code == 400
+    message = refused.json()["error"]
+    assert "p1-inf" in message and "a budget and a rate limit" in message
+    # Nothing changed: the key works and both limits are still on it.
+    assert (await api.get("/v1/models", headers=bearer(bob.inference_key))).status_code == 200
+    budgets = (await api.get("/v1/manage/budgets", headers=h_admin)).json()["budgets"]
+    assert [b["key_name"] for b in budgets] == ["p1-inf"]
+    limits = (await api.get("/v1/manage/rate-limits", headers=h_admin)).json()["rate_limits"]
+    assert [r["key_name"] for r in limits] == ["p1-inf"]
+
+    # The admin lifts the budget: the rate limit still holds the key.
+    removed = await api.request(
+        "DELETE", "/v1/manage/budgets", json={"id": budget.json()["id"]}, headers=h_admin
+    )
+    assert removed.status_code == 200
+    still = await delete_bobs_key()
+    assert still.status_code == 400 and "a rate limit" in still.json()["error"]
+    removed = await api.request(
+        "DELETE", "/v1/manage/rate-limits", json={"id": limit.json()["id"]}, headers=h_admin
+    )
+    assert removed.status_code == 200
+    deleted = await delete_bobs_key()
+    assert deleted.status_code == 200, deleted.text
+
+
+async def test_an_admin_deletes_a_limited_key_of_their_own_with_its_limits(
+    world: World, api: httpx.AsyncClient
+) -> None:
+    admin = await world.member("alice", "p1")
+    h = bearer(admin.management_key)
+    target = {"scope": "key", "user_id": admin.user_id, "key_name": "p1-inf"}
+    budget = await api.post(
+        "/v1/manage/budgets", json={**target, "period": "daily", "limit": 1}, headers=h
+    )
+    assert budget.status_code == 201, budget.text
+    deleted = await api.request("DELETE", "/v1/manage/api-keys", json={"name": "p1-inf"}, headers=h)
+    assert deleted.status_code == 200, deleted.text
+    assert (await api.get("/v1/manage/budgets", headers=h)).json()["budgets"] == []

@@ -8,8 +8,9 @@ import json
 import socket
 import socketserver
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 _OK_JSON = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
 # The headers promise 1000 bytes; the connection closes after a few.
@@ -165,3 +166,151 @@ def echoing_upstream() -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def _completion(content: str, usage: dict[str, int]) -> bytes:
+    answer = {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": usage,
+    }
+    return json.dumps(answer).encode()
+
+
+class _BehavedHandler(socketserver.StreamRequestHandler):
+    """A slow, hanging, huge or dripping provider, chosen by the server's `behaviour`."""
+
+    server: _BehavedServer
+
+    def handle(self) -> None:
+        length = 0
+        while (line := self.rfile.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip())
+        request = json.loads(self.rfile.read(length) or b"{}")
+        self.server.requests += 1
+        try:
+            self.server.behaviour(request, self)
+        except OSError:
+            pass  # the gateway left
+
+    def send_json(self, body: bytes) -> None:
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+        head += b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+        self.wfile.write(head + body)
+        self.wfile.flush()
+
+
+class _BehavedServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, behaviour: Behaviour) -> None:
+        super().__init__(("127.0.0.1", 0), _BehavedHandler)
+        self.behaviour = behaviour
+        self.requests = 0
+        self.stop = threading.Event()
+
+
+Behaviour = Callable[[dict[str, Any], _BehavedHandler], None]
+
+
+@contextmanager
+def behaved_upstream(behaviour: Behaviour) -> Iterator[tuple[str, _BehavedServer]]:
+    """A provider answering each request by `behaviour(request body, handler)`; yields (an
+    OpenAI base URL, the server: `.requests` counts them)."""
+    server = _BehavedServer(behaviour)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", server
+    finally:
+        server.stop.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def generating(ms_per_token: float) -> Behaviour:
+    """Like a real model: the answer takes `max_tokens` times `ms_per_token` (no bound: 4096)."""
+
+    def behave(request: dict[str, Any], handler: _BehavedHandler) -> None:
+        tokens = int(request.get("max_tokens") or 4096)
+        if handler.server.stop.wait(tokens * ms_per_token / 1000):
+            return
+        usage = {"prompt_tokens": 5, "completion_tokens": tokens, "total_tokens": tokens + 5}
+        handler.send_json(_completion("x " * min(tokens, 100), usage))
+
+    return behave
+
+
+def hanging(request: dict[str, Any], handler: _BehavedHandler) -> None:
+    """Reads the request and never answers (until the server stops)."""
+    handler.server.stop.wait(600)
+
+
+def reporting_usage(prompt_tokens: int, completion_tokens: int) -> Behaviour:
+    """Answers at once (a stream if asked) and reports this usage, whatever was sent."""
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+    def behave(request: dict[str, Any], handler: _BehavedHandler) -> None:
+        if request.get("stream"):
+            chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "choices": []}
+            events = _delta_event("seen")
+            events += b"data: " + json.dumps({**chunk, "usage": usage}).encode() + b"\n\n"
+            events += b"data: [DONE]\n\n"
+            head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            head += b"content-length: %d\r\nconnection: close\r\n\r\n" % len(events)
+            handler.wfile.write(head + events)
+            handler.wfile.flush()
+            return
+        handler.send_json(_completion("seen", usage))
+
+    return behave
+
+
+def huge(size: int) -> Behaviour:
+    """A 200 answer of `size` bytes (a JSON object padded with one long string), written in
+    64 KiB pieces."""
+
+    def behave(request: dict[str, Any], handler: _BehavedHandler) -> None:
+        prefix, suffix = b'{"pad": "', b'"}'
+        pad = size - len(prefix) - len(suffix)
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+        head += b"content-length: %d\r\nconnection: close\r\n\r\n" % size
+        handler.wfile.write(head + prefix)
+        piece = b"a" * 65536
+        while pad > 0 and not handler.server.stop.is_set():
+            handler.wfile.write(piece[: min(pad, len(piece))])
+            pad -= len(piece)
+        handler.wfile.write(suffix)
+        handler.wfile.flush()
+
+    return behave
+
+
+def dripping(every_s: float) -> Behaviour:
+    """A stream that sends one content event every `every_s`, forever (until the gateway
+    leaves or the server stops): inside any idle timeout, never ending."""
+
+    def behave(request: dict[str, Any], handler: _BehavedHandler) -> None:
+        handler.wfile.write(_SSE_HEAD)
+        while not handler.server.stop.wait(every_s):
+            handler.wfile.write(_chunk(_delta_event("drip ")))
+            handler.wfile.flush()
+
+    return behave

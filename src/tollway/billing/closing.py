@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 
 from tollway.store import budgets as budget_store
 from tollway.store import reservations as store
+from tollway.store.budgets import WindowKey
 from tollway.store.reservations import OpenReservation, is_lease
 
 if TYPE_CHECKING:
@@ -26,6 +27,12 @@ def cost_of(usage: UsageRecord | None) -> int:
 
 
 def release_unsettled(request_id: str, now: int, conn: Connection) -> bool:
+    # The user's row first, then the reservation's: the order of a lease's draw, commit and
+    # give-back, so releasing a lease can never close a lock cycle with them.
+    user_id = store.reservation_user(conn, request_id)
+    if user_id is None:
+        return False
+    store.locked_balance(conn, user_id)
     held = store.claim_reservation(conn, request_id)
     if held is None:
         return False
@@ -90,15 +97,103 @@ def record_usage(
     )
 
 
-def warn_if_capped(request_id: str, cost: int, *, reserved: int) -> None:
-    if cost > reserved:
-        log.warning(
-            "request %s: upstream usage costs %d credits, more than the %d reserved;"
-            " charging the reservation",
-            request_id,
-            cost,
-            reserved,
+def charge_overrun(
+    conn: Connection,
+    *,
+    user_id: str,
+    request_id: str,
+    extra: int,
+    windows: tuple[WindowKey, ...],
+    now: int,
+    reason: str = "",
+) -> int:
+    """Usage the upstream reported beyond what was reserved (`extra` credits): taken from
+    the balance as far as it goes — an `overrun:` ledger row of kind `charge` (counted in the
+    budget windows' spending too) — and what the balance cannot cover recorded as a
+    `shortfall:` row of 0 credits whose note says how much was not charged. The balance
+    never goes below zero. Returns what was taken; idempotent (a retry takes nothing more)."""
+    done = store.entry_amount(conn, store.entry_id("overrun", request_id))
+    if done is not None:
+        return -done
+    if store.entry_amount(conn, store.entry_id("shortfall", request_id)) is not None:
+        return 0
+    take = min(extra, max(store.locked_balance(conn, user_id), 0))
+    if take and store.debit(conn, user_id=user_id, amount=take):
+        store.append_noted(
+            conn,
+            entry=store.entry_id("overrun", request_id),
+            user_id=user_id,
+            kind="charge",
+            amount=-take,
+            request_id=request_id,
+            note=f"{take} credits charged from the balance: {reason or OVERRUN}",
+            now=now,
         )
+        if windows:
+            budget_store.move_windows(conn, windows, reserved_delta=0, spent_delta=take)
+    else:
+        take = 0
+    short = extra - take
+    record_shortfall(conn, user_id=user_id, request_id=request_id, short=short, now=now, why=reason)
+    return take
+
+
+OVERRUN = "upstream usage beyond the reservation"
+# A credit lease released by a sweeper while its process was only paused (taken for dead):
+# the requests it served afterwards are charged from the balance instead.
+LEASE_LOST = "its credit lease was released while this process was taken for dead"
+
+
+def charge_without_lease(
+    conn: Connection,
+    *,
+    user_id: str,
+    request_id: str,
+    cost: int,
+    usage: dict[str, Any] | None,
+    now: int,
+) -> int:
+    """A leased request whose lease is gone (`LEASE_LOST`): its cost charged from the
+    balance as far as it goes, the rest a shortfall row, and its usage event (the
+    `usage_events` row, `cost_credits` set to what was charged) written unless there
+    already. Returns the charge; idempotent."""
+    charged = 0
+    if cost > 0:
+        charged = charge_overrun(
+            conn,
+            user_id=user_id,
+            request_id=request_id,
+            extra=cost,
+            windows=(),
+            now=now,
+            reason=LEASE_LOST,
+        )
+    if usage is not None:
+        store.record_usage_once(conn, {**usage, "cost_credits": charged})
+    return charged
+
+
+def record_shortfall(
+    conn: Connection, *, user_id: str, request_id: str, short: int, now: int, why: str = ""
+) -> None:
+    """A `shortfall:` ledger row of 0 credits (balance = Σ ledger holds) whose note says
+    how many credits of served usage were not charged, and why."""
+    if short <= 0:
+        return
+    reason = why or "the balance could not cover the upstream's reported usage"
+    if why:
+        reason += " and the balance could not cover it"
+    store.append_noted(
+        conn,
+        entry=store.entry_id("shortfall", request_id),
+        user_id=user_id,
+        kind="shortfall",
+        amount=0,
+        request_id=request_id,
+        note=f"{short} credits not charged: {reason}",
+        now=now,
+    )
+    log.warning("request %s: %d credits not charged (%s)", request_id, short, reason)
 
 
 def close(conn: Connection, held: OpenReservation, charge: int, now: int) -> None:

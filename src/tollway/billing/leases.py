@@ -30,12 +30,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection
-
+from tollway.billing.lease_groups import Group, Lease, commit_groups
 from tollway.clock import Clock
 from tollway.errors import DatabaseUnavailable
 from tollway.ids import new_id
@@ -50,39 +48,6 @@ log = logging.getLogger("tollway.billing")
 # this many times, then dropped with its loss logged: its credits stay in the lease row and
 # go back to the balance with it.
 MAX_FAILED_COMMITS = 5
-
-
-@dataclass(slots=True)
-class Lease:
-    lease_id: str
-    user_id: str
-    held: int = 0  # what the lease row holds, as far as this process knows
-    reserved: int = 0  # taken by requests in flight
-    unflushed: int = 0  # charged, waiting for the group commit
-    last_draw: int = 0
-    largest_need: int = 0
-    used_at: float = 0.0
-    draws: int = 0
-    drawn_at: float = 0.0
-    spent: int = 0  # charged since the last draw
-    drawing: asyncio.Task[bool] | None = None
-    starved_until: float = 0.0
-
-    @property
-    def free(self) -> int:
-        return self.held - self.reserved - self.unflushed
-
-
-@dataclass(slots=True)
-class _Group:
-    """Charges of one lease committed together; its entry id makes a retry idempotent."""
-
-    lease: Lease
-    entry_id: str
-    total: int = 0
-    charges: list[dict[str, Any]] = field(default_factory=list)
-    usage: list[dict[str, Any]] = field(default_factory=list)
-    failures: int = 0
 
 
 class Leases:
@@ -112,8 +77,8 @@ class Leases:
         self._on_key_gone = on_key_gone
         self._by_user: dict[str, Lease] = {}
         self._by_id: dict[str, Lease] = {}
-        self._forming: dict[str, _Group] = {}  # lease id -> the group now collecting charges
-        self._waiting: list[_Group] = []  # closed groups, not committed yet (oldest first)
+        self._forming: dict[str, Group] = {}  # lease id -> the group now collecting charges
+        self._waiting: list[Group] = []  # closed groups, not committed yet (oldest first)
         self._commits = 0
         self._failing = False
         self._flush_lock = asyncio.Lock()
@@ -167,6 +132,22 @@ class Leases:
             await self._give_back_free(lease)
         return False
 
+    def take_more(self, lease_id: str, amount: int) -> int:
+        """Reserve up to `amount` more from this lease's free credits (usage beyond a
+        request's reservation); returns what it could take."""
+        lease = self._by_id.get(lease_id)
+        if lease is None or amount <= 0:
+            return 0
+        taken = min(amount, max(lease.free, 0))
+        lease.reserved += taken
+        return taken
+
+    def untake(self, lease_id: str, amount: int) -> None:
+        """Give back what `take_more` took (its settlement failed and will be retried)."""
+        lease = self._by_id.get(lease_id)
+        if lease is not None and amount > 0:
+            lease.reserved -= amount
+
     def settle(
         self,
         lease_id: str,
@@ -190,7 +171,7 @@ class Leases:
         group = self._forming.get(lease_id)
         if group is None:
             self._commits += 1
-            group = _Group(lease, f"release:{lease_id}:{self._commits}")
+            group = Group(lease, f"release:{lease_id}:{self._commits}")
             self._forming[lease_id] = group
         group.total += charge
         if charge:
@@ -250,7 +231,7 @@ class Leases:
             groups = list(self._waiting)
             now = int(self._clock())
             try:
-                lost, gone = await self._db.run_write(partial(_commit, groups, now))
+                lost, gone = await self._db.run_write(partial(commit_groups, groups, now))
             except DatabaseUnavailable:
                 self._failing = True
                 raise
@@ -267,7 +248,8 @@ class Leases:
                 if group in lost:
                     log.error(
                         "lease %s was released while this process held it (taken for dead):"
-                        " %d credits of charges not recorded",
+                        " its %d credits of charges were taken from the balance instead"
+                        " (any part it could not cover recorded as a shortfall)",
                         group.lease.lease_id,
                         group.total,
                     )
@@ -377,7 +359,7 @@ class Leases:
             del self._by_user[lease.user_id]
         self._by_id.pop(lease.lease_id, None)
 
-    def _drop_failing(self, groups: list[_Group]) -> None:
+    def _drop_failing(self, groups: list[Group]) -> None:
         """A commit refused for another reason than availability: count it against every
         group of the batch; drop the ones that failed too often (their credits go back to
         the balance with their lease), so one bad row cannot block the rest forever."""
@@ -392,23 +374,3 @@ class Leases:
                     len(group.charges),
                     group.total,
                 )
-
-
-def _commit(groups: list[_Group], now: int, conn: Connection) -> tuple[list[_Group], set[int]]:
-    """One transaction for every group; returns those whose lease row was gone, and the
-    keys among those that were used which no longer exist."""
-    lost = []
-    for group in groups:
-        if not store.commit_charges(
-            conn,
-            lease_id=group.lease.lease_id,
-            entry_id=group.entry_id,
-            user_id=group.lease.user_id,
-            total=group.total,
-            charges=group.charges,
-            usage=group.usage,
-            now=now,
-        ):
-            lost.append(group)
-    used = {row["key_id"] for group in groups for row in group.usage if row["key_id"]}
-    return lost, store.gone_keys(conn, used)

@@ -30,13 +30,14 @@ from sqlalchemy import Connection
 
 from tollway.billing.budgets import describe, eur, window_key_of
 from tollway.billing.closing import (
+    charge_overrun,
     close,
     cost_of,
     described,
     record_usage,
     release_unsettled,
-    warn_if_capped,
 )
+from tollway.billing.leased import LeasedSettlement
 from tollway.billing.leases import Leases
 from tollway.billing.quote import Quote
 from tollway.billing.records import (
@@ -45,7 +46,7 @@ from tollway.billing.records import (
     ReserveRequest,
     UsageRecord,
 )
-from tollway.billing.settlement import PendingSettlements
+from tollway.billing.settlement import MAX_PENDING, PendingSettlements
 from tollway.clock import Clock
 from tollway.errors import BudgetExceeded, DatabaseUnavailable, InsufficientBalance, Unauthorized
 from tollway.store import budgets as budget_store
@@ -68,6 +69,7 @@ class Meter:
         instance_id: str,
         leases: Leases | None = None,
         tasks: TaskTracker | None = None,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -76,7 +78,10 @@ class Meter:
         # Request ids of this process's reservations not known to be closed yet: in flight,
         # or waiting in `pending` for the database.
         self._unsettled: set[str] = set()
-        self.pending = PendingSettlements(self, tasks or TaskTracker())
+        self.pending = PendingSettlements(self, tasks or TaskTracker(), max_pending)
+        self._leased = (
+            None if leases is None else LeasedSettlement(db, clock, leases, self._unsettled)
+        )
 
     def is_open(self, request_id: str) -> bool:
         """Whether this process may still settle `request_id` (in flight or pending), or
@@ -105,6 +110,10 @@ class Meter:
         budget in one transaction; lower max_tokens to what they cover, or refuse."""
         if request.prompt_tokens < 0 or request.max_tokens < 0:
             raise ValueError("token counts cannot be negative")
+        if self.pending.full:  # backpressure: nothing new joins the backlog
+            raise DatabaseUnavailable(
+                f"{len(self.pending)} settlements are waiting for the database; retry shortly"
+            )
         quote = Quote.of(
             request.input_price, request.prompt_tokens, request.output_price, request.max_tokens
         )
@@ -282,8 +291,9 @@ class Meter:
 
     async def settle_durably(self, reservation: Reservation, usage: UsageRecord | None) -> int:
         """Settle now, or — when the database refuses — hand the settlement to `pending`,
-        which retries it until it lands; never raises for that. Returns the charge, which
-        is the same either way (the cost capped at what was reserved)."""
+        which retries it until it lands; never raises for that. Returns the charge (when
+        deferred, the cost: what it charges unless the balance cannot cover usage beyond the
+        reservation)."""
         try:
             return await self.settle(reservation, usage)
         except asyncio.CancelledError:
@@ -291,58 +301,32 @@ class Meter:
             raise
         except Exception as exc:  # the durability boundary: whatever failed, retry it
             self.pending.add(reservation, usage, exc)
-            return min(cost_of(usage), reservation.amount_credits)
+            return cost_of(usage)  # what it will charge when the balance covers it
 
     async def settle(self, reservation: Reservation, usage: UsageRecord | None) -> int:
-        """Release the reservation and charge exactly the usage, capped at what was reserved,
-        with its usage event, in one transaction. Settling twice charges once. One attempt:
-        raises `DatabaseUnavailable` when the database does not answer.
+        """Release the reservation and charge exactly the usage, with its usage event, in one
+        transaction. Usage beyond the reservation is charged as far as the balance allows,
+        the rest recorded as a shortfall in the ledger (`closing.charge_overrun`). Settling
+        twice charges once. One attempt: raises `DatabaseUnavailable` when the database
+        does not answer.
 
-        A reservation against a credit lease is settled in memory (never raises); its charge
-        and usage event are written by the lease's next group commit."""
+        A reservation against a credit lease is settled in memory (a write only for usage
+        beyond the reservation that the lease cannot cover); its charge and usage event are
+        written by the lease's next group commit."""
         if reservation.lease is not None:
-            return self._settle_leased(reservation, reservation.lease, usage)
+            assert self._leased is not None
+            return await self._leased.settle(reservation, reservation.lease, usage)
         charged = await self._settle_once(reservation, usage)
         self._unsettled.discard(reservation.request_id)
         return charged
-
-    def _settle_leased(
-        self, reservation: Reservation, lease_id: str, usage: UsageRecord | None
-    ) -> int:
-        assert self.leases is not None
-        if reservation.request_id not in self._unsettled:
-            return 0  # settled already: charged once
-        self._unsettled.discard(reservation.request_id)
-        cost = cost_of(usage)
-        warn_if_capped(reservation.request_id, cost, reserved=reservation.amount_credits)
-        charge = min(cost, reservation.amount_credits)
-        payer = reservation.payer
-        row = None  # nothing served: released, no usage event (as in the database path)
-        if usage is not None:
-            row = {
-                "request_id": reservation.request_id,
-                "created_at": int(self._clock()),
-                "user_id": payer.user_id,
-                "project_id": payer.project_id,
-                "key_id": payer.key_id,
-                "cost_credits": charge,
-                **described(usage, payer),
-            }
-        self.leases.settle(
-            lease_id,
-            reserved=reservation.amount_credits,
-            request_id=reservation.request_id,
-            charge=charge,
-            usage=row,
-        )
-        return charge
 
     async def _settle_once(self, reservation: Reservation, usage: UsageRecord | None) -> int:
         cost = cost_of(usage)
         now = int(self._clock())
         if not self._db.is_sqlite and not reservation.windows:
             # PostgreSQL: claim and close in one statement. None: nothing claimed (settled
-            # already, released, or holding budget windows): the transaction tells which.
+            # already, released, holding budget windows, or usage beyond the reservation,
+            # which `charge_overrun` handles): the transaction tells which.
             closed = await self._db.run_autocommit(
                 partial(
                     one_statement.settle,
@@ -353,7 +337,6 @@ class Meter:
                 )
             )
             if closed is not None:
-                warn_if_capped(reservation.request_id, cost, reserved=closed[0])
                 return closed[1]
         return await self._db.run_write(partial(self._settle, reservation, usage, cost, now))
 
@@ -369,8 +352,16 @@ class Meter:
         if held is None:  # settled already, or released by recovery
             return store.charged_for(conn, reservation.request_id)
         charge = min(cost, held.amount_credits)
-        warn_if_capped(held.request_id, cost, reserved=held.amount_credits)
         close(conn, held, charge, now)
+        if cost > held.amount_credits:
+            charge += charge_overrun(
+                conn,
+                user_id=held.user_id,
+                request_id=held.request_id,
+                extra=cost - held.amount_credits,
+                windows=held.windows,
+                now=now,
+            )
         if usage is not None:
             record_usage(conn, held, now, charge, described(usage, reservation.payer))
         return charge

@@ -12,6 +12,11 @@ retried `MAX_FAILED_ATTEMPTS` times, then the reservation is released uncharged 
 usage event, which may be what was refused) and the loss logged: a hold must never outlive
 the bug that blocked its settlement.
 
+The queue is bounded (`max_size`, setting `max_pending_settlements`): while it is full, the
+meter refuses new reservations at once (503 `database_unavailable`, before touching the
+database), so no new settlement can join it; what is in it is never dropped. It can exceed
+the bound only by the settlements of requests already in flight when it filled.
+
 On shutdown `close` keeps trying for a bounded time; what is still pending then stays in the
 database as an open reservation of this instance, which a sweeper (another replica, or this
 one's successor) releases in full once the instance's heartbeat is stale.
@@ -35,6 +40,7 @@ log = logging.getLogger("tollway.billing")
 FIRST_RETRY_S = 0.1
 MAX_RETRY_S = 2.0
 MAX_FAILED_ATTEMPTS = 5
+MAX_PENDING = 10_000
 
 
 class Settles(Protocol):
@@ -57,9 +63,10 @@ class _Pending:
 class PendingSettlements:
     """This process's settlements waiting for the database, and the task that retries them."""
 
-    def __init__(self, meter: Settles, tasks: TaskTracker) -> None:
+    def __init__(self, meter: Settles, tasks: TaskTracker, max_size: int = MAX_PENDING) -> None:
         self._meter = meter
         self._tracker = tasks
+        self.max_size = max_size
         self._pending: dict[str, _Pending] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -69,6 +76,11 @@ class PendingSettlements:
 
     def __contains__(self, request_id: object) -> bool:
         return request_id in self._pending
+
+    @property
+    def full(self) -> bool:
+        """No new reservation may be made until some of these land (see the module)."""
+        return len(self._pending) >= self.max_size
 
     def add(self, reservation: Reservation, usage: UsageRecord | None, reason: Exception) -> None:
         """Keep the settlement and make sure the retrier runs (callable where awaiting is

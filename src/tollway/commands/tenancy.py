@@ -245,12 +245,16 @@ def keys_revoke(
     name: Annotated[str, typer.Argument(help="The key's name.")],
     user: Annotated[str, typer.Option(metavar="NAME", help="The key's user.")],
 ) -> None:
-    """Delete a user's key: refused at once by every gateway replica; its budgets go too."""
+    """Delete a user's key (its budgets and rate limits go too): refused at once on
+    Management calls; on inference calls within one credit-lease group commit of its next
+    use (docs/api.md)."""
 
     async def work(settings: Settings, db: Database) -> None:
         user_row = await AccountService(db, system_clock).user(user)
         keys = KeyService(db, system_clock, key_limit=settings.key_limit)
-        await keys.delete(actor=CLI, user_id=user_row.id, name=name, calling_key_id=0)
+        await keys.delete(
+            actor=CLI, user_id=user_row.id, name=name, calling_key_id=0, operator=True
+        )
 
     run(ctx, work)
     Console().print(f"key {name} of {user} revoked", highlight=False, markup=False)

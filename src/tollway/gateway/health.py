@@ -11,13 +11,19 @@ the provider's hints, scaled to pass through the samples (``MIN_SPREAD_TOKENS2``
 Breaker: ``is_open`` is a pure check used while ranking; the half-open trial is taken by
 ``admit`` when an attempt is actually made, and ends with ``record_success``,
 ``record_failure`` or ``release`` (no verdict: cancelled, or the client's own error).
+
+Two kinds of circuit per endpoint (docs/gateway.md, "Circuit breaker"): the shared one, which
+every project's requests skip while it is open, counts only failures that say the provider is
+unhealthy; a failure one project's own request may have caused (a timeout of a long or
+heavy request) counts in that project's own circuit for the endpoint, which only that
+project's requests skip. So one tenant alone cannot take a model down for the others.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from tollway.providers.registry import ResolvedEndpoint
@@ -26,6 +32,13 @@ from tollway.providers.registry import ResolvedEndpoint
 # themselves (least squares); below it, the hinted slope scaled to the measured level.
 MIN_SPREAD_TOKENS2 = 1.0
 Circuit = Literal["closed", "open", "half_open"]
+
+
+@dataclass(slots=True)
+class Breaker:
+    consecutive_failures: int = 0
+    open_until: float = 0.0
+    trial_until: float = 0.0  # a half-open trial is in flight until then
 
 
 @dataclass(slots=True)
@@ -41,9 +54,7 @@ class EndpointHealth:
     sxx: float = 0.0
     sxy: float = 0.0
     samples: int = 0
-    consecutive_failures: int = 0
-    open_until: float = 0.0
-    trial_until: float = 0.0  # a half-open trial is in flight until then
+    breaker: Breaker = field(default_factory=Breaker)
 
     def add(self, points: tuple[tuple[float, float], ...], keep: float) -> None:
         """Age the old samples by ``keep``, add the new points and refit."""
@@ -95,6 +106,9 @@ class HealthBook:
         self._clock = clock
         self._on_circuit = on_circuit
         self._book: dict[str, EndpointHealth] = {}
+        # (project id, endpoint key) -> that project's own circuit; an entry lives from its
+        # first own failure to the project's next success there.
+        self._own: dict[tuple[str, str], Breaker] = {}
 
     def of(self, endpoint: ResolvedEndpoint) -> EndpointHealth:
         health = self._book.get(endpoint.key)
@@ -106,57 +120,96 @@ class HealthBook:
         return health
 
     # -- circuit breaker ------------------------------------------------------------------
+    # `project`: the project whose request asks; its own circuit for the endpoint counts
+    # too. None: the shared circuit alone.
 
-    def is_open(self, endpoint: ResolvedEndpoint) -> bool:
+    def _breakers(self, endpoint: ResolvedEndpoint, project: str | None) -> list[Breaker]:
+        found = []
+        health = self._book.get(endpoint.key)
+        if health is not None:
+            found.append(health.breaker)
+        if project is not None:
+            own = self._own.get((project, endpoint.key))
+            if own is not None:
+                found.append(own)
+        return found
+
+    def _is_open(self, breaker: Breaker, now: float) -> bool:
+        if breaker.consecutive_failures < self._threshold:
+            return False
+        return breaker.open_until > now or breaker.trial_until > now
+
+    def is_open(self, endpoint: ResolvedEndpoint, project: str | None = None) -> bool:
         """Open = skip it: failing and cooling down, or its half-open trial is in flight.
         Pure: ranking may ask as often as it likes."""
-        health = self._book.get(endpoint.key)
-        if health is None or health.consecutive_failures < self._threshold:
-            return False
         now = self._clock()
-        return health.open_until > now or health.trial_until > now
+        return any(self._is_open(b, now) for b in self._breakers(endpoint, project))
 
-    def admit(self, endpoint: ResolvedEndpoint) -> bool:
+    def reopens_in(self, endpoint: ResolvedEndpoint, project: str | None = None) -> float:
+        """Seconds until an open circuit lets its next trial through (0 when not open); a
+        trial in flight counts as a whole cooldown (its outcome decides)."""
+        now = self._clock()
+        waits = [
+            max(b.open_until - now, b.trial_until - now, 0.0)
+            for b in self._breakers(endpoint, project)
+            if self._is_open(b, now)
+        ]
+        return max(waits, default=0.0)
+
+    def admit(self, endpoint: ResolvedEndpoint, project: str | None = None) -> bool:
         """An attempt is about to be made: True if it may go ahead. After the cooldown the
         first caller takes the one half-open trial (held until its outcome, at most one
         cooldown); a caller that ranked it before someone else took the trial gets False."""
-        if self.is_open(endpoint):
+        if self.is_open(endpoint, project):
             return False
-        health = self._book.get(endpoint.key)
-        if health is not None and health.consecutive_failures >= self._threshold:
-            health.trial_until = self._clock() + self._cooldown_s
+        for breaker in self._breakers(endpoint, project):
+            if breaker.consecutive_failures >= self._threshold:
+                breaker.trial_until = self._clock() + self._cooldown_s
         return True
 
     def circuit(self, endpoint: ResolvedEndpoint) -> Circuit:
-        """The circuit's state, read without side effects: ``half_open`` = the cooldown has
-        run out and the next attempt is (or its trial in flight is) the trial."""
+        """The shared circuit's state, read without side effects: ``half_open`` = the
+        cooldown has run out and the next attempt is (or its trial in flight is) the trial."""
         health = self._book.get(endpoint.key)
-        if health is None or health.consecutive_failures < self._threshold:
+        if health is None or health.breaker.consecutive_failures < self._threshold:
             return "closed"
-        return "open" if health.open_until > self._clock() else "half_open"
+        return "open" if health.breaker.open_until > self._clock() else "half_open"
 
-    def release(self, endpoint: ResolvedEndpoint) -> None:
+    def release(self, endpoint: ResolvedEndpoint, project: str | None = None) -> None:
         """The attempt ended without a verdict on the endpoint: give the trial back."""
-        health = self._book.get(endpoint.key)
-        if health is not None:
-            health.trial_until = 0.0
+        for breaker in self._breakers(endpoint, project):
+            breaker.trial_until = 0.0
 
-    def record_alive(self, endpoint: ResolvedEndpoint) -> None:
-        """The endpoint answered: close its circuit."""
-        health = self.of(endpoint)
-        if health.consecutive_failures >= self._threshold and self._on_circuit is not None:
+    def record_alive(self, endpoint: ResolvedEndpoint, project: str | None = None) -> None:
+        """The endpoint answered: close its circuit (and the project's own)."""
+        breaker = self.of(endpoint).breaker
+        if breaker.consecutive_failures >= self._threshold and self._on_circuit is not None:
             self._on_circuit(endpoint, False)
-        health.consecutive_failures = 0
-        health.open_until = health.trial_until = 0.0
+        breaker.consecutive_failures = 0
+        breaker.open_until = breaker.trial_until = 0.0
+        if project is not None:
+            self._own.pop((project, endpoint.key), None)
 
-    def record_failure(self, endpoint: ResolvedEndpoint) -> None:
-        health = self.of(endpoint)
-        health.consecutive_failures += 1
-        health.trial_until = 0.0
-        if health.consecutive_failures >= self._threshold:
-            health.open_until = self._clock() + self._cooldown_s
-            if health.consecutive_failures == self._threshold and self._on_circuit is not None:
-                self._on_circuit(endpoint, True)
+    def record_failure(
+        self, endpoint: ResolvedEndpoint, project: str | None = None, *, shared: bool = True
+    ) -> None:
+        """A retriable failure. `shared`: it says the provider is unhealthy (every project's
+        circuit); else it may be the request's own doing and counts in `project`'s own."""
+        if shared or project is None:
+            breaker = self.of(endpoint).breaker
+            on_circuit = self._on_circuit
+        else:
+            breaker = self._own.setdefault((project, endpoint.key), Breaker())
+            on_circuit = None  # the gauge is about the shared circuit
+            shared_health = self._book.get(endpoint.key)
+            if shared_health is not None:  # no verdict on the shared circuit's trial
+                shared_health.breaker.trial_until = 0.0
+        breaker.consecutive_failures += 1
+        breaker.trial_until = 0.0
+        if breaker.consecutive_failures >= self._threshold:
+            breaker.open_until = self._clock() + self._cooldown_s
+            if breaker.consecutive_failures == self._threshold and on_circuit is not None:
+                on_circuit(endpoint, True)
 
     # -- speed ----------------------------------------------------------------------------
 
@@ -167,6 +220,7 @@ class HealthBook:
         completion_tokens: int,
         total_ms: float,
         ttft_ms: float | None = None,
+        project: str | None = None,
     ) -> None:
         """A served call: ``(completion_tokens, total_ms)`` is a point of the endpoint's line;
         a stream also gives ``ttft_ms``, the line's value before the first token."""
@@ -175,7 +229,7 @@ class HealthBook:
         points = (point,) if ttft_ms is None else ((0.0, ttft_ms), point)
         health.add(points, self._keep)
         health.samples += 1
-        self.record_alive(endpoint)
+        self.record_alive(endpoint, project)
 
     def predicted_latency_ms(self, endpoint: ResolvedEndpoint, completion_tokens: int) -> float:
         health = self.of(endpoint)
@@ -188,5 +242,5 @@ class HealthBook:
             "ms_per_token": round(health.ms_per_token, 3),
             "tokens_per_second": round(1000.0 / max(health.ms_per_token, 1e-3), 3),
             "samples": health.samples,
-            "consecutive_failures": health.consecutive_failures,
+            "consecutive_failures": health.breaker.consecutive_failures,
         }

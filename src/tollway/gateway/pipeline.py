@@ -6,6 +6,7 @@ Non-streaming calls settle before answering; streams settle when they end, howev
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from tollway.errors import (
     UpstreamRejected,
 )
 from tollway.gateway.auth import Authenticator, Principal
+from tollway.gateway.blame import says_unhealthy
 from tollway.gateway.config_cache import ConfigCache
 from tollway.gateway.health import HealthBook
 from tollway.gateway.metadata import Trace, build_metadata
@@ -101,7 +103,7 @@ class Gateway:
             config = await self.configs.get(principal.project_id)
             policy = effective_policy(config, request.router_fields)
         with self.tracer.span("tollway.route") as span:
-            plans = self._plans(model, policy, request)
+            plans = self._plans(model, policy, request, principal.project_id)
             span.set("tollway.candidates", sum(len(p.ranked) for p in plans))
         trace = tally.trace = Trace(policy.preference, list(policy.applied_filters), plans)
         completion_bound = _completion_bound(request, plans)
@@ -145,7 +147,9 @@ class Gateway:
             )
         return model
 
-    def _plans(self, model: Model, policy: Policy, request: InferenceRequest) -> list[ModelPlan]:
+    def _plans(
+        self, model: Model, policy: Policy, request: InferenceRequest, project: str
+    ) -> list[ModelPlan]:
         chain = [model]
         if policy.enable_model_fallback:
             chain += [m for m in (self.registry.model(i) for i in model.fallback) if m is not None]
@@ -157,11 +161,16 @@ class Gateway:
                 prompt_estimate=request.prompt_estimate,
                 max_tokens=request.max_tokens,
                 health=self.health,
+                project=project,
             )
             for m in chain
         ]
         if not any(p.ranked for p in plans):
-            raise _no_candidate(plans)
+            wait = min(
+                (self.health.reopens_in(ep, project) for p in plans for ep in p.unhealthy),
+                default=0.0,
+            )
+            raise _no_candidate(plans, math.ceil(wait))
         return plans
 
     async def _reserve(
@@ -220,10 +229,13 @@ class Gateway:
     def _failed(self, call: Call, endpoint: ResolvedEndpoint, exc: UpstreamError) -> None:
         call.trace.failed(endpoint, exc.message)
         self.metrics.upstream_failures.labels(endpoint.provider.slug).inc()
+        project = call.principal.project_id
         if exc.retriable:
-            self.health.record_failure(endpoint)
+            shared = says_unhealthy(exc, call.request, endpoint, call.reservation, self.health)
+            self.health.record_failure(endpoint, project, shared=shared)
             return
-        self.health.release(endpoint)  # the client's own mistake says nothing of the endpoint
+        # The client's own mistake says nothing of the endpoint.
+        self.health.release(endpoint, project)
         assert isinstance(exc, UpstreamStatusError)
         raise UpstreamRejected(exc.message, status=exc.upstream_status, body=exc.body)
 
@@ -233,7 +245,7 @@ class Gateway:
         path = PATHS[call.request.kind]
         last: UpstreamError | None = None
         for plan, endpoint in self._candidates(call):
-            if not self.health.admit(endpoint):
+            if not self.health.admit(endpoint, call.principal.project_id):
                 continue  # its half-open trial went to another request since ranking
             self._note_model(call, plan)
             attempt_started = time.perf_counter()
@@ -247,7 +259,7 @@ class Gateway:
                 self._failed(call, endpoint, exc)
                 continue
             except BaseException:
-                self.health.release(endpoint)
+                self.health.release(endpoint, call.principal.project_id)
                 raise
             elapsed_ms = (time.perf_counter() - attempt_started) * 1000
             call.trace.succeeded(endpoint)
@@ -281,7 +293,7 @@ class Gateway:
     async def _open_stream(self, call: Call) -> StreamRelay:
         last: UpstreamError | None = None
         for plan, endpoint in self._candidates(call):
-            if not self.health.admit(endpoint):
+            if not self.health.admit(endpoint, call.principal.project_id):
                 continue  # its half-open trial went to another request since ranking
             self._note_model(call, plan)
             attempt_started = time.perf_counter()
@@ -297,9 +309,9 @@ class Gateway:
                 self._failed(call, endpoint, exc)
                 continue
             except BaseException:
-                self.health.release(endpoint)
+                self.health.release(endpoint, call.principal.project_id)
                 raise
-            self.health.record_alive(endpoint)
+            self.health.record_alive(endpoint, call.principal.project_id)
             call.trace.succeeded(endpoint)
             return relay
         raise _all_failed(last)
@@ -325,7 +337,7 @@ def _usage_of(request: InferenceRequest, payload: dict[str, Any]) -> tuple[Token
     return TokenUsage(counted_prompt_tokens(request), completion), "counted"
 
 
-def _no_candidate(plans: list[ModelPlan]) -> Exception:
+def _no_candidate(plans: list[ModelPlan], retry_after_s: int) -> Exception:
     reasons = [
         f"{plan.model.id}@{f['provider']}: {f['filter_failed']} ({f['reason']})"
         for plan in plans
@@ -336,7 +348,8 @@ def _no_candidate(plans: list[ModelPlan]) -> Exception:
     ) and any(plan.unhealthy for plan in plans)
     if only_unhealthy:
         return NoHealthyCandidate(
-            "every candidate is unhealthy (circuit open): " + "; ".join(reasons)
+            "every candidate is unhealthy (circuit open): " + "; ".join(reasons),
+            retry_after_s=retry_after_s,
         )
     return BadRequest(
         "no candidate left after the policy and capability filters: " + "; ".join(reasons),

@@ -13,11 +13,40 @@ from tollway.providers.tokens import count_prompt_tokens, count_tokens
 
 # Typical tokenizers average ~4 bytes of text per token: an estimate for context checks and
 # ranking. The reservation uses the byte length of the whole request body instead (no
-# tokenizer makes more tokens than bytes of text), plus an allowance per image or audio part,
-# whose tokens do not follow from the bytes of its URL.
+# tokenizer makes more tokens than bytes of text), plus an allowance per media part, whose
+# tokens do not follow from the bytes of its URL (docs/gateway.md, "What is reserved"). An
+# upstream that reports more is charged in full as far as the balance allows, the rest
+# recorded as a shortfall in the ledger (docs/billing.md).
 BYTES_PER_TOKEN_ESTIMATE = 4
-MEDIA_PART_TOKENS_BOUND = 8192
-MEDIA_PART_TYPES = frozenset({"image_url", "input_audio", "file"})
+IMAGE_PART_TOKENS = 8192
+AUDIO_PART_TOKENS = 32768
+VIDEO_PART_TOKENS = 65536
+OTHER_MEDIA_PART_TOKENS = 32768  # a file, or any other `*_url` part
+MEDIA_PART_TOKENS = {
+    "image_url": IMAGE_PART_TOKENS,
+    "input_image": IMAGE_PART_TOKENS,
+    "image": IMAGE_PART_TOKENS,
+    "input_audio": AUDIO_PART_TOKENS,
+    "audio_url": AUDIO_PART_TOKENS,
+    "audio": AUDIO_PART_TOKENS,
+    "video_url": VIDEO_PART_TOKENS,
+    "input_video": VIDEO_PART_TOKENS,
+    "video": VIDEO_PART_TOKENS,
+    "file": OTHER_MEDIA_PART_TOKENS,
+    "input_file": OTHER_MEDIA_PART_TOKENS,
+}
+
+
+def media_allowance(part_type: object) -> int:
+    """The tokens reserved for one content part beyond its bytes: 0 for text."""
+    if not isinstance(part_type, str):
+        return 0
+    allowance = MEDIA_PART_TOKENS.get(part_type)
+    if allowance is not None:
+        return allowance
+    return OTHER_MEDIA_PART_TOKENS if part_type.endswith("_url") else 0
+
+
 # Every field an OpenAI-compatible server may read as the completion bound, some ahead of
 # `max_tokens` (vLLM and SGLang read `max_completion_tokens` first, llama.cpp `n_predict`;
 # `max_new_tokens` is the Hugging Face name). Each one a client sends is a bound: the smallest
@@ -32,7 +61,7 @@ class InferenceRequest:
     model: str
     body: dict[str, Any]  # forwarded upstream (router fields stripped)
     router_fields: dict[str, Any]
-    prompt_upper_bound: int  # see MEDIA_PART_TOKENS_BOUND
+    prompt_upper_bound: int  # the body's bytes + `media_allowance` of each part
     stream: bool = False
     include_usage: bool = False
     max_tokens: int | None = None
@@ -96,19 +125,19 @@ def parse_chat(raw: bytes) -> InferenceRequest:
     max_tokens = _completion_bound(body)
     choices = max(_choices(body, "n"), _choices(body, "best_of"))
     router_fields = _router_fields(body)
-    media_parts = sum(
-        1
+    media_tokens = sum(
+        media_allowance(part.get("type"))
         for message in messages
         if isinstance(message.get("content"), list)
         for part in message["content"]
-        if isinstance(part, dict) and part.get("type") in MEDIA_PART_TYPES
+        if isinstance(part, dict)
     )
     return InferenceRequest(
         kind="chat.completions",
         model=model,
         body=body,
         router_fields=router_fields,
-        prompt_upper_bound=len(raw) + media_parts * MEDIA_PART_TOKENS_BOUND,
+        prompt_upper_bound=len(raw) + media_tokens,
         stream=stream,
         include_usage=include_usage,
         max_tokens=max_tokens,

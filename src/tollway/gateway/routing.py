@@ -51,6 +51,7 @@ def plan_model(
     prompt_estimate: int,
     max_tokens: int | None,
     health: HealthBook,
+    project: str | None = None,
 ) -> ModelPlan:
     endpoints = registry.endpoints_of(model.id)
     plan = ModelPlan(model, [ep.provider.slug for ep in endpoints])
@@ -63,7 +64,7 @@ def plan_model(
                 "context_size",
                 f"context {model.context_size} is smaller than prompt + max_tokens ({needed})",
             )
-        if rejected is None and health.is_open(ep):
+        if rejected is None and health.is_open(ep, project):
             plan.unhealthy.append(ep)
             rejected = ("health", "circuit open after repeated failures")
         if rejected is not None:

@@ -77,7 +77,11 @@ class Settler:
         the usage record and the credits charged. `owned` is called as soon as the settlement
         task exists (from then on it owns the reservation, whatever happens to the caller)."""
         self.health.record_success(
-            endpoint, ttft_ms=ttft_ms, completion_tokens=tokens.completion, total_ms=total_ms
+            endpoint,
+            ttft_ms=ttft_ms,
+            completion_tokens=tokens.completion,
+            total_ms=total_ms,
+            project=call.principal.project_id,
         )
         record = self.usage_record(call, endpoint, tokens=tokens, status="success", source=source)
         settlement = self.settle_later(call.reservation, record)
@@ -85,7 +89,7 @@ class Settler:
             owned()
         # Tallied before the await: a caller cancelled during it (a client leaving a stream)
         # would otherwise leave the tally empty. The meter's own figure replaces it after.
-        call.tally.settled(record, min(record.cost, call.reservation.amount_credits))
+        call.tally.settled(record, record.cost)
         charged = await asyncio.shield(settlement)
         self.record_served(record)
         call.tally.settled(record, charged)

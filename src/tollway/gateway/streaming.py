@@ -206,8 +206,9 @@ class StreamRelay:
             self._call, self._endpoint, tokens=tokens, status=status, source=source
         )
         self._settler.record_served(record)
-        # What the meter will charge (it caps the cost at the reservation), known now.
-        self._call.tally.settled(record, min(record.cost, self._call.reservation.amount_credits))
+        # What the meter will charge (the cost, unless the balance cannot cover usage
+        # beyond the reservation), known now.
+        self._call.tally.settled(record, record.cost)
         self._settler.settle_later(self._call.reservation, record)
 
 

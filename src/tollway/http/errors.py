@@ -13,7 +13,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
 from tollway.dialects.anthropic.errors import error_body as anthropic_error_body
-from tollway.errors import MESSAGE_CHARS, TollwayError, UpstreamRejected, excerpt, listing
+from tollway.errors import (
+    DEFAULT_RETRY_AFTER_S,
+    MESSAGE_CHARS,
+    TollwayError,
+    UpstreamRejected,
+    excerpt,
+    listing,
+)
 from tollway.http._scope import EXCHANGE
 
 OPENAI_PATHS = ("/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/responses")
@@ -81,6 +88,8 @@ def render_tollway_error(path: str, exc: TollwayError) -> Response:
         headers["x-should-retry"] = "false"
     if exc.retry_after_s is not None:
         headers["Retry-After"] = str(exc.retry_after_s)
+    elif exc.status == 503:  # every 503 says when to come back
+        headers["Retry-After"] = str(DEFAULT_RETRY_AFTER_S)
     return error_response(
         path,
         exc.status,

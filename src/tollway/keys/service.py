@@ -89,15 +89,36 @@ class KeyService:
             ) from exc
         return CreatedKey(name, secret, now, is_management)
 
-    async def delete(self, *, actor: Actor, user_id: str, name: str, calling_key_id: int) -> KeyRow:
+    async def delete(
+        self, *, actor: Actor, user_id: str, name: str, calling_key_id: int, operator: bool = False
+    ) -> KeyRow:
+        """Delete one of the user's keys, with its budgets and rate limits. A key that
+        carries a budget or rate limit of its own (set by a project admin) may be deleted
+        only by an admin of its project, or by an operator (`operator`: the CLI) — else a
+        member could shed the limit by deleting the key and creating it again."""
         async with self._db.write() as conn:
-            row = await keys.key_by_name(conn, user_id, name)
+            row = await keys.lock_key_by_name(conn, user_id, name)
             if row is None:
                 raise NotFound(f"API key '{excerpt(name)}' not found")
             if row.id == calling_key_id:
                 raise BadRequest(
                     "name: cannot delete the API key used for this request", param="name"
                 )
+            if not operator and await accounts.role_of(conn, user_id, row.project_id) != "admin":
+                budgets, rate_limits = await keys.limits_on_key(conn, row.id)
+                if budgets or rate_limits:
+                    held = " and ".join(
+                        what
+                        for what, count in (("a budget", budgets), ("a rate limit", rate_limits))
+                        if count
+                    )
+                    raise BadRequest(
+                        f"name: the API key '{excerpt(name)}' carries {held} set by a project"
+                        " admin; only a project admin can remove it (then the key can be"
+                        " deleted)",
+                        param="name",
+                        code="key_limited_by_admin",
+                    )
             await keys.delete_key(conn, row.id)
             await audit.append(
                 conn,

@@ -140,21 +140,78 @@ def ended_early(provider: Provider) -> UpstreamError:
     return UpstreamDisconnected(f"{provider.slug}: stream ended early")
 
 
+# Defaults of the caps on what an upstream may send (settings `upstream_max_body_bytes`,
+# `upstream_max_stream_s`): a whole answer's size, and a stream's total duration — an
+# upstream that drips a byte inside the idle timeout would otherwise hold a connection and a
+# reservation forever.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_STREAM_S = 1800.0
+
+
+def too_long(provider: Provider, max_s: float) -> UpstreamError:
+    log.warning("upstream %s: the stream ran past the %g s cap; cut", provider.slug, max_s)
+    return UpstreamTimeout(f"{provider.slug}: stream exceeded the {max_s:g} s duration cap")
+
+
+class UpstreamTooLarge(UpstreamError):
+    """The answer is larger than the cap (possibly what the request asked for)."""
+
+
+def too_large(provider: Provider, max_bytes: int) -> UpstreamError:
+    log.warning("upstream %s: an answer larger than %d bytes; refused", provider.slug, max_bytes)
+    return UpstreamTooLarge(f"{provider.slug}: answer larger than the {max_bytes}-byte cap")
+
+
+async def read_capped(response: aiohttp.ClientResponse, provider: Provider, cap: int) -> bytes:
+    """The whole body, refused (502) as soon as it is known to exceed `cap` bytes — by its
+    Content-Length, or while reading — so no more than `cap` bytes are ever held."""
+    if response.content_length is not None and response.content_length > cap:
+        raise too_large(provider, cap)
+    body = bytearray()
+    async for chunk in response.content.iter_any():
+        body += chunk
+        if len(body) > cap:
+            raise too_large(provider, cap)
+    return bytes(body)
+
+
 @dataclass(slots=True)
 class UpstreamStream:
     """An open streaming response: iterate SSE ``data:`` payloads; always ``close()``.
-    Read errors are translated like every other upstream failure."""
+    Read errors are translated like every other upstream failure; a stream still running
+    `max_s` after it was opened is cut (`UpstreamTimeout` naming the cap)."""
 
     response: aiohttp.ClientResponse
     provider: Provider
     redactor: Redactor
+    max_s: float = MAX_STREAM_S
+    opened_at: float = 0.0  # the event loop's clock
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        deadline = (self.opened_at or loop.time()) + self.max_s
+        content = self.response.content
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise too_long(self.provider, self.max_s)
+            try:
+                async with asyncio.timeout(remaining):
+                    chunk = await content.readany()
+            except TimeoutError:
+                if loop.time() >= deadline:
+                    raise too_long(self.provider, self.max_s) from None
+                raise  # the idle timeout: translated as "timed out"
+            if not chunk:
+                return
+            yield chunk
 
     async def events(self) -> AsyncIterator[bytes]:
         """Each event's payload, the gateway's secrets masked (`providers/redact.py`)."""
         secrets_out = self.redactor.secrets_out
         pending = bytearray()
         with _translated(self.provider, self.redactor):
-            async for chunk in self.response.content.iter_any():
+            async for chunk in self._chunks():
                 start, search = 0, len(pending)  # only new bytes can hold a new line end
                 pending += chunk
                 while (end := pending.find(b"\n", search)) != -1:
@@ -183,8 +240,17 @@ class UpstreamClient:
     """One pooled aiohttp session per process, shared by every provider. Everything the
     upstreams say passes through `redactor` here, before any client or log sees it."""
 
-    def __init__(self, *, limit_per_host: int, redactor: Redactor) -> None:
+    def __init__(
+        self,
+        *,
+        limit_per_host: int,
+        redactor: Redactor,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_stream_s: float = MAX_STREAM_S,
+    ) -> None:
         self._redactor = redactor
+        self._max_body_bytes = max_body_bytes
+        self._max_stream_s = max_stream_s
         self._connector = aiohttp.TCPConnector(
             limit=0, limit_per_host=limit_per_host, ttl_dns_cache=300, keepalive_timeout=30
         )
@@ -228,7 +294,7 @@ class UpstreamClient:
             async with self._session.post(
                 target.base_url + path, data=body, headers=target.headers, timeout=target.timeout
             ) as response:
-                payload = await response.read()
+                payload = await read_capped(response, provider, self._max_body_bytes)
                 if response.status >= 300:
                     raise _status_error(provider, response.status, payload, self._redactor)
         payload = self._redactor.secrets_out(payload)
@@ -244,6 +310,7 @@ class UpstreamClient:
         """Open a streaming POST; errors before the body starts raise UpstreamError. The
         caller owns the returned stream and must ``close()`` it."""
         target = self._target(provider)
+        opened_at = asyncio.get_running_loop().time()
         with _translated(provider, self._redactor):
             response = await self._session.post(
                 target.base_url + path,
@@ -253,13 +320,17 @@ class UpstreamClient:
             )
         if response.status >= 300:
             try:
-                payload = await asyncio.wait_for(response.read(), provider.timeout_s)
-            except (TimeoutError, aiohttp.ClientError):
+                payload = await asyncio.wait_for(
+                    read_capped(response, provider, self._max_body_bytes), provider.timeout_s
+                )
+            except (TimeoutError, aiohttp.ClientError, UpstreamError):
                 payload = b""
             finally:
                 response.close()
             raise _status_error(provider, response.status, payload, self._redactor)
-        return UpstreamStream(response, provider, self._redactor)
+        return UpstreamStream(
+            response, provider, self._redactor, max_s=self._max_stream_s, opened_at=opened_at
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,8 @@ _ASYNCPG_UNAVAILABLE = (
     # Class 40, transaction rollback: a deadlock or serialization failure rolled the whole
     # transaction back; the same request may succeed when retried (503, Retry-After).
     asyncpg.exceptions.TransactionRollbackError,
+    # lock_timeout (55P03) ran out waiting for a lock; statement_timeout's 57014 is class 57.
+    asyncpg.exceptions.LockNotAvailableError,
 )
 # What sqlite3 says when the file is locked past busy_timeout, unwritable or unreadable.
 _SQLITE_UNAVAILABLE = (
@@ -115,8 +117,17 @@ class Database:
     """
 
     def __init__(
-        self, url: str, *, pool_size: int = 10, sqlite_busy_timeout_s: float = 30.0
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        sqlite_busy_timeout_s: float = 30.0,
+        pg_statement_timeout_s: float | None = None,
+        pg_lock_timeout_s: float | None = None,
     ) -> None:
+        """`pg_statement_timeout_s`/`pg_lock_timeout_s`: PostgreSQL's `statement_timeout` and
+        `lock_timeout` on every connection of the pool (None: the server's, unbounded by
+        default); a statement cancelled by either is `DatabaseUnavailable` (503)."""
         self.url = async_url(url)
         self.is_sqlite = make_url(self.url).get_backend_name() == "sqlite"
         busy_s = sqlite_busy_timeout_s
@@ -140,7 +151,18 @@ class Database:
             # reported as DatabaseUnavailable, and SQLAlchemy then recycles every connection
             # of the pool opened before it, so recovery needs no restart.
             kwargs["pool_pre_ping"] = False
-            kwargs["connect_args"] = {"timeout": _PG_CONNECT_TIMEOUT_S}
+            server_settings = {
+                name: str(max(1, round(value * 1000)))  # milliseconds
+                for name, value in (
+                    ("statement_timeout", pg_statement_timeout_s),
+                    ("lock_timeout", pg_lock_timeout_s),
+                )
+                if value is not None
+            }
+            kwargs["connect_args"] = {
+                "timeout": _PG_CONNECT_TIMEOUT_S,
+                "server_settings": server_settings,
+            }
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         # The same pool, each checkout in autocommit (asyncpg: no BEGIN, no COMMIT; switching
         # the level is an attribute of the adapter, no round trip).

@@ -111,6 +111,38 @@ async def key_by_name(conn: AsyncConnection, user_id: str, name: str) -> KeyRow 
     return _row(row) if row else None
 
 
+async def lock_key_by_name(conn: AsyncConnection, user_id: str, name: str) -> KeyRow | None:
+    """The key, row-locked for the transaction (PostgreSQL: a budget or rate limit being
+    created on it concurrently waits, then finds it gone)."""
+    row = (
+        await conn.execute(
+            select(*_COLUMNS)
+            .where(api_keys.c.user_id == user_id, api_keys.c.name == name)
+            .with_for_update()
+        )
+    ).first()
+    return _row(row) if row else None
+
+
+async def limits_on_key(conn: AsyncConnection, key_id: int) -> tuple[int, int]:
+    """(budgets, rate limits) set on this one key (scope `key`)."""
+    row = (
+        await conn.execute(
+            select(
+                select(func.count())
+                .select_from(budgets)
+                .where(budgets.c.key_id == key_id)
+                .scalar_subquery(),
+                select(func.count())
+                .select_from(rate_limits)
+                .where(rate_limits.c.key_id == key_id)
+                .scalar_subquery(),
+            )
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
 async def delete_key(conn: AsyncConnection, key_id: int) -> None:
     # Budgets and rate limits cascade by foreign key; deleting them explicitly keeps SQLite
     # files created without foreign_keys=ON consistent too.

@@ -107,6 +107,10 @@ def commit_charges(
     commit whose answer was lost)."""
     if conn.execute(_ENTRY_EXISTS, {"entry_id": entry_id}).first() is not None:
         return True
+    # The user's row first, as every lease statement does: the ledger rows' foreign key
+    # takes a share lock on it, which — taken after the lease row — closed a cycle with a
+    # draw (user row, then lease row): a deadlock, one of them rolled back, under load.
+    _lock_user(conn, user_id)
     if total and conn.execute(_SHRINK, {"lease_id": lease_id, "amount": total}).rowcount != 1:
         return False
     if total:

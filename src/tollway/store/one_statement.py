@@ -37,11 +37,13 @@ _RESERVE = text(
     " SELECT count(*) FROM debited"
 )
 
-# Only a reservation holding no budget window is claimed here (windows need their own
-# updates): one that holds some is left for the transaction.
+# Only a reservation holding no budget window, whose hold covers the cost, is claimed here
+# (windows need their own updates; usage beyond the hold is charged from the balance or
+# recorded as a shortfall): any other is left for the transaction.
 _CLAIM_AND_CLOSE = (
     "WITH claimed AS ("
     " DELETE FROM reservations WHERE request_id = :request_id AND budget_windows = '[]'"
+    " AND amount_credits >= CAST(:cost AS BIGINT)"
     " RETURNING user_id, project_id, key_id, amount_credits,"
     " LEAST(CAST(:cost AS BIGINT), amount_credits) AS charge),"
     " credited AS (UPDATE users"
@@ -98,11 +100,11 @@ def settle(
     now: int,
     usage: Mapping[str, object] | None,
 ) -> tuple[int, int] | None:
-    """Claim the reservation and close it: give back what was reserved, charge `cost` capped
-    at it (`release:` and `charge:` ledger rows, no charge row when 0), and with `usage` (the
+    """Claim the reservation and close it: give back what was reserved, charge `cost`
+    (`release:` and `charge:` ledger rows, no charge row when 0), and with `usage` (the
     `usage_events` columns other than who paid and the cost) record the usage event.
     Returns (reserved, charged), or None when nothing was claimed: settled or released
-    already, or holding budget windows."""
+    already, holding budget windows, or `cost` more than the hold."""
     params: dict[str, object] = {
         "request_id": request_id,
         "cost": cost,

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tollway.store._sql import Locking
+from tollway.store._sql import Locking, insert_rows
 from tollway.store.budgets import WindowKey
 from tollway.store.schema import instances, ledger, reservations, users
 
@@ -76,6 +76,15 @@ _CLAIM = text(
     " project_id, key_id, amount_credits, budget_windows, instance_id, created_at"
 )
 _CHARGED = text("SELECT amount_credits FROM ledger WHERE entry_id = :entry_id")
+_CHARGED_ALL = text(
+    "SELECT COALESCE(SUM(amount_credits), 0) FROM ledger"
+    " WHERE entry_id IN (:charge_id, :overrun_id)"
+)
+_BALANCE = Locking.of("SELECT balance_credits FROM users WHERE id = :user_id", "FOR UPDATE")
+_LEDGER_NOTED = text(
+    "INSERT INTO ledger (entry_id, user_id, kind, amount_credits, request_id, note, created_at)"
+    " VALUES (:entry_id, :user_id, :kind, :amount, :request_id, :note, :now)"
+)
 # The columns of a usage event, in the order of `RECORD_USAGE`'s values.
 USAGE_COLUMNS = (
     "request_id",
@@ -184,6 +193,15 @@ def open_reservation(conn: Connection, r: OpenReservation) -> None:
     )
 
 
+_RESERVATION_USER = text("SELECT user_id FROM reservations WHERE request_id = :request_id")
+
+
+def reservation_user(conn: Connection, request_id: str) -> str | None:
+    """Whose reservation this is (None: there is none), without locking it."""
+    user_id = conn.execute(_RESERVATION_USER, {"request_id": request_id}).scalar_one_or_none()
+    return None if user_id is None else str(user_id)
+
+
 def claim_reservation(conn: Connection, request_id: str) -> OpenReservation | None:
     """Delete the reservation and return it; only one transaction ever gets it back, so a
     reservation is settled or released exactly once (settle and the sweeper race safely)."""
@@ -204,16 +222,67 @@ def claim_reservation(conn: Connection, request_id: str) -> OpenReservation | No
 
 
 def charged_for(conn: Connection, request_id: str) -> int:
-    """What a closed request was charged (0 if it was released)."""
-    amount = conn.execute(
-        _CHARGED, {"entry_id": entry_id("charge", request_id)}
-    ).scalar_one_or_none()
-    return -int(amount) if amount is not None else 0
+    """What a closed request was charged (0 if it was released): its `charge:` row and any
+    `overrun:` row (usage beyond the reservation)."""
+    params = {
+        "charge_id": entry_id("charge", request_id),
+        "overrun_id": entry_id("overrun", request_id),
+    }
+    return -int(conn.execute(_CHARGED_ALL, params).scalar_one())
+
+
+def entry_amount(conn: Connection, entry: str) -> int | None:
+    """The amount of the ledger row with this entry id, None when there is none."""
+    amount = conn.execute(_CHARGED, {"entry_id": entry}).scalar_one_or_none()
+    return None if amount is None else int(amount)
+
+
+def locked_balance(conn: Connection, user_id: str) -> int:
+    """The user's balance, the row locked for the transaction (0 for no such user)."""
+    value = conn.execute(_BALANCE.on(conn), {"user_id": user_id}).scalar_one_or_none()
+    return 0 if value is None else int(value)
+
+
+def append_noted(
+    conn: Connection,
+    *,
+    entry: str,
+    user_id: str,
+    kind: str,
+    amount: int,
+    request_id: str,
+    note: str,
+    now: int,
+) -> None:
+    """One ledger row with a note (what a reader of the ledger needs to know about it)."""
+    conn.execute(
+        _LEDGER_NOTED,
+        {
+            "entry_id": entry,
+            "user_id": user_id,
+            "kind": kind,
+            "amount": amount,
+            "request_id": request_id,
+            "note": note[:200],
+            "now": now,
+        },
+    )
 
 
 def record_usage(conn: Connection, values: dict[str, Any]) -> None:
     """One `usage_events` row; `values` names every column of the table."""
     conn.execute(RECORD_USAGE, values)
+
+
+def record_usage_once(conn: Connection, values: dict[str, Any]) -> None:
+    """`record_usage`, nothing when the request's row is there already (a retry)."""
+    insert_rows(
+        conn,
+        "usage_events",
+        USAGE_COLUMNS,
+        [tuple(values[name] for name in USAGE_COLUMNS)],
+        skip_existing=True,
+    )
 
 
 async def register_instance(conn: AsyncConnection, instance_id: str, now: int) -> None:

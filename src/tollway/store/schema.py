@@ -86,7 +86,9 @@ project_configs = Table(
 )
 
 # Every `ledger.kind` written (top-ups by accounts, the rest by the meter).
-LEDGER_KINDS = ("topup", "reserve", "release", "charge", "lease")
+# `shortfall`: usage the balance could not cover, recorded at 0 credits (its note says how
+# much); see docs/billing.md.
+LEDGER_KINDS = ("topup", "reserve", "release", "charge", "lease", "shortfall")
 
 ledger = Table(
     "ledger",
