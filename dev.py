@@ -94,6 +94,13 @@ def supervise(command: list[str]) -> int:
     return 130 if stopping and stopping[0] == signal.SIGINT else code
 
 
+def parallel(args: list[str]) -> list[str]:
+    """The suite on every core (pytest-xdist), unless the caller chose: `-n 0` or
+    `-p no:xdist` runs it in one process (a debugger, `-x` on one test)."""
+    chose = any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in args)
+    return args if chose or "no:xdist" in args else ["-n", "auto", *args]
+
+
 def main() -> int:
     command = sys.argv[1] if len(sys.argv) > 1 else "help"
     rest = sys.argv[2:]
@@ -106,7 +113,7 @@ def main() -> int:
     if command == "tollway":
         return subprocess.call([str(BIN / "tollway"), *rest], cwd=ROOT)
     if command == "test":
-        return subprocess.call([str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT)
+        return subprocess.call([str(BIN / "python"), "-m", "pytest", *parallel(rest)], cwd=ROOT)
     for tool in (
         ["ruff", "check", "src", "tests", "bench"],
         ["ruff", "format", "--check", "src", "tests", "bench"],
