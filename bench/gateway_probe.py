@@ -45,6 +45,7 @@ STALL_MS = 5.0
 WATCH_S = 0.002
 BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 1000)
 ENV_PROBE = "BENCH_LAG_PROBE"
+ENV_GC_THRESHOLD = "BENCH_GC_THRESHOLD"
 
 
 def _where(frame: Any, depth: int = 6) -> str:
@@ -137,9 +138,9 @@ class LagProbe:
             self._task = asyncio.get_running_loop().create_task(self._tick())
             threading.Thread(target=self._watch, name="lag-watchdog", daemon=True).start()
         if scope["type"] == "http" and scope["path"] == "/_bench/lag":
+            body = orjson.dumps(self.report())  # what was measured since the last reset
             if b"reset=1" in scope.get("query_string", b""):
                 self.reset()
-            body = orjson.dumps(self.report())
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": body})
             return
@@ -150,6 +151,9 @@ def create_app_from_env() -> ASGIApp:
     from tollway.app import create_app_from_env as tollway_app
 
     app: ASGIApp = tollway_app()
+    threshold = os.environ.get(ENV_GC_THRESHOLD)  # "g0,g1,g2": an experiment's collector
+    if threshold:
+        gc.set_threshold(*(int(t) for t in threshold.split(",")))
     return LagProbe(app) if os.environ.get(ENV_PROBE) == "1" else app
 
 

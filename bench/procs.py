@@ -88,6 +88,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and all its descendants alive now (granian's workers are
+    not multiprocessing children, so `worker_cpu_seconds` does not see them)."""
+    return cpu_seconds(pid) + sum(tree_cpu_seconds(child) for child in children(pid))
+
+
 def worker_cpu_seconds(pid: int) -> dict[int, float]:
     """CPU seconds of each uvicorn worker under a supervisor (its multiprocessing children,
     the resource tracker left out); {} when `pid` has no workers."""

@@ -78,7 +78,12 @@ def install_tools(smoke: bool) -> list[str]:
         if done.returncode != 0:
             notes.append("wrk could not be installed: throughput uses the Python client")
     wanted = []
-    for module, package in (("matplotlib", "matplotlib"),):
+    # granian and pyreqwest: the floor's other servers and clients (`--only floors`)
+    for module, package in (
+        ("matplotlib", "matplotlib"),
+        ("granian", "granian"),
+        ("pyreqwest", "pyreqwest"),
+    ):
         try:
             __import__(module)
         except ImportError:

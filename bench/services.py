@@ -108,6 +108,7 @@ async def start_gateway(
     metrics_token: str | None = None,
     server: str | None = None,
     probe: bool = False,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[Proc, Target]:
     """`tollway serve`, or with `server` ("uvicorn"/"granian") or `probe` the same app through
     bench/gateway_probe.py (one worker; the loop-lag probe at GET /_bench/lag)."""
@@ -117,6 +118,7 @@ async def start_gateway(
         "TOLLWAY_MOCK_URL": f"{mock.base}/v1",
         "TOLLWAY_LOG_LEVEL": "warning",
     }
+    env.update(extra_env or {})
     if metrics_token is not None:  # the endpoint only; metrics are recorded either way
         env["TOLLWAY_METRICS_TOKEN"] = metrics_token
     env.pop("TOLLWAY_PROVIDERS", None)
