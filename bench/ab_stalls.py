@@ -1,7 +1,7 @@
 """A/B of one stall fix with the loop-lag probe: `python bench/ab_stalls.py [--rounds 2]`.
 
 The gateway (bench/gateway_probe.py --probe, pinned as in run.py) on SQLite and PostgreSQL,
-variant A (as built) and B (`B_ENV` below: an experiment set through the environment),
+variant A (`A_ENV` below: an experiment set through the environment) and B (as built),
 interleaved, wrk at c=64 and c=256 for 5 s each; per run: req/s, p99, CPU µs per request, loop
 lag and full (gen 2) collections. Writes bench/results/ab-stalls.json.
 """
@@ -22,7 +22,8 @@ import procs
 import services
 from load import run_wrk
 
-B_ENV = {"BENCH_GC_THRESHOLD": "10000,10,10"}
+# A: the collector as it was before 2026-12-03 (Python's default thresholds); B: as built.
+A_ENV = {"BENCH_GC_THRESHOLD": "700,10,10"}
 LEVELS = (64, 256)
 
 
@@ -45,7 +46,7 @@ async def main(rounds: int) -> None:
             keys = {n: await asyncio.to_thread(services.provision, u) for n, u in urls.items()}
             for round_ in range(rounds):
                 for backend, url in urls.items():
-                    for variant, env in (("A", {}), ("B", B_ENV)):
+                    for variant, env in (("A", A_ENV), ("B", {})):
                         proc, target = await services.start_gateway(
                             stack, f"gw-{backend}-{variant}", database_url=url, mock=mock,
                             api_key=keys[backend], probe=True, extra_env=env,
@@ -76,7 +77,7 @@ async def main(rounds: int) -> None:
             stack.close()
             if pg:
                 await services.drop_pg_database(pg)
-    RESULT.write_text(json.dumps({"b_env": B_ENV, "runs": out}, indent=1) + "\n")
+    RESULT.write_text(json.dumps({"a_env": A_ENV, "runs": out}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,9 @@ Send = Callable[[Message], Awaitable[None]]
 
 SERVERS = ("uvicorn", "granian")
 CLIENTS = ("aiohttp", "pyreqwest", "httpx")
-DEFAULT_SERVER, DEFAULT_CLIENT = "uvicorn", "aiohttp"
+# What won `run.py --only floors` on 2026-12-03 (bench/README.md): pyreqwest ~38% less CPU per
+# request than aiohttp, granian the shorter tails under load.
+DEFAULT_SERVER, DEFAULT_CLIENT = "granian", "pyreqwest"
 JSON = [(b"content-type", b"application/json")]
 SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 UNAUTHORIZED = orjson.dumps({"error": {"message": "invalid api key", "type": "auth"}})

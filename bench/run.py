@@ -78,12 +78,7 @@ def install_tools(smoke: bool) -> list[str]:
         if done.returncode != 0:
             notes.append("wrk could not be installed: throughput uses the Python client")
     wanted = []
-    # granian and pyreqwest: the floor's other servers and clients (`--only floors`)
-    for module, package in (
-        ("matplotlib", "matplotlib"),
-        ("granian", "granian"),
-        ("pyreqwest", "pyreqwest"),
-    ):
+    for module, package in (("matplotlib", "matplotlib"),):
         try:
             __import__(module)
         except ImportError:
