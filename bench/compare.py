@@ -269,9 +269,75 @@ def _peak(rows: list[dict[str, Any]]) -> float:
     return max((r["rps"] for r in rows), default=0.0)
 
 
+def step_three_goals(results: dict[str, Any]) -> list[str]:
+    """The done-when of performance step three, for each gateway against the floor and the
+    peers of the same run (none asserted)."""
+    tp, over = results["throughput"], results["overhead"]
+    floor_rows = {r["connections"]: r for r in tp.get("floor", [])}
+    if not floor_rows:
+        return []
+    out = ["", "## Step three's goals (ratios to the floor of this run)", ""]
+    out += ["| gateway | goal | measured | met |", "|---|---|---|---|"]
+    floor_over = over.get("floor", {}).get("non_streaming", {})
+    floor_ttft = results["streaming"].get("floor", {}).get("ttft", {}).get("p99_ms")
+    for name in [n for n in tp if n.startswith("gateway") and n in over]:
+        rows, ns = tp[name], over[name]["non_streaming"]
+        ratio = _peak(rows) / max(1e-9, _peak(list(floor_rows.values())))
+        out.append(f"| {name} | peak ≥ 0.6x the floor | {ratio:.2f}x | {_yes(ratio >= 0.6)} |")
+        beyond = ns["p50_ms"] - floor_over.get("p50_ms", math.nan)
+        out.append(
+            f"| {name} | added p50 ≤ floor's + 0.3 ms | +{_f(beyond)} ms | {_yes(beyond <= 0.3)} |"
+        )
+        out.append(
+            f"| {name} | added p99 ≤ 2 ms | {_f(ns['p99_ms'])} ms | {_yes(ns['p99_ms'] <= 2)} |"
+        )
+        p99s = [
+            r["p99_ms"] / floor_rows[r["connections"]]["p99_ms"]
+            for r in rows
+            if r["connections"] in floor_rows and floor_rows[r["connections"]]["p99_ms"]
+        ]
+        worst = max(p99s, default=math.nan)
+        out.append(
+            f"| {name} | p99 ≤ 2x the floor's at every concurrency | worst {_f(worst)}x "
+            f"({', '.join(_f(p, 1) for p in p99s)}) | {_yes(worst <= 2)} |"
+        )
+        ttft = results["streaming"].get(name, {}).get("ttft", {}).get("p99_ms")
+        if ttft and floor_ttft:
+            out.append(
+                f"| {name} | 256 streams TTFT p99 ≤ 2x the floor's | {ttft / floor_ttft:.2f}x "
+                f"| {_yes(ttft <= 2 * floor_ttft)} |"
+            )
+        for peer in ("portkey", "litellm"):
+            if not tp.get(peer) or peer not in over:
+                continue
+            cpu = results.get("cpu_per_request_us", {})
+            peer_ns = over[peer]["non_streaming"]
+            ahead = (
+                _peak(rows) > _peak(tp[peer])
+                and ns["p50_ms"] < peer_ns["p50_ms"]
+                and ns["p99_ms"] < peer_ns["p99_ms"]
+            )
+            out.append(
+                f"| {name} | ahead of {peer} (req/s, added p50, p99) | {_peak(rows):.0f} vs "
+                f"{_peak(tp[peer]):.0f} req/s, {_f(ns['p50_ms'])} vs {_f(peer_ns['p50_ms'])}, "
+                f"{_f(ns['p99_ms'])} vs {_f(peer_ns['p99_ms'])} ms"
+                + (
+                    f"; CPU {cpu[name]:.0f} vs {cpu[peer]:.0f} µs/req"
+                    if name in cpu and peer in cpu
+                    else ""
+                )
+                + f" | {_yes(ahead)} |"
+            )
+    return out
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "no"
+
+
 def markdown(results: dict[str, Any]) -> list[str]:
     """CPU per request of every server measured, peers, shut-down checks, loop lag."""
-    out: list[str] = []
+    out: list[str] = step_three_goals(results)
     cpu = results.get("cpu_per_request_us", {})
     if cpu:
         out += ["", "## CPU per request (server process CPU s / requests, whole throughput run)"]
