@@ -153,9 +153,10 @@ class CpuShare:
         return {
             "wall": time.monotonic(),
             "machine": machine_busy_seconds(),
-            # uvicorn's workers, or the server itself when it runs one process
+            # uvicorn's workers, or the server's process tree as one (one process, or
+            # granian's supervisor and its workers, which are not multiprocessing children)
             "workers": worker_cpu_seconds(self.server_pid)
-            or {self.server_pid: cpu_seconds(self.server_pid)},
+            or {self.server_pid: tree_cpu_seconds(self.server_pid)},
             "mock": cpu_seconds(self.mock_pid) if self.mock_pid else 0.0,
             "load": harness_cpu_seconds(),
             "postgres": postgres_cpu_seconds(),
