@@ -185,8 +185,9 @@ def create_app(
         gc.freeze()
         # Young collections every 10,000 allocations instead of 700: under load the objects
         # of the requests in flight survived the frequent young collections, were promoted and
-        # set off full collections (bench/README.md, "What stalls the loop": 1-5 full
-        # collections per 5 s at c=64-256 before, none after; CPU per request -10 to -45%).
+        # set off full collections (bench/README.md, "What stalls the loop": at c=256 on
+        # SQLite 8-9 full collections and ~0.5-0.7 s of collector CPU per 5 s before, none and
+        # ~0.09 s after).
         gc.set_threshold(10_000, 10, 10)
         try:
             yield
