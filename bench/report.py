@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import compare
+import compare_tables
 import second_core
 
 GOAL_P50_MS = 0.5
@@ -265,7 +265,7 @@ def markdown(results: dict[str, Any]) -> str:
     out += _latency_table(results)
     out += ["", "## Throughput by concurrency (non-streaming)", "", *_throughput_table(results)]
     out += _floor_tables(results)
-    out += compare.markdown(results)
+    out += compare_tables.markdown(results)
     out += second_core.markdown(results)
     out += ["", "## Streaming under load", ""]
     out += ["| target | streams | streams/s | chunks/s | TTFT p50 | TTFT p99 | errors |"]

@@ -260,7 +260,9 @@ async def run(
             finish(results)
             return results
         if only in ("floors", "peers", "stalls"):
-            pg_url = await run_only(only, plan, stack, workdir, out_dir, results, mock, use_wrk)
+            pg_url = await compare.run_only(
+                only, plan, stack, workdir, out_dir, results, mock, use_wrk
+            )
             finish(results)
             return results
         print("[direct] added latency and throughput against the mock ...", flush=True)
@@ -310,59 +312,6 @@ async def run(
             await services.drop_pg_database(pg_url)
     finish(results)
     return results
-
-
-async def run_only(
-    only: str,
-    plan: Plan,
-    stack: Any,
-    workdir: Path,
-    out_dir: Path,
-    results: dict[str, Any],
-    mock: Any,
-    use_wrk: bool,
-) -> str | None:
-    """`--only floors | peers | stalls` (bench/compare.py); the PostgreSQL URL to drop."""
-    import compare
-    import scenarios
-    import services
-
-    sqlite_url = f"sqlite:///{workdir / 'tollway.db'}"
-    results["latency"]["direct"] = await scenarios.added_latency(mock, count=plan.latency_count)
-    if only == "floors":
-        await compare.floors(
-            plan, stack, workdir, results, mock=mock, use_wrk=use_wrk, sqlite_url=sqlite_url
-        )
-        return None
-    if only == "stalls":
-        pg_url = None if plan.smoke else await services.create_pg_database()
-        backends = {"gateway-sqlite": sqlite_url}
-        if pg_url is not None:
-            backends["gateway-postgres"] = pg_url
-        await compare.stalls(
-            plan, stack, workdir, out_dir, results, mock=mock, backends=backends, use_wrk=use_wrk
-        )
-        return pg_url
-    measured: dict[str, Any] = {"latency_count": plan.latency_count, "levels": plan.levels}
-    measured |= {"seconds": plan.level_seconds, "use_wrk": use_wrk}
-    proc, target = await services.start_floor(stack, mock)
-    await compare.measure(
-        "floor", proc, target, mock, workdir, results, **measured,
-        stream_seconds=plan.stream_seconds,
-    )  # fmt: skip
-    stack.stop(proc)
-    key = await asyncio.to_thread(services.provision, sqlite_url)
-    proc, target = await services.start_gateway(
-        stack, "gateway-sqlite", database_url=sqlite_url, mock=mock, api_key=key
-    )
-    await compare.measure(
-        "gateway-sqlite", proc, target, mock, workdir, results, **measured,
-        stream_seconds=plan.stream_seconds,
-    )  # fmt: skip
-    stack.stop(proc)
-    for peer in ("litellm", "portkey"):
-        await compare.peer(peer, plan, stack, workdir, results, mock=mock, use_wrk=use_wrk)
-    return None
 
 
 def finish(results: dict[str, Any]) -> None:
