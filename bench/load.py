@@ -152,6 +152,8 @@ end
 def wrk_script(target: Target, workdir: Path, *, stream: bool, tag: str) -> Path:
     out = workdir / f"wrk-{tag}.json"
     auth = f'wrk.headers["Authorization"] = "Bearer {target.api_key}"' if target.api_key else ""
+    for name, value in target.extra_headers:
+        auth += f'\nwrk.headers["{name}"] = "{value}"'
     script = _LUA.format(
         body=target.body(stream=stream).decode(),
         auth=auth,

@@ -88,6 +88,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and all its descendants alive now (granian's workers are
+    not multiprocessing children, so `worker_cpu_seconds` does not see them)."""
+    return cpu_seconds(pid) + sum(tree_cpu_seconds(child) for child in children(pid))
+
+
 def worker_cpu_seconds(pid: int) -> dict[int, float]:
     """CPU seconds of each uvicorn worker under a supervisor (its multiprocessing children,
     the resource tracker left out); {} when `pid` has no workers."""
@@ -147,9 +153,10 @@ class CpuShare:
         return {
             "wall": time.monotonic(),
             "machine": machine_busy_seconds(),
-            # uvicorn's workers, or the server itself when it runs one process
+            # uvicorn's workers, or the server's process tree as one (one process, or
+            # granian's supervisor and its workers, which are not multiprocessing children)
             "workers": worker_cpu_seconds(self.server_pid)
-            or {self.server_pid: cpu_seconds(self.server_pid)},
+            or {self.server_pid: tree_cpu_seconds(self.server_pid)},
             "mock": cpu_seconds(self.mock_pid) if self.mock_pid else 0.0,
             "load": harness_cpu_seconds(),
             "postgres": postgres_cpu_seconds(),

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import compare_tables
 import second_core
 
 GOAL_P50_MS = 0.5
@@ -256,13 +257,15 @@ def markdown(results: dict[str, Any]) -> str:
         f"Python {meta['python']}; {pk}; {meta['wrk']}. {meta['pinning']}. "
         f"Load: {meta['load_generator']}. Run took {meta.get('duration_s', '?')} s.",
     ]
-    if "litellm" in meta:
-        out.append(f"LiteLLM: {meta['litellm']['version']} ({meta['litellm']['note']}).")
+    for peer, label in (("litellm", "LiteLLM"), ("portkey", "Portkey's gateway")):
+        if peer in meta:
+            out.append(f"{label}: {meta[peer]['version']} ({meta[peer]['note']}).")
     out += ["", "## Goals", "", *goals(results)]
     out += ["", "## Added latency (sequential, one keep-alive connection; ms)", ""]
     out += _latency_table(results)
     out += ["", "## Throughput by concurrency (non-streaming)", "", *_throughput_table(results)]
     out += _floor_tables(results)
+    out += compare_tables.markdown(results)
     out += second_core.markdown(results)
     out += ["", "## Streaming under load", ""]
     out += ["| target | streams | streams/s | chunks/s | TTFT p50 | TTFT p99 | errors |"]

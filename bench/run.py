@@ -22,7 +22,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
-ONLY = ("second-core",)  # scenarios `--only` can run by themselves
+ONLY = ("second-core", "floors", "peers", "stalls")  # scenarios `--only` runs by themselves
 SMOKE_SECOND_CORE = True  # the two-worker SQLite gateway, 2 levels of 1 s, /metrics: +4 s
 
 
@@ -214,40 +214,10 @@ async def bench_many_streams(
     stack.stop(paced_proc)
 
 
-async def bench_litellm(
-    plan: Plan, stack: Any, workdir: Path, results: dict[str, Any], *, mock: Any, use_wrk: bool
-) -> None:
-    import scenarios
-    import services
-
-    print("[litellm] installing / checking bench/.venv-litellm ...", flush=True)
-    version, note = await asyncio.to_thread(services.install_litellm)
-    results["meta"]["litellm"] = {"version": version, "note": note}
-    if version is None:
-        return
-    try:
-        proc, target = await services.start_litellm(stack, workdir, mock)
-    except RuntimeError as exc:
-        results["meta"]["litellm"]["note"] = f"did not start: {exc}"[:2000]
-        return
-    count = plan.litellm_latency_count
-    print(f"[litellm] added latency ({count} sequential requests) ...", flush=True)
-    results["latency"]["litellm"] = await scenarios.added_latency(target, count=count)
-    print("[litellm] throughput ...", flush=True)
-    results["throughput"]["litellm"] = await scenarios.throughput(
-        target,
-        workdir,
-        levels=plan.levels,
-        seconds=plan.level_seconds,
-        use_wrk=use_wrk,
-        stop_when_saturated=True,
-    )
-    stack.stop(proc)
-
-
 async def run(
     plan: Plan, out_dir: Path, workdir: Path, notes: list[str], only: str | None = None
 ) -> dict[str, Any]:
+    import compare
     import load
     import procs
     import report
@@ -289,6 +259,12 @@ async def run(
             )  # fmt: skip
             finish(results)
             return results
+        if only in ("floors", "peers", "stalls"):
+            pg_url = await compare.run_only(
+                only, plan, stack, workdir, out_dir, results, mock, use_wrk
+            )
+            finish(results)
+            return results
         print("[direct] added latency and throughput against the mock ...", flush=True)
         results["latency"]["direct"] = await scenarios.added_latency(mock, count=plan.latency_count)
         results["throughput"]["direct"] = await scenarios.throughput(
@@ -328,8 +304,8 @@ async def run(
                 load=second_core.Levels(plan.levels, plan.level_seconds, use_wrk),
                 floor=not plan.smoke,
             )  # fmt: skip
-        if not plan.smoke:
-            await bench_litellm(plan, stack, workdir, results, mock=mock, use_wrk=use_wrk)
+        for peer in () if plan.smoke else ("litellm", "portkey"):
+            await compare.peer(peer, plan, stack, workdir, results, mock=mock, use_wrk=use_wrk)
     finally:
         stack.close()
         if pg_url is not None:

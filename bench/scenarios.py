@@ -197,7 +197,14 @@ def py_spy() -> str | None:
 
 
 async def profile(
-    target: Target, workdir: Path, out_dir: Path, *, pid: int, seconds: float, suffix: str
+    target: Target,
+    workdir: Path,
+    out_dir: Path,
+    *,
+    pid: int,
+    seconds: float,
+    suffix: str,
+    connections: int = 64,
 ) -> dict[str, Any]:
     """py-spy on the gateway under wrk load (c=64): a flame graph and collapsed stacks."""
     spy = py_spy()
@@ -214,7 +221,7 @@ async def profile(
         )
         await asyncio.sleep(0.5)
         load = await asyncio.to_thread(
-            run_wrk, target, workdir, connections=64, seconds=seconds, tag=f"profile-{fmt}"
+            run_wrk, target, workdir, connections=connections, seconds=seconds, tag=f"p-{fmt}"
         )
         await asyncio.wait_for(spy_proc.wait(), timeout=seconds + 30)
         result[f"{fmt}_rps"] = load["rps"]

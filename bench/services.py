@@ -22,6 +22,7 @@ PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 MODEL = "tollway-demo-chat"
 UPSTREAM_MODEL = "demo-chat"
 LITELLM_MODEL = "bench-chat"
+PORTKEY_DIR = ROOT / "bench" / "portkey"
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Target:
     model: str
     api_key: str | None = None
     pid: int | None = None
+    extra_headers: tuple[tuple[str, str], ...] = ()  # e.g. Portkey's routing headers
 
     @property
     def chat_url(self) -> str:
@@ -42,6 +44,7 @@ class Target:
         headers = {"content-type": "application/json"}
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
+        headers.update(self.extra_headers)
         return headers
 
     def body(self, *, stream: bool, max_tokens: int = 16) -> bytes:
@@ -103,18 +106,30 @@ async def start_gateway(
     workers: int = 1,
     cpu: int | str = GATEWAY_CPU,
     metrics_token: str | None = None,
+    server: str | None = None,
+    probe: bool = False,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[Proc, Target]:
+    """`tollway serve`, or with `server` ("uvicorn"/"granian") or `probe` the same app through
+    bench/gateway_probe.py (one worker; the loop-lag probe at GET /_bench/lag)."""
     port = free_port()
     env = {
         "TOLLWAY_DATABASE_URL": database_url,
         "TOLLWAY_MOCK_URL": f"{mock.base}/v1",
         "TOLLWAY_LOG_LEVEL": "warning",
     }
+    env.update(extra_env or {})
     if metrics_token is not None:  # the endpoint only; metrics are recorded either way
         env["TOLLWAY_METRICS_TOKEN"] = metrics_token
     env.pop("TOLLWAY_PROVIDERS", None)
-    argv = [str(VENV_BIN / "tollway"), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    proc = stack.start(name, [*argv, "--workers", str(workers)], cpu=cpu, env=env)
+    if server is None and not probe:
+        argv = [str(VENV_BIN / "tollway"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+        argv += ["--workers", str(workers)]
+    else:
+        argv = [str(VENV_BIN / "python"), str(ROOT / "bench" / "gateway_probe.py")]
+        argv += ["--port", str(port), "--server", server or "uvicorn"]
+        argv += ["--probe"] if probe else []
+    proc = stack.start(name, argv, cpu=cpu, env=env)
     base = f"http://127.0.0.1:{port}"
     await wait_ready(proc, f"{base}/health")
     return proc, Target(name, base, MODEL, api_key=api_key, pid=proc.pid)
@@ -127,14 +142,19 @@ async def start_floor(
     name: str = "floor",
     workers: int = 1,
     cpu: int | str = GATEWAY_CPU,
+    server: str | None = None,
+    client: str | None = None,
 ) -> tuple[Proc, Target]:
     """The floor (bench/floor.py): a bare CPython proxy in front of the same mock, pinned like
-    the gateway, with a key of its own."""
+    the gateway, with a key of its own; its HTTP server and upstream client are floor.py's
+    defaults unless named."""
     port = free_port()
     api_key = f"sk-floor-{uuid.uuid4().hex}"
     argv = [str(VENV_BIN / "python"), str(ROOT / "bench" / "floor.py"), "--port", str(port)]
     argv += ["--upstream", f"{mock.base}/v1", "--key", api_key]
     argv += ["--model", f"{MODEL}={UPSTREAM_MODEL}", "--workers", str(workers)]
+    argv += ["--server", server] if server else []
+    argv += ["--client", client] if client else []
     proc = stack.start(name, argv, cpu=cpu)
     base = f"http://127.0.0.1:{port}"
     await wait_ready(proc, f"{base}/health")
@@ -232,3 +252,41 @@ async def start_litellm(stack: Stack, workdir: Path, mock: Target) -> tuple[Proc
     await wait_ready(proc, f"{base}/health/liveliness", timeout_s=120)
     await asyncio.sleep(1)
     return proc, Target("litellm", base, LITELLM_MODEL, api_key=master_key, pid=proc.pid)
+
+
+def install_portkey() -> tuple[str | None, str]:
+    """(version, note): Portkey's gateway from bench/portkey's lockfile (`npm ci`, into
+    bench/portkey/node_modules), or None and why not."""
+    installed = PORTKEY_DIR / "node_modules" / "@portkey-ai" / "gateway" / "package.json"
+    note = "already installed"
+    if not installed.exists():
+        try:
+            done = subprocess.run(
+                ["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
+                cwd=PORTKEY_DIR,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return None, f"npm ci failed: {exc!r}"[:500]
+        if done.returncode != 0:
+            return None, f"npm ci failed: {done.stderr.strip().splitlines()[-3:]}"
+        note = "installed (npm ci)"
+    return str(json.loads(installed.read_text())["version"]), note
+
+
+async def start_portkey(stack: Stack, mock: Target) -> tuple[Proc, Target]:
+    """Portkey's open-source gateway (Node, one process), routed to the same mock by its
+    headers (provider openai, custom host = the mock); no config, no key check of its own."""
+    port = free_port()
+    argv = ["node", str(PORTKEY_DIR / "start.mjs"), f"--port={port}", "--headless"]
+    proc = stack.start("portkey", argv, cpu=GATEWAY_CPU, env={"NODE_ENV": "production"})
+    base = f"http://127.0.0.1:{port}"
+    await wait_ready(proc, f"{base}/", timeout_s=60)
+    routing = (("x-portkey-provider", "openai"), ("x-portkey-custom-host", f"{mock.base}/v1"))
+    target = Target(
+        "portkey", base, UPSTREAM_MODEL, api_key="sk-bench", pid=proc.pid, extra_headers=routing
+    )
+    return proc, target

@@ -233,6 +233,12 @@ def create_app(
         # as the process: out of the collector's sight, a full collection no longer walks it
         # (measured: the slowest of 3,000 sequential requests went from ~85 ms to ~9 ms).
         gc.freeze()
+        # Young collections every 10,000 allocations instead of 700: under load the objects
+        # of the requests in flight survived the frequent young collections, were promoted and
+        # set off full collections (bench/README.md, "What stalls the loop": at c=256 on
+        # SQLite 8-9 full collections and ~0.5-0.7 s of collector CPU per 5 s before, none and
+        # ~0.09 s after).
+        gc.set_threshold(10_000, 10, 10)
         try:
             yield
         finally:
