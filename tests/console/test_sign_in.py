@@ -82,6 +82,9 @@ def test_a_key_deleted_elsewhere_ends_the_session(page: Page, site: Site) -> Non
     )
     key = created.json()["api_key"]
     sign_in(page, site, key=key)
+    # The overview's own calls finish first: one of them answering 401 would end the session
+    # before the test navigates (a race a loaded machine lost).
+    page.wait_for_load_state("networkidle")
     gone = site.api("DELETE", "/v1/manage/api-keys", json={"name": "short-lived"})
     assert gone.status_code == 200
     page.get_by_role("link", name="API keys").click()
