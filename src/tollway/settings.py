@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tollway.jsonbody import JsonLimits
 
 
 class Settings(BaseSettings):
@@ -73,6 +76,18 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest Management API request body (a name, a budget, a configuration).",
     )
+    max_json_depth: int = Field(
+        default=64,
+        ge=2,
+        le=200,
+        description="Deepest nesting of a JSON request body (400 beyond it, before parsing).",
+    )
+    max_json_values: int = Field(
+        default=200_000,
+        ge=1000,
+        description="Most JSON values (object keys included) in a request body (413 beyond "
+        "it, before parsing): bounds the memory and time a body's parse may take.",
+    )
     circuit_failures: int = Field(
         default=3,
         ge=1,
@@ -112,6 +127,10 @@ class Settings(BaseSettings):
     request_log_retention_days: float = Field(
         default=30, ge=0, description="Request log rows older than this are deleted; 0 = kept."
     )
+
+    @cached_property
+    def json_limits(self) -> JsonLimits:
+        return JsonLimits(max_depth=self.max_json_depth, max_values=self.max_json_values)
 
     @field_validator("database_url")
     @classmethod
