@@ -76,6 +76,29 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest Management API request body (a name, a budget, a configuration).",
     )
+    http_max_head_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest request head (request line and headers); 431 beyond it.",
+    )
+    http_head_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time a client has to send a whole request head; 408 and closed after.",
+    )
+    http_body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest silence inside a request body before the connection is closed.",
+    )
+    http_keepalive_s: float = Field(
+        default=5.0, gt=0, description="How long an idle kept-alive connection stays open."
+    )
+    http_max_connections: int = Field(
+        default=2048,
+        ge=1,
+        description="Open connections per process; a request on one more is a 503.",
+    )
     max_json_depth: int = Field(
         default=64,
         ge=2,
