@@ -130,3 +130,22 @@ async def test_many_separators_inside_strings_are_not_values(gw_both: GatewayEnv
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "no_candidate"
     assert "context_size" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses"])
+async def test_an_unknown_model_is_echoed_cut_to_64_characters(
+    gw_both: GatewayEnv, path: str
+) -> None:
+    model = "m" * 1024
+    messages = [{"role": "user", "content": "hi"}]
+    body = orjson.dumps(
+        {
+            "/v1/chat/completions": {"model": model, "messages": messages},
+            "/v1/messages": {"model": model, "max_tokens": 5, "messages": messages},
+            "/v1/responses": {"model": model, "input": "hi"},
+        }[path]
+    )
+    response = await _post(gw_both, path, body)
+    assert response.status_code == 404, response.text
+    message = _error(path, response)["message"]
+    assert message == f"model '{'m' * 64}… (960 more characters)' not found"
