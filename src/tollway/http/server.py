@@ -184,8 +184,12 @@ class GuardedHttpTools(HttpToolsProtocol):
         if self.transport.is_closing() or self._in_head:
             return
         silent = self.loop.time() - self._body_seen
-        if silent < self.limits.body_timeout_s or self.flow.read_paused:
-            # Bytes came since, or the app has not read what it has: not the client's delay.
+        waiting_for_app = self.flow.read_paused or (
+            self.cycle is not None and self.cycle.waiting_for_100_continue
+        )
+        if silent < self.limits.body_timeout_s or waiting_for_app:
+            # Bytes came since, or the app has not read what it has (or not yet asked for the
+            # body the client holds back until `100 Continue`): not the client's delay.
             self._arm(max(self.limits.body_timeout_s - silent, _GRACE_S), self._body_expired)
             return
         if _unread_input(self.transport):
