@@ -107,6 +107,29 @@ def test_headers_within_the_limit_are_served(server: tuple[str, int, str]) -> No
         assert response.status == 200
 
 
+def test_the_head_limit_is_per_request_not_per_connection(server: tuple[str, int, str]) -> None:
+    """Many requests on one kept-alive connection, one by one and pipelined in one write,
+    carry far more than the head limit in total; each head is small, so all are served."""
+    request = b"GET /health HTTP/1.1\r\nHost: tollway\r\nX-Pad: " + b"p" * 2000 + b"\r\n\r\n"
+    with _connect(server) as sock:
+        for _ in range(60):  # 120 KB of heads, one at a time
+            sock.sendall(request)
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            response.read()
+            assert response.status == 200
+        sock.sendall(request * 60)  # and pipelined
+        answers = sock.makefile("rb")
+        for _ in range(60):
+            assert answers.readline().startswith(b"HTTP/1.1 200 ")
+            length = 0
+            while (line := answers.readline()) != b"\r\n":
+                name, _, value = line.partition(b":")
+                if name.lower() == b"content-length":
+                    length = int(value)
+            answers.read(length)
+
+
 def test_a_half_sent_head_is_408_and_closed_after_the_timeout(
     server: tuple[str, int, str],
 ) -> None:

@@ -75,6 +75,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         self.limits = limits or ServerLimits()
         self._in_head = True  # waiting for or reading a request head (not a body)
         self._head_bytes = 0
+        self._heads = 0  # request heads completed on this connection
         self._received_any = False
         self._refused = False
         self._timer: asyncio.TimerHandle | None = None
@@ -95,12 +96,15 @@ class GuardedHttpTools(HttpToolsProtocol):
             return
         self._received_any = True
         was_in_head = self._in_head
+        heads_before = self._heads
         super().data_received(data)
         if self._refused or self.transport.is_closing() or not self._in_head:
             return
-        # Still in a head: every byte of this read belongs to it, unless the read began in
-        # the previous request's body (then the new head's share is unknown; at most a read).
-        self._head_bytes = self._head_bytes + len(data) if was_in_head else 0
+        # Ends in an incomplete head: every byte of this read belongs to it, unless the read
+        # began in a body or held a whole request before it (then its share is unknown, at
+        # most one read, and counting starts with the next read).
+        whole = was_in_head and self._heads == heads_before
+        self._head_bytes = self._head_bytes + len(data) if whole else 0
         if self._head_bytes > self.limits.max_head_bytes:
             self._refuse(
                 431,
@@ -119,6 +123,7 @@ class GuardedHttpTools(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
+        self._heads += 1
         self._disarm()
         if len(self.connections) > self.limits.max_connections:
             self._refuse(
