@@ -172,6 +172,19 @@ async def test_numbers_and_booleans_are_strict(
     assert await _state(api, alice) == before
 
 
+@pytest.mark.parametrize("value", ["1.5", "0", "false", "[]", '""'])
+async def test_inference_config_must_be_an_object(
+    world: World, api: httpx.AsyncClient, value: str
+) -> None:
+    """A fraction (read exactly, as a Decimal) once passed as an empty patch: 200."""
+    alice = await world.member("alice", "p1")
+    before = await _state(api, alice)
+    text = '{"active": true, "inference_config": $}'.replace("$", value)
+    error = await _send(api, alice, "PUT", "/v1/project-configs", text)
+    assert error.startswith("inference_config:"), error
+    assert await _state(api, alice) == before
+
+
 NESTED = "[" * 1000 + "]" * 1000
 
 
