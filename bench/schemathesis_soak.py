@@ -49,17 +49,21 @@ def config(key: str, examples: int, seed: int) -> SchemathesisConfig:
     )
 
 
-def soak(root: str, key: str, examples: int, seed: int) -> Run:
+def soak(root: str, key: str, examples: int, seed: int, minutes: float | None) -> Run:
     schema = schemathesis.openapi.from_url(
         f"{root}/openapi.json", config=config(key, examples, seed)
     )
     run = Run()
+    deadline = None if minutes is None else time.monotonic() + minutes * 60
     for event in engine.from_schema(schema).execute():
         run.record(event)
+        if deadline is not None and time.monotonic() > deadline:
+            print("time budget spent: stopped before the end", flush=True)
+            break
     return run
 
 
-async def backend_run(backend: str, examples: int, seed: int) -> bool:
+async def backend_run(backend: str, examples: int, seed: int, minutes: float | None) -> bool:
     with tempfile.TemporaryDirectory() as tmp:
         async with database_url_for(backend, Path(tmp)) as url:
             init = tollway("init", "--json", database_url=url)
@@ -69,7 +73,7 @@ async def backend_run(backend: str, examples: int, seed: int) -> bool:
             key = json.loads(init.stdout)["api_key"]
             started = time.monotonic()
             with serve_process(url) as (root, _process):
-                run = await asyncio.to_thread(soak, root, key, examples, seed)
+                run = await asyncio.to_thread(soak, root, key, examples, seed, minutes)
             elapsed = time.monotonic() - started
     errors = sum(n for status, n in run.statuses.items() if status >= 500)
     print(
@@ -88,9 +92,10 @@ def main() -> int:
     parser.add_argument("--examples", type=int, default=700)
     parser.add_argument("--backend", choices=["sqlite", "postgres"], action="append")
     parser.add_argument("--seed", type=int, default=20261203)
+    parser.add_argument("--minutes", type=float, help="stop after this long (partial run)")
     args = parser.parse_args()
     results = [
-        asyncio.run(backend_run(backend, args.examples, args.seed))
+        asyncio.run(backend_run(backend, args.examples, args.seed, args.minutes))
         for backend in args.backend or ["sqlite", "postgres"]
     ]
     return 0 if all(results) else 1
