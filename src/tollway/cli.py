@@ -119,6 +119,8 @@ def serve(
     """Run the gateway."""
     import uvicorn
 
+    from tollway.http.server import guarded_http
+
     cli = ctx.ensure_object(CliContext)
     for name, value in (("host", host), ("port", port), ("workers", workers)):
         if value is not None:
@@ -149,7 +151,10 @@ def serve(
             port=settings.port,
             workers=settings.workers,
             loop=_best_loop(),
-            http="httptools",
+            # uvicorn's httptools protocol with bounds on heads, bodies and connections
+            # (http/server.py; the choice is in docs/operations.md, "The HTTP server").
+            http=guarded_http(settings),  # type: ignore[arg-type]
+            timeout_keep_alive=settings.http_keepalive_s,  # type: ignore[arg-type]
             access_log=False,  # the request line of `observe` replaces it
             log_config=log_config,
             log_level=settings.log_level,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tollway.jsonbody import JsonLimits
 
 
 class Settings(BaseSettings):
@@ -103,6 +106,41 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest Management API request body (a name, a budget, a configuration).",
     )
+    http_max_head_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest request head (request line and headers); 431 beyond it.",
+    )
+    http_head_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time a client has to send a whole request head; 408 and closed after.",
+    )
+    http_body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest silence inside a request body before the connection is closed.",
+    )
+    http_keepalive_s: float = Field(
+        default=5.0, gt=0, description="How long an idle kept-alive connection stays open."
+    )
+    http_max_connections: int = Field(
+        default=2048,
+        ge=1,
+        description="Open connections per process; a request on one more is a 503.",
+    )
+    max_json_depth: int = Field(
+        default=64,
+        ge=2,
+        le=200,
+        description="Deepest nesting of a JSON request body (400 beyond it, before parsing).",
+    )
+    max_json_values: int = Field(
+        default=200_000,
+        ge=1000,
+        description="Most JSON values (object keys included) in a request body (413 beyond "
+        "it, before parsing): bounds the memory and time a body's parse may take.",
+    )
     circuit_failures: int = Field(
         default=3,
         ge=1,
@@ -177,6 +215,10 @@ class Settings(BaseSettings):
     @property
     def oidc_enabled(self) -> bool:
         return bool(self.oidc_issuer and self.oidc_client_id)
+
+    @cached_property
+    def json_limits(self) -> JsonLimits:
+        return JsonLimits(max_depth=self.max_json_depth, max_values=self.max_json_values)
 
     @field_validator("database_url")
     @classmethod

@@ -236,7 +236,7 @@ async def test_budget_api_roundtrip(world: World, api: httpx.AsyncClient, meter:
         json={
             "scope": "key",
             "period": "monthly",
-            "limit": "1.25",
+            "limit": 1.25,
             "key_name": "p1-inf",
             "user_id": bob.user_id,
         },

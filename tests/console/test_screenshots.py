@@ -30,9 +30,9 @@ def shoot(page: Page, name: str, tmp_path: Path) -> None:
 
 
 def traffic(site: Site) -> None:
-    budget = {"scope": "project", "period": "daily", "limit": "0.0003"}
+    budget = {"scope": "project", "period": "daily", "limit": 0.0003}
     assert site.api("POST", "/v1/manage/budgets", json=budget).status_code == 201
-    budget = {"scope": "each_key", "period": "monthly", "limit": "0.0002"}
+    budget = {"scope": "each_key", "period": "monthly", "limit": 0.0002}
     assert site.api("POST", "/v1/manage/budgets", json=budget).status_code == 201
     for providers in (None, ["demo-cheap"], ["demo-eu"], None):
         assert site.chat(max_tokens=32, allowed_providers=providers).status_code == 200

@@ -136,6 +136,9 @@ async def test_lone_surrogate_in_a_field_name_is_400(world: World, api: httpx.As
         '"9223372036854775808"',
         "1000000000000.000001",
         "-1",
+        '"1"',  # amounts are JSON numbers: a string is refused, not converted
+        '"0.5"',
+        "true",
     ],
 )
 async def test_budget_limit_out_of_range_is_400(
@@ -149,11 +152,71 @@ async def test_budget_limit_out_of_range_is_400(
     assert listed.json() == {"budgets": []}
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/manage/rate-limits", '{"scope": "project", "requests_per_minute": "5"}', "requests"),
+        ("/v1/manage/rate-limits", '{"scope": "project", "tokens_per_minute": 5.0}', "tokens"),
+        ("/v1/manage/rate-limits", '{"scope": "project", "tokens_per_minute": true}', "tokens"),
+        ("/v1/manage/api-keys", '{"name": "k", "is_management_key": "true"}', "is_management"),
+        ("/v1/manage/api-keys", '{"name": "k", "is_management_key": 1}', "is_management"),
+    ],
+)
+async def test_numbers_and_booleans_are_strict(
+    world: World, api: httpx.AsyncClient, path: str, body: str, field: str
+) -> None:
+    alice = await world.member("alice", "p1")
+    before = await _state(api, alice)
+    error = await _send(api, alice, "POST", path, body)
+    assert field in error, error
+    assert await _state(api, alice) == before
+
+
+@pytest.mark.parametrize("value", ["1.5", "0", "false", "[]", '""'])
+async def test_inference_config_must_be_an_object(
+    world: World, api: httpx.AsyncClient, value: str
+) -> None:
+    """A fraction (read exactly, as a Decimal) once passed as an empty patch: 200."""
+    alice = await world.member("alice", "p1")
+    before = await _state(api, alice)
+    text = '{"active": true, "inference_config": $}'.replace("$", value)
+    error = await _send(api, alice, "PUT", "/v1/project-configs", text)
+    assert error.startswith("inference_config:"), error
+    assert await _state(api, alice) == before
+
+
+NESTED = "[" * 1000 + "]" * 1000
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "template", "field"),
+    [
+        ("POST", "/v1/manage/api-keys", '{"name": $}', "name"),
+        ("DELETE", "/v1/manage/api-keys", '{"name": "k", "x": $}', "x"),
+        ("POST", "/v1/manage/budgets", '{"scope": "project", "limit": $}', "limit"),
+        ("DELETE", "/v1/manage/budgets", '{"id": $}', "id"),
+        ("POST", "/v1/manage/rate-limits", '{"scope": $}', "scope"),
+        ("PUT", "/v1/project-configs", '{"active": true, "created_at": $}', "created_at"),
+        ("PUT", "/v1/project-configs", '{"inference_config": {"a": $}}', "inference_config.a"),
+    ],
+)
+async def test_bodies_nested_1000_deep_are_400_naming_the_field(
+    world: World, api: httpx.AsyncClient, method: str, path: str, template: str, field: str
+) -> None:
+    alice = await world.member("alice", "p1")
+    before = await _state(api, alice)
+    error = await _send(api, alice, method, path, template.replace("$", NESTED))
+    assert error.startswith(f"{field}.0.0.0"), error
+    assert "nested deeper than" in error
+    assert len(error) < 400
+    assert await _state(api, alice) == before
+
+
 async def test_largest_budget_limit_is_stored_exactly(world: World, api: httpx.AsyncClient) -> None:
     alice = await world.member("alice", "p1")
     created = await api.post(
         "/v1/manage/budgets",
-        content=b'{"scope": "project", "period": "daily", "limit": "1000000000000"}',
+        content=b'{"scope": "project", "period": "daily", "limit": 1000000000000}',
         headers=bearer(alice.management_key) | {"content-type": "application/json"},
     )
     assert created.status_code == 201, created.text

@@ -332,6 +332,12 @@ async def test_cursor_pagination_newest_first(env: Env) -> None:
         ({"from": "yesterday"}, "from"),
         ({"until": "2025-13-01"}, "until"),
         ({"from": "2025-03-02", "until": "2025-03-01"}, "from"),
+        # PostgreSQL refuses a NUL even in a comparison: a 400, never a 500 (both backends)
+        ({"model": "a\x00b"}, "model"),
+        ({"provider": "\x00"}, "provider"),
+        ({"key_name": "k\x00"}, "key_name"),
+        ({"cursor": "WzUsImFcdTAwMDAiXQ"}, "cursor"),  # [5, "a\u0000"]
+        ({"cursor": "WzE4NDQ2NzQ0MDczNzA5NTUxNjE1LCJ4Il0"}, "cursor"),  # [2^64 - 1, "x"]
     ],
 )
 async def test_bad_parameters_are_400_naming_them(
@@ -341,6 +347,12 @@ async def test_bad_parameters_are_400_naming_them(
     assert response.status_code == 400
     message = response.json()["error"]
     assert message.startswith(f"{named}:") and len(message) < 300
+
+
+async def test_a_request_id_with_a_nul_is_404(env: Env) -> None:
+    response = await env.manage(env.alice, "requests/a%00b")
+    assert response.status_code == 404, response.text
+    assert response.json() == {"error": "request 'a\x00b' not found"}
 
 
 async def test_limit_200_is_the_maximum(env: Env) -> None:

@@ -23,6 +23,7 @@ from tollway.errors import (
     Unauthorized,
     UpstreamFailure,
     UpstreamRejected,
+    excerpt,
 )
 from tollway.gateway.auth import Authenticator, Principal
 from tollway.gateway.blame import says_unhealthy
@@ -137,7 +138,7 @@ class Gateway:
         model = self.registry.model(request.model)
         if model is None:
             raise NotFound(
-                f"model '{request.model}' not found", param="model", code="model_not_found"
+                f"model '{excerpt(request.model)}' not found", param="model", code="model_not_found"
             )
         wanted = "embedding" if request.kind == "embeddings" else "chat"
         if model.kind != wanted:

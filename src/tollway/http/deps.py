@@ -15,7 +15,7 @@ from tollway.gateway.auth import Principal
 from tollway.http._scope import EXCHANGE
 from tollway.http.limits import lower_body_limit
 from tollway.http.openapi import BEARER
-from tollway.jsonbody import parse_json_body_exact
+from tollway.jsonbody import check_shape, parse_json_body_exact
 from tollway.state import AppState
 
 if TYPE_CHECKING:
@@ -87,6 +87,7 @@ class ManagementRoute(APIRoute):
             body = await request.body()
             if not body:
                 return await handler(request)
+            check_shape(body, state.settings.json_limits)  # depth, number of values
             return await handler(_Parsed(request, body, parse_json_body_exact(body)))
 
         return authenticate_then_read

@@ -6,7 +6,8 @@ In one layer it does what three did: the request's id and `Exchange` (`http/exch
 a 413 before anything is read, a body is counted while it is read, an error answered before the
 body was read whole closes the connection), the request's span when tracing is on, the 500 of
 an unexpected error, and the one log line and request log record once the response has ended
-(a stream: however it ended). Then it dispatches: the inference endpoints' POSTs go straight
+(a stream: however it ended; a client gone before its body was complete: status 499, no
+trace). Then it dispatches: the inference endpoints' POSTs go straight
 to their plain-ASGI handlers (`http/fastpath.py`), everything else to FastAPI's router.
 """
 
@@ -17,6 +18,7 @@ import re
 import time
 from collections.abc import Mapping
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tollway.errors import excerpt
@@ -32,6 +34,7 @@ from tollway.state import AppState
 _SANE_CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _MAX_PATH = 200
 _CLOSE = (b"connection", b"close")
+CLIENT_GONE = 499  # the status a request's log line and record carry when its client left
 
 log = logging.getLogger("tollway.request")
 
@@ -95,6 +98,13 @@ class Edge:
         try:
             exchange.body_refused = declared is not None and declared > self.max_bytes
             await self.inner(scope, limited_receive, edge_send)
+        except ClientDisconnect:
+            # Gone while sending its body: nobody to answer, nothing went wrong here. The
+            # line says so (499, nginx's "client closed request"), without a trace.
+            if exchange.status:
+                raise
+            exchange.status = CLIENT_GONE
+            exchange.error = "client disconnected before its request body was complete"
         except Exception as exc:
             log.error(
                 "unhandled error",

@@ -43,6 +43,7 @@ from tollway.http._scope import EXCHANGE
 from tollway.http.errors import render_tollway_error
 from tollway.http.exchange import Exchange
 from tollway.http.limits import read_body
+from tollway.jsonbody import check_shape
 from tollway.observe.record import Translation
 from tollway.state import AppState
 
@@ -134,7 +135,9 @@ async def _begin(
     principal = await _authenticate(state, authorization(scope))
     exchange: Exchange = scope[EXCHANGE]
     tally = exchange.inference(principal, endpoint)  # recorded from here on
-    return _Begun(state, principal, tally, await read_body(receive))
+    body = await read_body(receive)
+    check_shape(body, state.settings.json_limits)  # before any parse: depth and number of values
+    return _Begun(state, principal, tally, body)
 
 
 def _openai_authorization(scope: Scope) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from tollway.keys.secrets import NAME_REGEX
 
@@ -24,13 +24,25 @@ ObjectId = Annotated[
 # A budget limit in EUR. Up to 10^12 EUR (10^18 credits) fits the 64-bit credit columns with
 # room for what is spent and reserved against it.
 MAX_LIMIT_EUR = Decimal(10**12)
+
+
+def _json_number(value: object) -> object:
+    """Amounts are JSON numbers: a string ("1") or a boolean is refused, not converted (the
+    body's fractions are parsed exactly, so a string buys no precision)."""
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON number, not a string or a boolean")
+    return value
+
+
 EurAmount = Annotated[
     Decimal,
+    BeforeValidator(_json_number),
     Field(
         ge=0,
         le=MAX_LIMIT_EUR,
         allow_inf_nan=False,
         description="EUR, at most 6 decimal places (1 credit = 0.000001 EUR), at most 10^12; "
-        "a JSON number or a decimal string.",
+        "a JSON number.",
     ),
+    WithJsonSchema({"type": "number", "minimum": 0, "maximum": 10**12}),
 ]

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from tollway.errors import NotFound
+from tollway.errors import NotFound, excerpt
 from tollway.http.deps import app_state, exchange_of
 from tollway.http.fastpath import CHAT_COMPLETIONS, EMBEDDINGS, Delegated
 from tollway.http.openapi import BEARER, CHAT_BODY, EMBEDDINGS_BODY, INFERENCE_ERRORS, json_body
@@ -105,5 +105,7 @@ async def retrieve_model(model_id: str, request: Request) -> dict[str, Any]:
     model = state.registry.model(model_id)
     entry = model_entry(state.registry, model, eu_native=False) if model is not None else None
     if entry is None:
-        raise NotFound(f"model '{model_id[:200]}' not found", param="model", code="model_not_found")
+        raise NotFound(
+            f"model '{excerpt(model_id)}' not found", param="model", code="model_not_found"
+        )
     return entry

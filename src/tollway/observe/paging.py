@@ -43,7 +43,9 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
         and len(value) == 2
         and isinstance(value[0], int)
         and not isinstance(value[0], bool)
+        and -(2**63) <= value[0] < 2**63  # a 64-bit column's range
         and isinstance(value[1], str)
+        and "\x00" not in value[1]  # no id holds one; PostgreSQL refuses to compare it
     ):
         return value[0], value[1]
     raise BadRequest("cursor: not a cursor this API returned", param="cursor")

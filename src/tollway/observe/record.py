@@ -94,6 +94,8 @@ def outcome_of(http_status: int, stream_outcome: str | None, attempts: tuple[Att
         return stream_outcome
     if http_status < 400:
         return "success"
+    if http_status == 499:  # gone before its request body was complete (http/edge.py)
+        return "client_disconnected"
     if http_status in (402, 429):
         return "refused"
     if http_status in (502, 503, 504):

@@ -13,7 +13,7 @@ from sqlalchemy import Row
 
 from tollway.billing.credits import credits_to_json_number
 from tollway.billing.usage import parse_time
-from tollway.errors import BadRequest, NotFound
+from tollway.errors import BadRequest, NotFound, excerpt
 from tollway.observe.paging import decode_cursor, encode_cursor, parse_limit
 from tollway.observe.record import STATUSES
 from tollway.store import accounts
@@ -56,13 +56,23 @@ def parse_request_query(
         start_ms=None if start is None else start * 1000,
         # `until` names a second: every request within it is included.
         end_ms=None if end is None else end * 1000 + 999,
-        model=model or None,
-        provider=provider or None,
+        model=_filter("model", model),
+        provider=_filter("provider", provider),
         status=status,
-        key_name=key_name or None,
+        key_name=_filter("key_name", key_name),
         limit=parse_limit(limit),
         after=None if cursor is None else decode_cursor(cursor),
     )
+
+
+def _filter(name: str, value: str | None) -> str | None:
+    """A text filter as given; a NUL (which no stored value holds, and which PostgreSQL
+    refuses even to compare) is a 400 naming the parameter."""
+    if not value:
+        return None
+    if "\x00" in value:
+        raise BadRequest(f"{name}: must not contain a NUL character", param=name)
+    return value
 
 
 class RequestLogService:
@@ -100,13 +110,15 @@ class RequestLogService:
 
     async def get(self, *, user_id: str, project_id: str, request_id: str) -> dict[str, Any]:
         """One request with its routing; 404 when unknown or not the caller's to see."""
+        if "\x00" in request_id:  # no id holds one (and PostgreSQL refuses to compare it)
+            raise NotFound(f"request '{excerpt(request_id)}' not found")
         async with self._db.read() as conn:
             row = await store.one(conn, request_id)
             visible = row is not None and row.project_id == project_id
             if visible and row is not None and row.user_id != user_id:
                 visible = await accounts.role_of(conn, user_id, project_id) == "admin"
         if not visible or row is None:
-            raise NotFound(f"request '{request_id[:80]}' not found")
+            raise NotFound(f"request '{excerpt(request_id)}' not found")
         detail = render(row)
         routing = orjson.loads(row.routing) if row.routing else {}
         # Another dialect's request (messages, responses): which fields it translated/dropped.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Preference = Literal["speed", "cost", "balanced"]
 SCHEMA_VERSION = "v1"
@@ -36,6 +36,15 @@ class InferenceConfigPatch(BaseModel):
     allow_quantization: bool | None = None
     allow_zero_data_retention: bool | None = None
     enable_model_fallback: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object(cls, value: Any) -> Any:
+        # FastAPI validates bodies with `from_attributes`: any object (a JSON fraction, read
+        # as a Decimal) would otherwise pass as a patch of nothing, every field left out.
+        if not isinstance(value, dict | InferenceConfigPatch):
+            raise ValueError("must be a JSON object")
+        return value
 
     def apply_to(self, current: InferenceConfig) -> InferenceConfig:
         changes = {name: getattr(self, name) for name in self.model_fields_set}

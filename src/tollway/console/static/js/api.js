@@ -108,7 +108,8 @@ export async function api(path, { method = 'GET', body, key, signal } = {}) {
     response = await fetch(path, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      // A string is JSON text already (a budget's exact decimal limit, see budgets.js).
+      body: body === undefined || typeof body === 'string' ? body : JSON.stringify(body),
       cache: 'no-store',
       credentials: cookie ? 'same-origin' : 'omit',
       signal,

@@ -80,7 +80,7 @@ function createForm(keys, onCreated) {
     if (scope.value === 'user' && userId.value.trim()) body.user_id = userId.value.trim();
     if (scope.value === 'key') body.key_name = keyName.value;
     try {
-      await api('/v1/manage/budgets', { method: 'POST', body });
+      await api('/v1/manage/budgets', { method: 'POST', body: budgetJson(body) });
       toast('Budget created');
       onCreated();
     } catch (error) {
@@ -89,6 +89,14 @@ function createForm(keys, onCreated) {
     }
   });
   return form;
+}
+
+// The limit is a JSON number, written exactly as typed: a decimal through a JS number could
+// lose digits. Anything else goes as a string, and the gateway's 400 names `limit`.
+function budgetJson(body) {
+  const text = JSON.stringify(body);
+  if (!/^(0|[1-9][0-9]*)(\.[0-9]+)?$/.test(body.limit)) return text;
+  return text.replace(`"limit":${JSON.stringify(body.limit)}`, `"limit":${body.limit}`);
 }
 
 export async function render(ctx) {
