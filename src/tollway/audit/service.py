@@ -11,7 +11,7 @@ from sqlalchemy import Row
 
 from tollway.billing.usage import parse_time
 from tollway.errors import BadRequest
-from tollway.observe.paging import decode_cursor, encode_cursor, parse_limit
+from tollway.observe.paging import cut, decode_cursor, parse_limit
 from tollway.observe.requests import iso_ms
 from tollway.store import accounts
 from tollway.store import audit as store
@@ -86,13 +86,8 @@ class AuditService:
                 ),
                 query.limit + 1,  # one more tells whether there is a next page
             )
-        more = len(rows) > query.limit
-        rows = rows[: query.limit]
-        last = rows[-1] if more else None
-        return {
-            "entries": [render(r) for r in rows],
-            "next_cursor": None if last is None else encode_cursor(last.created_at_ms, last.id),
-        }
+        page, next_cursor = cut(rows, query.limit, lambda r: (r.created_at_ms, r.id))
+        return {"entries": [render(r) for r in page], "next_cursor": next_cursor}
 
 
 def render(row: Row[Any]) -> dict[str, Any]:

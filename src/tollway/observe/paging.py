@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import orjson
 
 from tollway.errors import BadRequest
+
+T = TypeVar("T")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -49,3 +53,14 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
     ):
         return value[0], value[1]
     raise BadRequest("cursor: not a cursor this API returned", param="cursor")
+
+
+def cut(
+    rows: Sequence[T], limit: int, key: Callable[[T], tuple[int, str]]
+) -> tuple[list[T], str | None]:
+    """One page of `rows` (read with `limit + 1`: one more tells whether there is a next
+    page) and the cursor after its last row, or None on the last page."""
+    page = list(rows[:limit])
+    if len(rows) <= limit:
+        return page, None
+    return page, encode_cursor(*key(page[-1]))

@@ -14,7 +14,7 @@ from sqlalchemy import Row
 from tollway.billing.credits import credits_to_json_number
 from tollway.billing.usage import parse_time
 from tollway.errors import BadRequest, NotFound, excerpt
-from tollway.observe.paging import decode_cursor, encode_cursor, parse_limit
+from tollway.observe.paging import cut, decode_cursor, parse_limit
 from tollway.observe.record import STATUSES
 from tollway.store import accounts
 from tollway.store import request_log as store
@@ -98,15 +98,8 @@ class RequestLogService:
                 ),
                 query.limit + 1,  # one more tells whether there is a next page
             )
-        more = len(rows) > query.limit
-        rows = rows[: query.limit]
-        last = rows[-1] if more else None
-        return {
-            "requests": [render(r) for r in rows],
-            "next_cursor": None
-            if last is None
-            else encode_cursor(last.created_at_ms, last.request_id),
-        }
+        page, next_cursor = cut(rows, query.limit, lambda r: (r.created_at_ms, r.request_id))
+        return {"requests": [render(r) for r in page], "next_cursor": next_cursor}
 
     async def get(self, *, user_id: str, project_id: str, request_id: str) -> dict[str, Any]:
         """One request with its routing; 404 when unknown or not the caller's to see."""

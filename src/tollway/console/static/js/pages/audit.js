@@ -1,16 +1,10 @@
 // Audit: who changed what in this project (every change for an admin, your own for a
 // member), with filters and paging; each entry opens to its fields before and after.
 
-import { api, ApiError, query } from '../api.js';
-import { alertBox, clear, field, h, table } from '../dom.js';
+import { query } from '../api.js';
+import { field, h } from '../dom.js';
 import { when } from '../format.js';
-
-/** A datetime-local value, read as UTC (as on the Requests page). */
-function localInputToIso(value) {
-  if (!value) return '';
-  const date = new Date(`${value.length === 16 ? `${value}:00` : value}Z`);
-  return Number.isNaN(date.getTime()) ? '' : date.toISOString();
-}
+import { localInputToIso, pagedLog } from '../paged.js';
 
 function actorText(actor) {
   return `${actor.name} (${actor.kind})`;
@@ -57,24 +51,20 @@ export async function render(ctx) {
     { label: 'Target', cell: (e) => h('span', { class: 'mono' }, e.target) },
     { label: 'Change', cell: (e) => changes(e) },
   ];
-  const load = async (cursor) => {
-    const page = await api(`/v1/manage/audit${query({ ...filters, limit: 50, cursor })}`);
-    const body = table('Audit log', columns, page.entries, (e) => ({ 'data-audit-id': e.id }));
-    if (!cursor) clear(results).append(h('h2', null, 'Changes'), page.entries.length ? body : h('p', { class: 'empty' }, 'No changes match.'));
-    else results.querySelector('tbody').append(...body.querySelectorAll('tbody tr'));
-    clear(more);
-    if (page.next_cursor) more.append(h('button', { type: 'button', class: 'secondary', onclick: () => load(page.next_cursor) }, 'Load more'));
-  };
+  const log = pagedLog(results, more, {
+    url: (cursor) => `/v1/manage/audit${query({ ...filters, limit: 50, cursor })}`,
+    items: 'entries',
+    caption: 'Audit log',
+    heading: 'Changes',
+    empty: 'No changes match.',
+    columns,
+    rowAttrs: (e) => ({ 'data-audit-id': e.id }),
+  });
   const apply = async (values) => {
     filters = values;
-    try {
-      await load(null);
-    } catch (error) {
-      if (!(error instanceof ApiError)) throw error;
-      clear(results).append(alertBox(error.message));
-    }
+    await log.apply();
   };
-  await load(null);
+  await log.first();
   return h('section', { 'aria-labelledby': 'audit-title' },
     h('h1', { id: 'audit-title' }, 'Audit log'),
     h('p', { class: 'lead' }, ctx.me.role === 'admin'

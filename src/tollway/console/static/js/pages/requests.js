@@ -2,8 +2,9 @@
 // attempts and routing trace. Without the request-log API (404) the page says so.
 
 import { api, ApiError, query } from '../api.js';
-import { alertBox, clear, field, h, table } from '../dom.js';
+import { alertBox, field, h, table } from '../dom.js';
 import { count, eur, ms, when } from '../format.js';
+import { localInputToIso, pagedLog } from '../paged.js';
 import { candidatesTable } from './playground.js';
 
 const STATUSES = ['success', 'client_disconnected', 'upstream_error', 'refused', 'error'];
@@ -19,13 +20,6 @@ function unavailable() {
 
 function statusBadge(status) {
   return h('span', { class: `badge ${status === 'success' ? 'success' : 'failed'}` }, status);
-}
-
-/** A datetime-local value ("2026-11-26T10:00", seconds optional), read as UTC. */
-function localInputToIso(value) {
-  if (!value) return '';
-  const date = new Date(`${value.length === 16 ? `${value}:00` : value}Z`);
-  return Number.isNaN(date.getTime()) ? '' : date.toISOString();
 }
 
 function filterForm(models, providers, values, onApply) {
@@ -76,27 +70,22 @@ async function listView(ctx) {
     { label: 'Cost', cell: (r) => eur(r.cost), class: 'num' },
     { label: 'Latency', cell: (r) => ms(r.latency_ms), class: 'num' },
   ];
-  const load = async (cursor) => {
-    const params = {
+  const log = pagedLog(results, more, {
+    url: (cursor) => `/v1/manage/requests${query({
       ...filters, from: localInputToIso(filters.from), until: localInputToIso(filters.until), limit: 50, cursor,
-    };
-    const page = await api(`/v1/manage/requests${query(params)}`);
-    const body = table('Requests', columns, page.requests, (r) => ({ 'data-request-id': r.request_id }));
-    if (!cursor) clear(results).append(h('h2', null, 'Log'), page.requests.length ? body : h('p', { class: 'empty' }, 'No requests match.'));
-    else results.querySelector('tbody').append(...body.querySelectorAll('tbody tr'));
-    clear(more);
-    if (page.next_cursor) more.append(h('button', { type: 'button', class: 'secondary', onclick: () => load(page.next_cursor) }, 'Load more'));
-  };
+    })}`,
+    items: 'requests',
+    caption: 'Requests',
+    heading: 'Log',
+    empty: 'No requests match.',
+    columns,
+    rowAttrs: (r) => ({ 'data-request-id': r.request_id }),
+  });
   const apply = async (values) => {
     filters = values;
-    try {
-      await load(null);
-    } catch (error) {
-      if (!(error instanceof ApiError)) throw error;
-      clear(results).append(alertBox(error.message));
-    }
+    await log.apply();
   };
-  await load(null);
+  await log.first();
   return h('section', { 'aria-labelledby': 'requests-title' },
     h('h1', { id: 'requests-title' }, 'Requests'),
     h('p', { class: 'lead' }, `What this gateway served for ${ctx.me.role === 'admin' ? 'the whole project' : 'you'}: no prompt or completion text is kept.`),
