@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
-from tollway.billing.records import Payer, Reservation, ReserveRequest, UsageSource
+from tollway.billing.records import Payer, Reservation, ReserveRequest
 from tollway.errors import (
     BadRequest,
     InsufficientBalance,
@@ -31,9 +32,9 @@ from tollway.gateway.health import HealthBook
 from tollway.gateway.metadata import Trace, build_metadata
 from tollway.gateway.observed import Attempt, ObservedMeter
 from tollway.gateway.ratelimit import RateLimiter
-from tollway.gateway.request import InferenceRequest, counted_prompt_tokens
+from tollway.gateway.request import InferenceRequest
 from tollway.gateway.routing import ModelPlan, plan_model, worst_prices
-from tollway.gateway.settlement import Call, Settler
+from tollway.gateway.settlement import Call, Settler, usage_or_counted
 from tollway.gateway.streaming import StreamRelay
 from tollway.gateway.tally import Tally
 from tollway.observe.metrics import Metrics
@@ -42,8 +43,9 @@ from tollway.projects.policy import Policy, effective_policy
 from tollway.providers.registry import Model, Registry, ResolvedEndpoint
 from tollway.providers.tokens import answer_tokens
 from tollway.providers.upstream import UpstreamClient, UpstreamError, UpstreamStatusError
-from tollway.providers.usage import TokenUsage, read_usage
 from tollway.tasks import TaskTracker
+
+T = TypeVar("T")
 
 PATHS = {"chat.completions": "/chat/completions", "embeddings": "/embeddings"}
 
@@ -239,37 +241,53 @@ class Gateway:
         assert isinstance(exc, UpstreamStatusError)
         raise UpstreamRejected(exc.message, status=exc.upstream_status, body=exc.body)
 
-    # -- non-streaming ----------------------------------------------------------------------
+    # -- serving: one candidate loop for whole answers and streams --------------------------
 
-    async def _complete(self, call: Call) -> bytes:
-        path = PATHS[call.request.kind]
+    async def _first_served(
+        self, call: Call, send: Callable[[ResolvedEndpoint, float], Awaitable[T]]
+    ) -> tuple[ResolvedEndpoint, T, float]:
+        """Try the candidates in rank order until `send` (one upstream attempt, given the
+        endpoint and when the attempt started) succeeds; retriable failures fall through to
+        the next one. Returns the endpoint that served, what `send` returned and its start."""
+        project = call.principal.project_id
         last: UpstreamError | None = None
         for plan, endpoint in self._candidates(call):
-            if not self.health.admit(endpoint, call.principal.project_id):
+            if not self.health.admit(endpoint, project):
                 continue  # its half-open trial went to another request since ranking
             self._note_model(call, plan)
             attempt_started = time.perf_counter()
             try:
                 with self._attempt(call, endpoint):
-                    payload = await self.upstream.post_json(
-                        endpoint.provider, path, self._upstream_body(call, endpoint)
-                    )
-            except UpstreamError as exc:
+                    result = await send(endpoint, attempt_started)
+            except UpstreamError as exc:  # for a stream: failed or broken before its first byte
                 last = exc
                 self._failed(call, endpoint, exc)
                 continue
             except BaseException:
-                self.health.release(endpoint, call.principal.project_id)
+                self.health.release(endpoint, project)
                 raise
-            elapsed_ms = (time.perf_counter() - attempt_started) * 1000
             call.trace.succeeded(endpoint)
-            return await self._finish(call, endpoint, payload, elapsed_ms)
+            return endpoint, result, attempt_started
         raise _all_failed(last)
+
+    async def _complete(self, call: Call) -> bytes:
+        path = PATHS[call.request.kind]
+
+        async def send(endpoint: ResolvedEndpoint, _started: float) -> dict[str, Any]:
+            return await self.upstream.post_json(
+                endpoint.provider, path, self._upstream_body(call, endpoint)
+            )
+
+        endpoint, payload, attempt_started = await self._first_served(call, send)
+        elapsed_ms = (time.perf_counter() - attempt_started) * 1000
+        return await self._finish(call, endpoint, payload, elapsed_ms)
 
     async def _finish(
         self, call: Call, endpoint: ResolvedEndpoint, payload: dict[str, Any], elapsed_ms: float
     ) -> bytes:
-        tokens, source = _usage_of(call.request, payload)
+        tokens, source = usage_or_counted(
+            call.request, payload.get("usage"), lambda: _answer_tokens(payload)
+        )
         record, charged = await self.settler.succeeded(
             call, endpoint, tokens=tokens, source=source, total_ms=elapsed_ms
         )
@@ -288,33 +306,18 @@ class Gateway:
             )
         return orjson.dumps(payload)
 
-    # -- streaming --------------------------------------------------------------------------
-
     async def _open_stream(self, call: Call) -> StreamRelay:
-        last: UpstreamError | None = None
-        for plan, endpoint in self._candidates(call):
-            if not self.health.admit(endpoint, call.principal.project_id):
-                continue  # its half-open trial went to another request since ranking
-            self._note_model(call, plan)
-            attempt_started = time.perf_counter()
-            try:
-                with self._attempt(call, endpoint):
-                    stream = await self.upstream.open_stream(
-                        endpoint.provider, "/chat/completions", self._upstream_body(call, endpoint)
-                    )
-                    relay = StreamRelay(self.settler, call, endpoint, stream, attempt_started)
-                    await relay.prime()
-            except UpstreamError as exc:  # failed or broken before the first byte: next one
-                last = exc
-                self._failed(call, endpoint, exc)
-                continue
-            except BaseException:
-                self.health.release(endpoint, call.principal.project_id)
-                raise
-            self.health.record_alive(endpoint, call.principal.project_id)
-            call.trace.succeeded(endpoint)
+        async def send(endpoint: ResolvedEndpoint, started: float) -> StreamRelay:
+            stream = await self.upstream.open_stream(
+                endpoint.provider, "/chat/completions", self._upstream_body(call, endpoint)
+            )
+            relay = StreamRelay(self.settler, call, endpoint, stream, started)
+            await relay.prime()
             return relay
-        raise _all_failed(last)
+
+        endpoint, relay, _ = await self._first_served(call, send)
+        self.health.record_alive(endpoint, call.principal.project_id)
+        return relay
 
 
 def _completion_bound(request: InferenceRequest, plans: list[ModelPlan]) -> int:
@@ -326,15 +329,13 @@ def _completion_bound(request: InferenceRequest, plans: list[ModelPlan]) -> int:
     return per_choice * request.choices
 
 
-def _usage_of(request: InferenceRequest, payload: dict[str, Any]) -> tuple[TokenUsage, UsageSource]:
-    reported = read_usage(payload.get("usage"))
-    if reported is not None:
-        return reported, "upstream"
-    completion = 0
-    for choice in payload.get("choices") or []:
-        if isinstance(choice, dict):
-            completion += answer_tokens(choice.get("message"))
-    return TokenUsage(counted_prompt_tokens(request), completion), "counted"
+def _answer_tokens(payload: dict[str, Any]) -> int:
+    """The completion tokens of a whole answer, counted by the gateway."""
+    return sum(
+        answer_tokens(choice.get("message"))
+        for choice in payload.get("choices") or []
+        if isinstance(choice, dict)
+    )
 
 
 def _no_candidate(plans: list[ModelPlan], retry_after_s: int) -> Exception:
