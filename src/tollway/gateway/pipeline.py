@@ -51,6 +51,26 @@ PATHS = {"chat.completions": "/chat/completions", "embeddings": "/embeddings"}
 
 
 @dataclass(frozen=True, slots=True)
+class Planned:
+    """Stage result: the policy the request runs under, its candidates ranked (in the
+    trace, which records what is tried) and the completion bound to reserve and rate-limit."""
+
+    policy: Policy
+    trace: Trace
+    completion_bound: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    """Stage result: admitted by the rate limits (their headers) and the cost reserved;
+    `max_tokens` the per-choice bound lowered to fit the balance (None: as asked)."""
+
+    reservation: Reservation
+    headers: dict[str, str]
+    max_tokens: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Served:
     """What the edge sends: the answer (bytes, or a stream relay) and extra headers."""
 
@@ -99,6 +119,32 @@ class Gateway:
         self, principal: Principal, request: InferenceRequest, tally: Tally
     ) -> Served:
         started = time.perf_counter()
+        planned = await self._plan(principal, request)
+        tally.trace = planned.trace
+        reserved = await self._admit_and_reserve(principal, request, planned, tally.request_id)
+        call = Call(
+            principal,
+            request,
+            planned.policy,
+            planned.trace,
+            reserved.reservation,
+            started,
+            tally,
+            reserved.max_tokens,
+        )
+        try:
+            if request.stream:
+                return Served(await self._open_stream(call), reserved.headers)
+            return Served(await self._complete(call), reserved.headers)
+        except BaseException:
+            # Nothing was served (a relay, once returned, settles by itself).
+            await self.settler.settle(reserved.reservation, None)
+            raise
+
+    # -- the stages before serving: planned → reserved ------------------------------------
+
+    async def _plan(self, principal: Principal, request: InferenceRequest) -> Planned:
+        """The policy the request runs under and its ranked candidates."""
         with self.tracer.span("tollway.policy", stream=request.stream) as span:
             model = self._model(request)
             span.set("tollway.model", model.id)
@@ -107,31 +153,36 @@ class Gateway:
         with self.tracer.span("tollway.route") as span:
             plans = self._plans(model, policy, request, principal.project_id)
             span.set("tollway.candidates", sum(len(p.ranked) for p in plans))
-        trace = tally.trace = Trace(policy.preference, list(policy.applied_filters), plans)
-        completion_bound = _completion_bound(request, plans)
+        return Planned(
+            policy=policy,
+            trace=Trace(policy.preference, list(policy.applied_filters), plans),
+            completion_bound=_completion_bound(request, plans),
+        )
+
+    async def _admit_and_reserve(
+        self, principal: Principal, request: InferenceRequest, planned: Planned, request_id: str
+    ) -> Reserved:
+        """Past the rate limits, the worst-case cost reserved; the completion bound lowered
+        to fit the balance when it must be (402 when not even one token per choice fits)."""
         # Tokens per minute count an estimate (prompt bytes / 4 + the completion bound), as
         # OpenAI does: a rate limit is about capacity; money uses the strict bound below.
-        headers = await self.limiter.admit(principal, request.prompt_estimate + completion_bound)
+        headers = await self.limiter.admit(
+            principal, request.prompt_estimate + planned.completion_bound
+        )
         reservation = await self._reserve(
-            principal, request, plans, completion_bound, tally.request_id
+            principal, request, planned.trace.plans, planned.completion_bound, request_id
         )
         self.tracer.current().set("tollway.request_id", reservation.request_id)
-        if reservation.lowered:
-            per_choice = reservation.max_tokens // request.choices
-            if per_choice < 1:
-                await self.settler.settle(reservation, None)
-                raise InsufficientBalance("insufficient balance")
-            request.limit_completion(per_choice)
-            trace.applied_filters.append(f"max_tokens lowered to {per_choice} to fit the balance")
-        call = Call(principal, request, policy, trace, reservation, started, tally)
-        try:
-            if request.stream:
-                return Served(await self._open_stream(call), headers)
-            return Served(await self._complete(call), headers)
-        except BaseException:
-            # Nothing was served (a relay, once returned, settles by itself).
+        if not reservation.lowered:
+            return Reserved(reservation, headers, None)
+        per_choice = reservation.max_tokens // request.choices
+        if per_choice < 1:
             await self.settler.settle(reservation, None)
-            raise
+            raise InsufficientBalance("insufficient balance")
+        planned.trace.applied_filters.append(
+            f"max_tokens lowered to {per_choice} to fit the balance"
+        )
+        return Reserved(reservation, headers, per_choice)
 
     # -- policy and routing -------------------------------------------------------------
 
@@ -209,8 +260,12 @@ class Gateway:
         return [(plan, c.endpoint) for plan in call.trace.plans for c in plan.ranked]
 
     def _upstream_body(self, call: Call, endpoint: ResolvedEndpoint) -> bytes:
-        body = call.request.body
-        body["model"] = endpoint.upstream_model
+        """The body for `endpoint`: the client's, with the upstream's model name (and the
+        lowered completion bound, usage asked of a stream) — a shallow copy, the parsed
+        request is left as it was parsed."""
+        body = {**call.request.body, "model": endpoint.upstream_model}
+        if call.max_tokens is not None:
+            body["max_tokens"] = call.max_tokens
         if call.request.stream:
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         return orjson.dumps(body)

@@ -35,6 +35,7 @@ class Call:
     reservation: Reservation
     started: float
     tally: Tally
+    max_tokens: int | None = None  # the per-choice bound lowered to fit the balance
 
 
 def usage_or_counted(
