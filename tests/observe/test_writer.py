@@ -14,9 +14,16 @@ from sqlalchemy import func, select
 from tests.support.world import World
 from tollway.clock import system_clock
 from tollway.observe.metrics import Metrics
-from tollway.observe.record import Attempt, RequestRecord
+from tollway.observe.record import Attempt, RequestRecord, Routing
 from tollway.observe.writer import RequestLogWriter
 from tollway.store.schema import request_log
+
+ROUTING = Routing("cost", "expected_cost_credits", (), ("p",), (), (), ("m",))
+STORED_ROUTING = (
+    '{"preference":"cost","applied_filters":[],"routing_trace":{"initial_candidates":["p"],'
+    '"filtered_out_candidates":[],"scored_candidates":[],"scoring_function":'
+    '{"function":"expected_cost_credits","sort":"ascending"}},"fallback_chain":["m"]}'
+)
 
 
 def record(n: int, **changes: Any) -> RequestRecord:
@@ -44,7 +51,7 @@ def record(n: int, **changes: Any) -> RequestRecord:
             usage_source="upstream",
             error=None,
             attempts=(Attempt("p", "m", "success", None),),
-            routing=lambda: {"preference": "cost"},
+            routing=ROUTING,
         ),
         **changes,
     )
@@ -89,7 +96,7 @@ async def test_rows_wait_out_an_outage_then_land(world: World) -> None:
     async with world.db.read() as conn:
         row = await conn.execute(select(request_log).where(request_log.c.request_id == "req-9"))
         stored = row.one()
-    assert len(stored.model) == 128 and stored.routing == '{"preference":"cost"}'
+    assert len(stored.model) == 128 and stored.routing == STORED_ROUTING
 
 
 async def test_close_flushes_what_is_queued(world: World) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from tollway.billing.credits import CREDITS_PER_EUR, credits_to_json_number
 from tollway.gateway.routing import SCORING, ModelPlan
+from tollway.observe.record import Filtered, Routing, Scored
 from tollway.providers.pricing import Pricing
 from tollway.providers.registry import ResolvedEndpoint
 from tollway.providers.usage import TokenUsage
@@ -72,45 +73,44 @@ def build_metadata(
             "latency_ms": latency_ms,
             "usage_source": usage_source,
         },
-        "routing_trace": routing_trace(trace),
+        "routing_trace": summarize(trace).trace_json(),
         "fallback_from": fallback_from,
         "fallback_chain": trace.tried_models,
         "model_used": served.model.id,
     }
 
 
-def routing_summary(trace: Trace) -> dict[str, Any]:
-    """The routing of a request as the request log's detail view shows it (served or not)."""
-    return {
-        "preference": trace.preference,
-        "applied_filters": list(trace.applied_filters),
-        "routing_trace": routing_trace(trace),
-        "fallback_chain": list(trace.tried_models),
-    }
-
-
-def routing_trace(trace: Trace) -> dict[str, Any]:
-    filtered: list[dict[str, Any]] = []
-    scored: list[dict[str, Any]] = []
+def summarize(trace: Trace) -> Routing:
+    """The routing of a request as plain immutable data (served or not): what the request
+    log stores and `include_metadata` shows, holding nothing of the trace itself."""
+    filtered: list[Filtered] = []
+    scored: list[Scored] = []
     initial: list[str] = []
     multi = len(trace.plans) > 1
     for plan in trace.plans:
-        initial += [f"{plan.model.id}@{slug}" if multi else slug for slug in plan.initial]
-        filtered += [dict(f, model=plan.model.id) for f in plan.filtered]
+        model = plan.model.id
+        initial += [f"{model}@{slug}" if multi else slug for slug in plan.initial]
+        filtered += [
+            Filtered(f["provider"], model, f["filter_failed"], f["reason"]) for f in plan.filtered
+        ]
         for candidate in plan.ranked:
-            entry: dict[str, Any] = {
-                "provider": candidate.endpoint.provider.slug,
-                "model": plan.model.id,
-                "score": candidate.score,
-                "scoring_context": candidate.context,
-                "status": trace.status.get(candidate.endpoint.key, "not_attempted"),
-            }
-            if candidate.endpoint.key in trace.errors:
-                entry["error"] = trace.errors[candidate.endpoint.key]
-            scored.append(entry)
-    return {
-        "initial_candidates": initial,
-        "filtered_out_candidates": filtered,
-        "scored_candidates": scored,
-        "scoring_function": {"function": SCORING[trace.preference], "sort": "ascending"},
-    }
+            key = candidate.endpoint.key
+            scored.append(
+                Scored(
+                    candidate.endpoint.provider.slug,
+                    model,
+                    candidate.score,
+                    candidate.context,
+                    trace.status.get(key, "not_attempted"),
+                    trace.errors.get(key),
+                )
+            )
+    return Routing(
+        preference=trace.preference,
+        scoring_function=SCORING[trace.preference],
+        applied_filters=tuple(trace.applied_filters),
+        initial=tuple(initial),
+        filtered=tuple(filtered),
+        scored=tuple(scored),
+        tried_models=tuple(trace.tried_models),
+    )

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
-from tollway.billing.records import Payer, Reservation, ReserveRequest, UsageSource
+from tollway.billing.records import Payer, Reservation, ReserveRequest
 from tollway.errors import (
     BadRequest,
     InsufficientBalance,
@@ -32,9 +33,9 @@ from tollway.gateway.health import HealthBook
 from tollway.gateway.metadata import Trace, build_metadata
 from tollway.gateway.observed import Attempt, ObservedMeter
 from tollway.gateway.ratelimit import RateLimiter
-from tollway.gateway.request import InferenceRequest, counted_prompt_tokens
+from tollway.gateway.request import InferenceRequest
 from tollway.gateway.routing import ModelPlan, plan_model, worst_prices
-from tollway.gateway.settlement import Call, Settler
+from tollway.gateway.settlement import Call, Settler, usage_or_counted
 from tollway.gateway.streaming import StreamRelay
 from tollway.gateway.tally import Tally
 from tollway.observe.metrics import Metrics
@@ -43,10 +44,31 @@ from tollway.projects.policy import Policy, effective_policy
 from tollway.providers.registry import Model, Registry, ResolvedEndpoint
 from tollway.providers.tokens import answer_tokens
 from tollway.providers.upstream import UpstreamClient, UpstreamError, UpstreamStatusError
-from tollway.providers.usage import TokenUsage, read_usage
 from tollway.tasks import TaskTracker
 
+T = TypeVar("T")
+
 PATHS = {"chat.completions": "/chat/completions", "embeddings": "/embeddings"}
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """Stage result: the policy the request runs under, its candidates ranked (in the
+    trace, which records what is tried) and the completion bound to reserve and rate-limit."""
+
+    policy: Policy
+    trace: Trace
+    completion_bound: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    """Stage result: admitted by the rate limits (their headers) and the cost reserved;
+    `max_tokens` the per-choice bound lowered to fit the balance (None: as asked)."""
+
+    reservation: Reservation
+    headers: dict[str, str]
+    max_tokens: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +120,32 @@ class Gateway:
         self, principal: Principal, request: InferenceRequest, tally: Tally
     ) -> Served:
         started = time.perf_counter()
+        planned = await self._plan(principal, request)
+        tally.trace = planned.trace
+        reserved = await self._admit_and_reserve(principal, request, planned, tally.request_id)
+        call = Call(
+            principal,
+            request,
+            planned.policy,
+            planned.trace,
+            reserved.reservation,
+            started,
+            tally,
+            reserved.max_tokens,
+        )
+        try:
+            if request.stream:
+                return Served(await self._open_stream(call), reserved.headers)
+            return Served(await self._complete(call), reserved.headers)
+        except BaseException:
+            # Nothing was served (a relay, once returned, settles by itself).
+            await self.settler.settle(reserved.reservation, None)
+            raise
+
+    # -- the stages before serving: planned → reserved ------------------------------------
+
+    async def _plan(self, principal: Principal, request: InferenceRequest) -> Planned:
+        """The policy the request runs under and its ranked candidates."""
         with self.tracer.span("tollway.policy", stream=request.stream) as span:
             model = self._model(request)
             span.set("tollway.model", model.id)
@@ -106,31 +154,36 @@ class Gateway:
         with self.tracer.span("tollway.route") as span:
             plans = self._plans(model, policy, request, principal.project_id)
             span.set("tollway.candidates", sum(len(p.ranked) for p in plans))
-        trace = tally.trace = Trace(policy.preference, list(policy.applied_filters), plans)
-        completion_bound = _completion_bound(request, plans)
+        return Planned(
+            policy=policy,
+            trace=Trace(policy.preference, list(policy.applied_filters), plans),
+            completion_bound=_completion_bound(request, plans),
+        )
+
+    async def _admit_and_reserve(
+        self, principal: Principal, request: InferenceRequest, planned: Planned, request_id: str
+    ) -> Reserved:
+        """Past the rate limits, the worst-case cost reserved; the completion bound lowered
+        to fit the balance when it must be (402 when not even one token per choice fits)."""
         # Tokens per minute count an estimate (prompt bytes / 4 + the completion bound), as
         # OpenAI does: a rate limit is about capacity; money uses the strict bound below.
-        headers = await self.limiter.admit(principal, request.prompt_estimate + completion_bound)
+        headers = await self.limiter.admit(
+            principal, request.prompt_estimate + planned.completion_bound
+        )
         reservation = await self._reserve(
-            principal, request, plans, completion_bound, tally.request_id
+            principal, request, planned.trace.plans, planned.completion_bound, request_id
         )
         self.tracer.current().set("tollway.request_id", reservation.request_id)
-        if reservation.lowered:
-            per_choice = reservation.max_tokens // request.choices
-            if per_choice < 1:
-                await self.settler.settle(reservation, None)
-                raise InsufficientBalance("insufficient balance")
-            request.limit_completion(per_choice)
-            trace.applied_filters.append(f"max_tokens lowered to {per_choice} to fit the balance")
-        call = Call(principal, request, policy, trace, reservation, started, tally)
-        try:
-            if request.stream:
-                return Served(await self._open_stream(call), headers)
-            return Served(await self._complete(call), headers)
-        except BaseException:
-            # Nothing was served (a relay, once returned, settles by itself).
+        if not reservation.lowered:
+            return Reserved(reservation, headers, None)
+        per_choice = reservation.max_tokens // request.choices
+        if per_choice < 1:
             await self.settler.settle(reservation, None)
-            raise
+            raise InsufficientBalance("insufficient balance")
+        planned.trace.applied_filters.append(
+            f"max_tokens lowered to {per_choice} to fit the balance"
+        )
+        return Reserved(reservation, headers, per_choice)
 
     # -- policy and routing -------------------------------------------------------------
 
@@ -208,8 +261,12 @@ class Gateway:
         return [(plan, c.endpoint) for plan in call.trace.plans for c in plan.ranked]
 
     def _upstream_body(self, call: Call, endpoint: ResolvedEndpoint) -> bytes:
-        body = call.request.body
-        body["model"] = endpoint.upstream_model
+        """The body for `endpoint`: the client's, with the upstream's model name (and the
+        lowered completion bound, usage asked of a stream) — a shallow copy, the parsed
+        request is left as it was parsed."""
+        body = {**call.request.body, "model": endpoint.upstream_model}
+        if call.max_tokens is not None:
+            body["max_tokens"] = call.max_tokens
         if call.request.stream:
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         return orjson.dumps(body)
@@ -240,37 +297,53 @@ class Gateway:
         assert isinstance(exc, UpstreamStatusError)
         raise UpstreamRejected(exc.message, status=exc.upstream_status, body=exc.body)
 
-    # -- non-streaming ----------------------------------------------------------------------
+    # -- serving: one candidate loop for whole answers and streams --------------------------
 
-    async def _complete(self, call: Call) -> bytes:
-        path = PATHS[call.request.kind]
+    async def _first_served(
+        self, call: Call, send: Callable[[ResolvedEndpoint, float], Awaitable[T]]
+    ) -> tuple[ResolvedEndpoint, T, float]:
+        """Try the candidates in rank order until `send` (one upstream attempt, given the
+        endpoint and when the attempt started) succeeds; retriable failures fall through to
+        the next one. Returns the endpoint that served, what `send` returned and its start."""
+        project = call.principal.project_id
         last: UpstreamError | None = None
         for plan, endpoint in self._candidates(call):
-            if not self.health.admit(endpoint, call.principal.project_id):
+            if not self.health.admit(endpoint, project):
                 continue  # its half-open trial went to another request since ranking
             self._note_model(call, plan)
             attempt_started = time.perf_counter()
             try:
                 with self._attempt(call, endpoint):
-                    payload = await self.upstream.post_json(
-                        endpoint.provider, path, self._upstream_body(call, endpoint)
-                    )
-            except UpstreamError as exc:
+                    result = await send(endpoint, attempt_started)
+            except UpstreamError as exc:  # for a stream: failed or broken before its first byte
                 last = exc
                 self._failed(call, endpoint, exc)
                 continue
             except BaseException:
-                self.health.release(endpoint, call.principal.project_id)
+                self.health.release(endpoint, project)
                 raise
-            elapsed_ms = (time.perf_counter() - attempt_started) * 1000
             call.trace.succeeded(endpoint)
-            return await self._finish(call, endpoint, payload, elapsed_ms)
+            return endpoint, result, attempt_started
         raise _all_failed(last)
+
+    async def _complete(self, call: Call) -> bytes:
+        path = PATHS[call.request.kind]
+
+        async def send(endpoint: ResolvedEndpoint, _started: float) -> dict[str, Any]:
+            return await self.upstream.post_json(
+                endpoint.provider, path, self._upstream_body(call, endpoint)
+            )
+
+        endpoint, payload, attempt_started = await self._first_served(call, send)
+        elapsed_ms = (time.perf_counter() - attempt_started) * 1000
+        return await self._finish(call, endpoint, payload, elapsed_ms)
 
     async def _finish(
         self, call: Call, endpoint: ResolvedEndpoint, payload: dict[str, Any], elapsed_ms: float
     ) -> bytes:
-        tokens, source = _usage_of(call.request, payload)
+        tokens, source = usage_or_counted(
+            call.request, payload.get("usage"), lambda: _answer_tokens(payload)
+        )
         record, charged = await self.settler.succeeded(
             call, endpoint, tokens=tokens, source=source, total_ms=elapsed_ms
         )
@@ -289,33 +362,18 @@ class Gateway:
             )
         return orjson.dumps(payload)
 
-    # -- streaming --------------------------------------------------------------------------
-
     async def _open_stream(self, call: Call) -> StreamRelay:
-        last: UpstreamError | None = None
-        for plan, endpoint in self._candidates(call):
-            if not self.health.admit(endpoint, call.principal.project_id):
-                continue  # its half-open trial went to another request since ranking
-            self._note_model(call, plan)
-            attempt_started = time.perf_counter()
-            try:
-                with self._attempt(call, endpoint):
-                    stream = await self.upstream.open_stream(
-                        endpoint.provider, "/chat/completions", self._upstream_body(call, endpoint)
-                    )
-                    relay = StreamRelay(self.settler, call, endpoint, stream, attempt_started)
-                    await relay.prime()
-            except UpstreamError as exc:  # failed or broken before the first byte: next one
-                last = exc
-                self._failed(call, endpoint, exc)
-                continue
-            except BaseException:
-                self.health.release(endpoint, call.principal.project_id)
-                raise
-            self.health.record_alive(endpoint, call.principal.project_id)
-            call.trace.succeeded(endpoint)
+        async def send(endpoint: ResolvedEndpoint, started: float) -> StreamRelay:
+            stream = await self.upstream.open_stream(
+                endpoint.provider, "/chat/completions", self._upstream_body(call, endpoint)
+            )
+            relay = StreamRelay(self.settler, call, endpoint, stream, started)
+            await relay.prime()
             return relay
-        raise _all_failed(last)
+
+        endpoint, relay, _ = await self._first_served(call, send)
+        self.health.record_alive(endpoint, call.principal.project_id)
+        return relay
 
 
 def _completion_bound(request: InferenceRequest, plans: list[ModelPlan]) -> int:
@@ -327,15 +385,13 @@ def _completion_bound(request: InferenceRequest, plans: list[ModelPlan]) -> int:
     return per_choice * request.choices
 
 
-def _usage_of(request: InferenceRequest, payload: dict[str, Any]) -> tuple[TokenUsage, UsageSource]:
-    reported = read_usage(payload.get("usage"))
-    if reported is not None:
-        return reported, "upstream"
-    completion = 0
-    for choice in payload.get("choices") or []:
-        if isinstance(choice, dict):
-            completion += answer_tokens(choice.get("message"))
-    return TokenUsage(counted_prompt_tokens(request), completion), "counted"
+def _answer_tokens(payload: dict[str, Any]) -> int:
+    """The completion tokens of a whole answer, counted by the gateway."""
+    return sum(
+        answer_tokens(choice.get("message"))
+        for choice in payload.get("choices") or []
+        if isinstance(choice, dict)
+    )
 
 
 def _no_candidate(plans: list[ModelPlan], retry_after_s: int) -> Exception:

@@ -77,11 +77,6 @@ class InferenceRequest:
     def prompt_estimate(self) -> int:
         return max(1, self.prompt_upper_bound // BYTES_PER_TOKEN_ESTIMATE)
 
-    def limit_completion(self, per_choice: int) -> None:
-        """Lower the completion bound (to fit the balance), in what is forwarded too."""
-        self.max_tokens = per_choice
-        self.body["max_tokens"] = per_choice
-
 
 def _load(raw: bytes) -> dict[str, Any]:
     body = parse_json_body(raw)  # strict: a lone surrogate is a 400 naming its field

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
-from tollway.billing.credits import CREDITS_PER_EUR
 from tollway.gateway.health import HealthBook
+from tollway.observe.record import ScoringContext
 from tollway.projects.policy import Policy
 from tollway.providers.registry import Model, Registry, ResolvedEndpoint
 
@@ -31,7 +30,7 @@ SCORING = {
 class Candidate:
     endpoint: ResolvedEndpoint
     score: float
-    context: dict[str, Any]
+    context: ScoringContext  # plain numbers; JSON only when shown
 
 
 @dataclass(slots=True)
@@ -91,22 +90,26 @@ def _rank(
         float(ep.pricing.input_token * prompt_estimate + ep.pricing.output_token * completion)
         for ep in endpoints
     ]
+    books = [health.of(ep) for ep in endpoints]
     latencies = [health.predicted_latency_ms(ep, completion) for ep in endpoints]
     min_cost = max(min(costs), 1e-9)
     min_latency = max(min(latencies), 1e-9)
     candidates = []
-    for ep, cost, latency in zip(endpoints, costs, latencies, strict=True):
+    for ep, book, cost, latency in zip(endpoints, books, costs, latencies, strict=True):
         if preference == "cost":
             score = cost
         elif preference == "speed":
             score = latency
         else:
             score = 0.5 * max(cost, 1e-9) / min_cost + 0.5 * latency / min_latency
-        context: dict[str, Any] = {
-            "expected_cost_eur": round(cost / CREDITS_PER_EUR, 9),
-            "predicted_latency_ms": round(latency, 3),
-            **health.snapshot(ep),
-        }
+        context = ScoringContext(
+            cost,
+            latency,
+            book.ttft_ms,
+            book.ms_per_token,
+            book.samples,
+            book.breaker.consecutive_failures,
+        )
         candidates.append(Candidate(ep, round(score, 6), context))
     # Stable sort: ties keep registry order.
     candidates.sort(key=lambda c: c.score)

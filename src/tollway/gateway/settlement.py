@@ -8,18 +8,19 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from tollway.billing.records import Reservation, UsageRecord, UsageSource, UsageStatus
 from tollway.gateway.auth import Principal
 from tollway.gateway.health import HealthBook
 from tollway.gateway.metadata import Trace
 from tollway.gateway.observed import ObservedMeter
-from tollway.gateway.request import InferenceRequest
+from tollway.gateway.request import InferenceRequest, counted_prompt_tokens
 from tollway.gateway.tally import Tally
 from tollway.observe.metrics import Metrics
 from tollway.projects.policy import Policy
 from tollway.providers.registry import ResolvedEndpoint
-from tollway.providers.usage import TokenUsage
+from tollway.providers.usage import TokenUsage, read_usage
 from tollway.tasks import TaskTracker
 
 
@@ -34,6 +35,18 @@ class Call:
     reservation: Reservation
     started: float
     tally: Tally
+    max_tokens: int | None = None  # the per-choice bound lowered to fit the balance
+
+
+def usage_or_counted(
+    request: InferenceRequest, reported: Any, completion: Callable[[], int]
+) -> tuple[TokenUsage, UsageSource]:
+    """The usage to bill: the upstream's own `usage` object when it is readable, else the
+    gateway's count (the prompt as counted, `completion()` for what was answered)."""
+    usage = read_usage(reported)
+    if usage is not None:
+        return usage, "upstream"
+    return TokenUsage(counted_prompt_tokens(request), completion()), "counted"
 
 
 class Settler:
@@ -83,17 +96,33 @@ class Settler:
             total_ms=total_ms,
             project=call.principal.project_id,
         )
-        record = self.usage_record(call, endpoint, tokens=tokens, status="success", source=source)
-        settlement = self.settle_later(call.reservation, record)
+        record, settlement = self.settle_served(
+            call, endpoint, tokens=tokens, status="success", source=source
+        )
         if owned is not None:
             owned()
-        # Tallied before the await: a caller cancelled during it (a client leaving a stream)
-        # would otherwise leave the tally empty. The meter's own figure replaces it after.
-        call.tally.settled(record, record.cost)
         charged = await asyncio.shield(settlement)
         self.record_served(record)
         call.tally.settled(record, charged)
         return record, charged
+
+    def settle_served(
+        self,
+        call: Call,
+        endpoint: ResolvedEndpoint,
+        *,
+        tokens: TokenUsage,
+        status: UsageStatus,
+        source: UsageSource,
+    ) -> tuple[UsageRecord, asyncio.Task[int]]:
+        """Start settling what `endpoint` served (a tracked task, see `settle_later`) and
+        tally the estimate of the charge — the cost, unless the balance cannot cover usage
+        beyond the reservation — at once: a caller cancelled while awaiting the task (a
+        client leaving a stream), or one that cannot await (`StreamRelay.finalize`), still
+        leaves a tally. Whoever awaits the task tallies the meter's own figure after."""
+        record = self.usage_record(call, endpoint, tokens=tokens, status=status, source=source)
+        call.tally.settled(record, record.cost)
+        return record, self.settle_later(call.reservation, record)
 
     def record_served(self, record: UsageRecord) -> None:
         self.metrics.served(

@@ -12,8 +12,7 @@ import orjson
 
 from tollway.billing.records import UsageSource, UsageStatus
 from tollway.gateway.metadata import build_metadata
-from tollway.gateway.request import counted_prompt_tokens
-from tollway.gateway.settlement import Call, Settler
+from tollway.gateway.settlement import Call, Settler, usage_or_counted
 from tollway.providers.registry import ResolvedEndpoint
 from tollway.providers.tokens import count_tokens
 from tollway.providers.upstream import (
@@ -22,7 +21,7 @@ from tollway.providers.upstream import (
     ended_early,
     malformed_answer,
 )
-from tollway.providers.usage import TokenUsage, read_usage
+from tollway.providers.usage import TokenUsage
 
 DONE = b"data: [DONE]\n\n"
 
@@ -142,11 +141,10 @@ class StreamRelay:
                 self._pieces.setdefault(key, []).append(arguments)
 
     def _counts(self) -> tuple[TokenUsage, UsageSource]:
-        reported = read_usage(self._usage)
-        if reported is not None:
-            return reported, "upstream"
-        completion = sum(count_tokens("".join(pieces)) for pieces in self._pieces.values())
-        return TokenUsage(counted_prompt_tokens(self._call.request), completion), "counted"
+        return usage_or_counted(self._call.request, self._usage, self._streamed_tokens)
+
+    def _streamed_tokens(self) -> int:
+        return sum(count_tokens("".join(pieces)) for pieces in self._pieces.values())
 
     async def _complete(self) -> list[bytes]:
         """Settle, then the closing chunks: usage (if asked), metadata (if asked), [DONE]."""
@@ -202,14 +200,10 @@ class StreamRelay:
             return
         self._settled = True
         tokens, source = self._counts()
-        record = self._settler.usage_record(
+        record, _ = self._settler.settle_served(
             self._call, self._endpoint, tokens=tokens, status=status, source=source
         )
         self._settler.record_served(record)
-        # What the meter will charge (the cost, unless the balance cannot cover usage
-        # beyond the reservation), known now.
-        self._call.tally.settled(record, record.cost)
-        self._settler.settle_later(self._call.reservation, record)
 
 
 def _stream_error(message: str) -> dict[str, Any]:

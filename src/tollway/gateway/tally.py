@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 from tollway.billing.records import UsageRecord
 from tollway.gateway.auth import Principal
-from tollway.gateway.metadata import Trace, routing_summary
+from tollway.gateway.metadata import Trace, summarize
 from tollway.observe.record import Attempt, RequestRecord, Translation, outcome_of
 
 _MAX_MODEL = 128
@@ -67,7 +66,10 @@ class Tally:
         ended: float,
         http_status: int,
         error: str | None,
+        routing: bool = True,
     ) -> RequestRecord:
+        """The request's record; its routing summary only with `routing` (when the request
+        log will store the record)."""
         trace = self.trace
         attempts = tuple(
             Attempt(ep.provider.slug, ep.model.id, "failed" if err else "success", err)
@@ -100,7 +102,7 @@ class Tally:
             usage_source=self.usage_source,
             error=None if error is None else error[:_MAX_ERROR],
             attempts=attempts,
-            routing=None if trace is None else partial(routing_summary, trace),
+            routing=summarize(trace) if routing and trace is not None else None,
             cached_prompt_tokens=self.cached_prompt_tokens,
             cache_write_tokens=self.cache_write_tokens,
             reasoning_tokens=self.reasoning_tokens,

@@ -54,6 +54,7 @@ def finish(state: AppState, exchange: Exchange) -> None:
             ended=ended,
             http_status=exchange.status or 500,
             error=exchange.error,
+            routing=state.request_log_writer.accepting,  # built only to be stored
         )
         state.request_log_writer.submit(record)
     level = logging.WARNING if exchange.status >= 500 or not exchange.status else logging.INFO

@@ -3,9 +3,10 @@ and to the request log writer (never built twice, never carrying prompt or compl
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from tollway.billing.credits import CREDITS_PER_EUR
 
 # The `status` of a record: what became of the request, in a word.
 STATUSES = ("success", "client_disconnected", "upstream_error", "refused", "error")
@@ -41,6 +42,106 @@ class Translation:
 
 
 @dataclass(frozen=True, slots=True)
+class ScoringContext:
+    """What a candidate was ranked on, as read when it was ranked (the endpoint's speed and
+    circuit at that moment): plain numbers, made into the `scoring_context` object only when
+    something shows it (`include_metadata`, the request log's row)."""
+
+    expected_cost_credits: float
+    predicted_latency_ms: float
+    ttft_ms: float
+    ms_per_token: float
+    samples: int
+    consecutive_failures: int
+
+    def as_json(self) -> dict[str, float | int]:
+        return {
+            "expected_cost_eur": round(self.expected_cost_credits / CREDITS_PER_EUR, 9),
+            "predicted_latency_ms": round(self.predicted_latency_ms, 3),
+            "ttft_ms": round(self.ttft_ms, 3),
+            "ms_per_token": round(self.ms_per_token, 3),
+            "tokens_per_second": round(1000.0 / max(self.ms_per_token, 1e-3), 3),
+            "samples": self.samples,
+            "consecutive_failures": self.consecutive_failures,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Filtered:
+    """A candidate a filter removed, and why."""
+
+    provider: str
+    model: str
+    filter_failed: str
+    reason: str
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "provider": self.provider,
+            "filter_failed": self.filter_failed,
+            "reason": self.reason,
+            "model": self.model,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A ranked candidate and what became of it (success | failed | not_attempted)."""
+
+    provider: str
+    model: str
+    score: float
+    context: ScoringContext
+    status: str
+    error: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "provider": self.provider,
+            "model": self.model,
+            "score": self.score,
+            "scoring_context": self.context.as_json(),
+            "status": self.status,
+        }
+        if self.error is not None:
+            entry["error"] = self.error
+        return entry
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """How a request was routed (served or not), as plain immutable data: built from the
+    gateway's trace once the request has ended, made into JSON only where it is shown (the
+    answer's `include_metadata`, the request log's detail view)."""
+
+    preference: str
+    scoring_function: str
+    applied_filters: tuple[str, ...]
+    initial: tuple[str, ...]  # "model@provider" when several models were planned
+    filtered: tuple[Filtered, ...]
+    scored: tuple[Scored, ...]
+    tried_models: tuple[str, ...]
+
+    def trace_json(self) -> dict[str, Any]:
+        """The `routing_trace` object."""
+        return {
+            "initial_candidates": list(self.initial),
+            "filtered_out_candidates": [f.as_json() for f in self.filtered],
+            "scored_candidates": [s.as_json() for s in self.scored],
+            "scoring_function": {"function": self.scoring_function, "sort": "ascending"},
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        """The request log detail view's `routing` object."""
+        return {
+            "preference": self.preference,
+            "applied_filters": list(self.applied_filters),
+            "routing_trace": self.trace_json(),
+            "fallback_chain": list(self.tried_models),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Attempt:
     provider: str
     model: str
@@ -72,8 +173,9 @@ class RequestRecord:
     usage_source: str | None
     error: str | None
     attempts: tuple[Attempt, ...]
-    # Built by the writer, off the request path: the detail view's "routing" object.
-    routing: Callable[[], dict[str, Any]] | None
+    # The detail view's "routing" object, as data (made JSON by the writer, off the request
+    # path); None when the request never got as far as routing, or the log will not store it.
+    routing: Routing | None
     # Token classes (docs/billing.md): parts of the prompt and completion tokens.
     cached_prompt_tokens: int = 0
     cache_write_tokens: int = 0

@@ -68,6 +68,11 @@ class RequestLogWriter:
         self.failures = 0
         self._reported_drops = 0
 
+    @property
+    def accepting(self) -> bool:
+        """Whether `submit` would queue a record now (not closing, the queue not full)."""
+        return not self._closing and len(self._queue) < self._capacity
+
     def submit(self, record: RequestRecord) -> None:
         """Queue a record (called at the end of a request: never blocks, never raises)."""
         if self._closing or len(self._queue) >= self._capacity:
@@ -194,7 +199,7 @@ class RequestLogWriter:
 def _row(record: RequestRecord) -> dict[str, Any]:
     """The stored row: text clipped to its column and made storable (`storable`); JSON
     columns are orjson's output, which escapes every control character."""
-    routing = record.routing() if record.routing is not None else None
+    routing = record.routing.as_json() if record.routing is not None else None
     if record.translation:  # kept with the routing (the detail view shows it on its own)
         routing = {**(routing or {}), "translation": record.translation.as_json()}
     return {
