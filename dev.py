@@ -41,24 +41,67 @@ def ensure_venv(extras: str) -> None:
     wanted = extras or ("dev" if installed == "dev" else "")  # never drop the dev tools
     what = "tollway and the development tools" if wanted else "tollway (serving only)"
     print(f"installing {what} into .venv ...", flush=True)
-    target = f"{ROOT}[{wanted}]" if wanted else str(ROOT)
-    install(
-        [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-e", target]
-    )
+    target = ["-e", f"{ROOT}[{wanted}]" if wanted else str(ROOT)]
+    uv = installer()
+    if uv is not None and install([*uv, *target], env=uv_environment()) == 0:
+        STAMP.write_text(wanted + "\n")
+        return
+    if uv is not None:
+        print("uv could not install it; trying pip ...", flush=True)
+    pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check"]
+    if install([*pip, *target]) != 0:
+        sys.exit("pip install failed")
     STAMP.write_text(wanted + "\n")
 
 
-# pip's lines worth showing while it works: one per package fetched, then the install step.
-PROGRESS = ("Collecting ", "Building ", "Installing collected packages", "Successfully installed")
+# uv installs the packages: it downloads them in parallel and does not compile bytecode up
+# front, so a fresh serving install takes ~3 s where pip takes ~25 s (pip fetches one package
+# after another, then compiles every module). pip fetches this pinned uv into .venv once;
+# TOLLWAY_INSTALLER=pip, or a machine where uv cannot be had, installs with pip instead.
+UV = "uv==0.13.9"
 
 
-def install(command: list[str]) -> None:
-    """Run pip, printing one short line per step so a long install is never silent; on
-    failure, everything pip said."""
+def installer() -> list[str] | None:
+    """The uv command that installs into .venv, or None to use pip."""
+    if os.environ.get("TOLLWAY_INSTALLER", "uv") == "pip":
+        return None
+    uv = BIN / ("uv.exe" if os.name == "nt" else "uv")
+    if not uv.exists():
+        fetch = [str(BIN / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.call([*fetch, UV], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not uv.exists():
+        return None
+    return [str(uv), "pip", "install", "--python", str(BIN / "python")]
+
+
+def uv_environment() -> dict[str, str]:
+    """The environment for uv: a pip index set for pip (PIP_INDEX_URL) is uv's index too."""
+    env = dict(os.environ)
+    if "PIP_INDEX_URL" in env and "UV_DEFAULT_INDEX" not in env:
+        env["UV_DEFAULT_INDEX"] = env["PIP_INDEX_URL"]
+    return env
+
+
+# The installer's lines worth showing while it works (pip: one per package fetched, then the
+# install step; uv: one per phase).
+PROGRESS = (
+    "Collecting ",
+    "Building ",
+    "Installing collected packages",
+    "Successfully installed",
+    "Resolved ",
+    "Prepared ",
+    "Installed ",
+)
+
+
+def install(command: list[str], env: dict[str, str] | None = None) -> int:
+    """Run the installer, printing one short line per step so a long install is never
+    silent; on failure, everything it said. Returns its exit status."""
     started = time.monotonic()
     said: list[str] = []
     with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
     ) as pip:
         assert pip.stdout is not None
         for line in pip.stdout:
@@ -70,8 +113,10 @@ def install(command: list[str]) -> None:
                 print(f"  [{time.monotonic() - started:4.0f}s] {text}", flush=True)
     if pip.returncode != 0:
         sys.stdout.write("".join(said))
-        sys.exit(f"pip install failed (exit status {pip.returncode})")
+        print(f"  {command[0]} exited with status {pip.returncode}", flush=True)
+        return pip.returncode
     print(f"  installed in {time.monotonic() - started:.0f}s", flush=True)
+    return 0
 
 
 def supervise(command: list[str]) -> int:
