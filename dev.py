@@ -32,7 +32,8 @@ def ensure_venv(extras: str) -> None:
         sys.exit("Tollway needs Python 3.11 or newer")
     if not (BIN / "python").exists():
         print("creating .venv ...", flush=True)
-        venv.EnvBuilder(with_pip=True).create(VENV)
+        # Without pip when uv will install (pip's own install into .venv takes ~6 s here).
+        venv.EnvBuilder(with_pip=bundled_pip() is None or not use_uv()).create(VENV)
     pyproject = ROOT / "pyproject.toml"
     installed = STAMP.read_text().strip() if STAMP.exists() else None
     fresh = installed is not None and STAMP.stat().st_mtime >= pyproject.stat().st_mtime
@@ -48,6 +49,8 @@ def ensure_venv(extras: str) -> None:
         return
     if uv is not None:
         print("uv could not install it; trying pip ...", flush=True)
+    if not (BIN / "pip").exists():
+        subprocess.check_call([str(BIN / "python"), "-m", "ensurepip", "-q"])
     pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check"]
     if install([*pip, *target]) != 0:
         sys.exit("pip install failed")
@@ -61,13 +64,30 @@ def ensure_venv(extras: str) -> None:
 UV = "uv==0.13.9"
 
 
+def use_uv() -> bool:
+    return os.environ.get("TOLLWAY_INSTALLER", "uv") != "pip"
+
+
+def bundled_pip() -> Path | None:
+    """The pip wheel this Python carries for ensurepip: pip runs from it as it is
+    (`python pip.whl/pip ...`), so fetching uv needs no pip installed in .venv."""
+    try:
+        import ensurepip
+    except ImportError:  # some distributions ship Python without it
+        return None
+    wheels = sorted(Path(ensurepip.__file__).parent.glob("_bundled/pip-*.whl"))
+    return wheels[-1] if wheels else None
+
+
 def installer() -> list[str] | None:
     """The uv command that installs into .venv, or None to use pip."""
-    if os.environ.get("TOLLWAY_INSTALLER", "uv") == "pip":
+    if not use_uv():
         return None
     uv = BIN / ("uv.exe" if os.name == "nt" else "uv")
     if not uv.exists():
-        fetch = [str(BIN / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        wheel = bundled_pip()
+        pip = [str(wheel / "pip")] if wheel and not (BIN / "pip").exists() else ["-m", "pip"]
+        fetch = [str(BIN / "python"), *pip, "install", "-q", "--disable-pip-version-check"]
         subprocess.call([*fetch, UV], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if not uv.exists():
         return None

@@ -268,19 +268,20 @@ def demo(
         )
         return key.api_key
 
-    api_key = run(ctx, work)
-    console = Console(stderr=True)
-    console.print(f"Demo gateway on http://127.0.0.1:{port}/v1 (mock provider on :{mock_port}).")
-    console.print("A management key for this demo (shown once):", highlight=False)
-    sys.stdout.write(api_key + "\n")
-    sys.stdout.flush()
-    mock = subprocess.Popen(
-        [sys.executable, "-m", "tollway", "mock-provider", "--port", str(mock_port), "--demo-pace"]
-    )
+    # The mock starts first and comes up while the database and the key are made.
+    mock = subprocess.Popen([sys.executable, "-m", "tollway.providers.demo_mock", str(mock_port)])
     # uvicorn re-raises a SIGTERM once it has shut down; with the default handler that would
     # end this process before `finally` stops the mock, leaving it running. Exit instead.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
+        api_key = run(ctx, work)
+        console = Console(stderr=True)
+        console.print(
+            f"Demo gateway on http://127.0.0.1:{port}/v1 (mock provider on :{mock_port})."
+        )
+        console.print("A management key for this demo (shown once):", highlight=False)
+        sys.stdout.write(api_key + "\n")
+        sys.stdout.flush()
         if not _wait_for_listener(mock, "127.0.0.1", mock_port, timeout_s=30):
             fail(f"the demo's mock provider did not start on port {mock_port}")
         cli.overrides.setdefault("port", str(port))
