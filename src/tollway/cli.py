@@ -36,7 +36,6 @@ from tollway.commands.tenancy import keys_app, members_app, projects_app, users_
 from tollway.keys.service import KeyService
 from tollway.observe.banner import log_banner
 from tollway.observe.logs import logging_config
-from tollway.observe.metrics import metrics_directory
 from tollway.observe.tracing import TracingUnavailable, build_tracer
 from tollway.providers.registry import RegistryError, load_registry
 from tollway.settings import Settings
@@ -143,6 +142,8 @@ def serve(
         os.environ[f"TOLLWAY_{name.upper()}"] = value
     with contextlib.ExitStack() as stack:
         if settings.workers > 1:  # the workers add up their metrics through this directory
+            from tollway.observe.metrics import metrics_directory  # only `serve` needs it
+
             stack.enter_context(metrics_directory())
         uvicorn.run(
             "tollway.app:create_app_from_env",

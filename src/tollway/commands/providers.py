@@ -16,7 +16,6 @@ from tollway.commands.common import (
     print_table,
     settings_of,
 )
-from tollway.providers.check import check_providers
 from tollway.providers.registry import RegistryError, load_registry
 
 providers_app = group("Inspect the provider registry.")
@@ -50,6 +49,8 @@ def providers_check(
         registry = load_registry(settings.providers, environ)
     except RegistryError as exc:
         fail_registry(exc)
+    from tollway.providers.check import check_providers  # aiohttp: only this command needs it
+
     checks = asyncio.run(check_providers(registry, registry.skipped, timeout_s=timeout))
     failed = [check.slug for check in checks if not check.ok]
     if json:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
-import asyncpg
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
@@ -33,19 +33,31 @@ log = logging.getLogger("tollway.store")
 
 # How long a PostgreSQL connection attempt may take before the database counts as down.
 _PG_CONNECT_TIMEOUT_S = 5
-# asyncpg errors that say the server is not there (class 08 connection exceptions, class 57
-# operator intervention: admin/crash shutdown, cannot connect now) or the link is gone.
-_ASYNCPG_UNAVAILABLE = (
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    # Class 40, transaction rollback: a deadlock or serialization failure rolled the whole
-    # transaction back; the same request may succeed when retried (503, Retry-After).
-    asyncpg.exceptions.TransactionRollbackError,
-    # lock_timeout (55P03) ran out waiting for a lock; statement_timeout's 57014 is class 57.
-    asyncpg.exceptions.LockNotAvailableError,
-)
+
+
+def _asyncpg_unavailable() -> tuple[type[BaseException], ...]:
+    """asyncpg errors that say the server is not there (class 08 connection exceptions,
+    class 57 operator intervention: admin/crash shutdown, cannot connect now) or the link is
+    gone. Empty while asyncpg is not loaded: SQLite alone never imports it (~60 ms of every
+    command's start), and no asyncpg error can exist before it is."""
+    asyncpg = sys.modules.get("asyncpg")
+    if asyncpg is None:
+        return ()
+    return (
+        asyncpg.exceptions.PostgresConnectionError,
+        asyncpg.exceptions.OperatorInterventionError,
+        asyncpg.exceptions.InterfaceError,
+        asyncpg.exceptions.ConnectionDoesNotExistError,
+        # Class 40, transaction rollback: a deadlock or serialization failure rolled the
+        # whole transaction back; the same request may succeed when retried (503,
+        # Retry-After).
+        asyncpg.exceptions.TransactionRollbackError,
+        # lock_timeout (55P03) ran out waiting for a lock; statement_timeout's 57014 is
+        # class 57.
+        asyncpg.exceptions.LockNotAvailableError,
+    )
+
+
 # What sqlite3 says when the file is locked past busy_timeout, unwritable or unreadable.
 _SQLITE_UNAVAILABLE = (
     "database is locked",
@@ -59,7 +71,7 @@ _SQLITE_UNAVAILABLE = (
 def is_unavailable(exc: BaseException) -> bool:
     """Whether `exc` means the database did not answer (retrying later may succeed), as
     opposed to a bug in what was asked of it."""
-    if isinstance(exc, (OSError, TimeoutError, sa_exc.TimeoutError, *_ASYNCPG_UNAVAILABLE)):
+    if isinstance(exc, (OSError, TimeoutError, sa_exc.TimeoutError, *_asyncpg_unavailable())):
         return True
     if isinstance(exc, sa_exc.DBAPIError):
         if exc.connection_invalidated or isinstance(exc, sa_exc.InterfaceError):
