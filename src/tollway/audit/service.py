@@ -11,7 +11,7 @@ from sqlalchemy import Row
 
 from tollway.billing.usage import parse_time
 from tollway.errors import BadRequest
-from tollway.observe.paging import cut, decode_cursor, parse_limit
+from tollway.observe.paging import cut, decode_cursor, parse_limit, text_filter
 from tollway.observe.requests import iso_ms
 from tollway.store import accounts
 from tollway.store import audit as store
@@ -45,12 +45,9 @@ def parse_audit_query(
     end = parse_time("until", until) if until else None
     if start is not None and end is not None and start > end:
         raise BadRequest("since: must not be after until", param="since")
-    for name, value in (("action", action), ("actor", actor)):
-        if value is not None and len(value) > FILTER_MAX:
-            raise BadRequest(f"{name}: at most {FILTER_MAX} characters", param=name)
     return AuditQuery(
-        action=action or None,
-        actor=actor or None,
+        action=text_filter("action", action, max_length=FILTER_MAX),
+        actor=text_filter("actor", actor, max_length=FILTER_MAX),
         start_ms=None if start is None else start * 1000,
         end_ms=None if end is None else end * 1000 + 999,  # `until` names a whole second
         limit=parse_limit(limit),

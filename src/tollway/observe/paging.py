@@ -30,6 +30,19 @@ def parse_limit(value: str | None) -> int:
     return limit
 
 
+def text_filter(name: str, value: str | None, *, max_length: int | None = None) -> str | None:
+    """A text filter as given (empty: none). A NUL, which no stored value holds and which
+    PostgreSQL refuses even to compare, is a 400 naming the parameter, as is a value longer
+    than `max_length`."""
+    if not value:
+        return None
+    if "\x00" in value:
+        raise BadRequest(f"{name}: must not contain a NUL character", param=name)
+    if max_length is not None and len(value) > max_length:
+        raise BadRequest(f"{name}: at most {max_length} characters", param=name)
+    return value
+
+
 def encode_cursor(created_at_ms: int, row_id: str) -> str:
     """The cursor after a row: its time and its id (keyset paging, newest first)."""
     raw = orjson.dumps([created_at_ms, row_id])

@@ -14,7 +14,7 @@ from sqlalchemy import Row
 from tollway.billing.credits import credits_to_json_number
 from tollway.billing.usage import parse_time
 from tollway.errors import BadRequest, NotFound, excerpt
-from tollway.observe.paging import cut, decode_cursor, parse_limit
+from tollway.observe.paging import cut, decode_cursor, parse_limit, text_filter
 from tollway.observe.record import STATUSES
 from tollway.store import accounts
 from tollway.store import request_log as store
@@ -56,23 +56,13 @@ def parse_request_query(
         start_ms=None if start is None else start * 1000,
         # `until` names a second: every request within it is included.
         end_ms=None if end is None else end * 1000 + 999,
-        model=_filter("model", model),
-        provider=_filter("provider", provider),
+        model=text_filter("model", model),
+        provider=text_filter("provider", provider),
         status=status,
-        key_name=_filter("key_name", key_name),
+        key_name=text_filter("key_name", key_name),
         limit=parse_limit(limit),
         after=None if cursor is None else decode_cursor(cursor),
     )
-
-
-def _filter(name: str, value: str | None) -> str | None:
-    """A text filter as given; a NUL (which no stored value holds, and which PostgreSQL
-    refuses even to compare) is a 400 naming the parameter."""
-    if not value:
-        return None
-    if "\x00" in value:
-        raise BadRequest(f"{name}: must not contain a NUL character", param=name)
-    return value
 
 
 class RequestLogService:
