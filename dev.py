@@ -50,7 +50,7 @@ def ensure_venv(extras: str) -> None:
     if uv is not None:
         print("uv could not install it; trying pip ...", flush=True)
     if not (BIN / "pip").exists():
-        subprocess.check_call([str(BIN / "python"), "-m", "ensurepip", "-q"])
+        subprocess.check_call([str(BIN / "python"), "-m", "ensurepip"], stdout=subprocess.DEVNULL)
     pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check"]
     if install([*pip, *target]) != 0:
         sys.exit("pip install failed")
