@@ -6,8 +6,9 @@
     python3 dev.py test [PYTEST ARGS]                      the test suite (adds the [dev] extras)
     python3 dev.py check                                   ruff + mypy + import contracts
 
-Creates ./.venv on first use and installs Tollway into it (editable). `run` and `tollway`
-install only what serving needs; `test` and `check` add the development extras once.
+Creates ./.venv on first use and installs Tollway into it (editable), with uv (pip where uv
+cannot be had, or with TOLLWAY_INSTALLER=pip). `run` and `tollway` install only what serving
+needs; `test` and `check` add the development extras once.
 """
 
 from __future__ import annotations
@@ -163,7 +164,9 @@ def parallel(args: list[str]) -> list[str]:
     """The suite on every core (pytest-xdist), unless the caller chose: `-n 0` or
     `-p no:xdist` runs it in one process (a debugger, `-x` on one test)."""
     chose = any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in args)
-    return args if chose or "no:xdist" in args else ["-n", "auto", *args]
+    # worksteal: a worker that runs dry takes tests queued on the other, so one long test
+    # (the CLI and fault tests take 10-40 s) does not leave a core idle at the end.
+    return args if chose or "no:xdist" in args else ["-n", "auto", "--dist", "worksteal", *args]
 
 
 def main() -> int:
