@@ -10,7 +10,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.support.broken_upstream import broken_upstream, chunked_sse, refused_url
+from tests.support.broken_upstream import (
+    base_url,
+    broken_upstream,
+    chunked_sse,
+    idle_closing_upstream,
+    kept_alive_json,
+    refused_url,
+)
 from tests.support.gateway import write_registry
 from tollway.providers.redact import Redactor
 from tollway.providers.registry import Provider, load_registry
@@ -119,3 +126,49 @@ async def test_echoed_credentials_reach_neither_the_log_nor_the_client(
     assert "answered" in logged  # the failure is logged, with its body
     for text in (logged, caught.value.message):
         assert "SECRET" not in text and "sk-upstream" not in text, text
+
+
+# -- a kept-alive connection the provider closed as the gateway sent on it -----------------
+
+ANSWER = orjson.dumps({"id": "c1", "object": "chat.completion", "choices": []})
+STREAM = chunked_sse(b'data: {"id":"c1","choices":[]}\n\ndata: [DONE]\n\n', size=64)
+
+
+async def test_a_request_on_a_connection_closed_while_idle_is_sent_again_on_a_new_one(
+    client: UpstreamClient, tmp_path: Path
+) -> None:
+    # Each connection answers one request, then hangs up on the next without a byte: the
+    # second request meets the pooled connection the provider has just closed.
+    with idle_closing_upstream(kept_alive_json(ANSWER)) as server:
+        provider = provider_at(tmp_path, base_url(server))
+        for _ in range(3):
+            answer = await client.post_json(provider, "/chat/completions", b"{}")
+            assert answer == orjson.loads(ANSWER)
+        assert (server.connections, server.requests) == (3, 5)
+
+
+async def test_a_stream_on_a_connection_closed_while_idle_is_opened_again_on_a_new_one(
+    client: UpstreamClient, tmp_path: Path
+) -> None:
+    with idle_closing_upstream(STREAM) as server:
+        provider = provider_at(tmp_path, base_url(server))
+        for _ in range(3):
+            assert await read_events(client, provider) == [b'{"id":"c1","choices":[]}', b"[DONE]"]
+        assert (server.connections, server.requests) == (3, 5)
+
+
+async def test_a_provider_that_hangs_up_on_every_request_is_tried_twice_not_more(
+    client: UpstreamClient, tmp_path: Path
+) -> None:
+    with idle_closing_upstream(b"", answers=0) as server:
+        provider = provider_at(tmp_path, base_url(server))
+        with pytest.raises(UpstreamError) as caught:
+            await client.post_json(provider, "/chat/completions", b"{}")
+        assert (caught.value.status, caught.value.message) == (
+            502,
+            "up: connection lost before the answer was complete",
+        )
+        assert server.requests == 2
+        with pytest.raises(UpstreamError):
+            await client.open_stream(provider, "/chat/completions", b"{}")
+        assert server.requests == 4

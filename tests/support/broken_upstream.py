@@ -314,3 +314,69 @@ def dripping(every_s: float) -> Behaviour:
             handler.wfile.flush()
 
     return behave
+
+
+class _IdleCloser(socketserver.StreamRequestHandler):
+    """Answers the first `answers` requests of each connection with `reply` (kept alive), then
+    reads the next one and hangs up without a byte: what a provider does when it closes an
+    idle kept-alive connection just as the gateway sends on it."""
+
+    server: _IdleCloserServer
+
+    def handle(self) -> None:
+        with self.server.lock:
+            self.server.connections += 1
+        answered = 0
+        while True:
+            length = -1
+            while (line := self.rfile.readline()) not in (b"\r\n", b"\n", b""):
+                length = max(length, 0)
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value.strip())
+            if length < 0:  # the client closed the connection
+                return
+            self.rfile.read(length)
+            with self.server.lock:
+                self.server.requests += 1
+            if answered >= self.server.answers:
+                return
+            self.wfile.write(self.server.reply)
+            self.wfile.flush()
+            answered += 1
+
+
+class _IdleCloserServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, reply: bytes, answers: int) -> None:
+        super().__init__(("127.0.0.1", 0), _IdleCloser)
+        self.reply, self.answers = reply, answers
+        self.lock = threading.Lock()
+        self.connections = self.requests = 0
+
+
+@contextmanager
+def idle_closing_upstream(reply: bytes, *, answers: int = 1) -> Iterator[_IdleCloserServer]:
+    """A server whose connections each answer `answers` requests, then hang up on the next
+    (0: hang up on every request). Its `connections` and `requests` count what it saw; its
+    base URL is `base_url(server)`."""
+    server = _IdleCloserServer(reply, answers)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def base_url(server: socketserver.TCPServer) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+
+def kept_alive_json(body: bytes) -> bytes:
+    """A 200 JSON answer that keeps the connection open."""
+    return _OK_JSON + b"content-length: %d\r\n\r\n%s" % (len(body), body)

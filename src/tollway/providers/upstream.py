@@ -291,9 +291,7 @@ class UpstreamClient:
         UpstreamError."""
         target = self._target(provider)
         with _translated(provider, self._redactor):
-            async with self._session.post(
-                target.base_url + path, data=body, headers=target.headers, timeout=target.timeout
-            ) as response:
+            async with await self._post(provider, target, path, body, target.timeout) as response:
                 payload = await read_capped(response, provider, self._max_body_bytes)
                 if response.status >= 300:
                     raise _status_error(provider, response.status, payload, self._redactor)
@@ -312,12 +310,7 @@ class UpstreamClient:
         target = self._target(provider)
         opened_at = asyncio.get_running_loop().time()
         with _translated(provider, self._redactor):
-            response = await self._session.post(
-                target.base_url + path,
-                data=body,
-                headers=target.headers,
-                timeout=target.stream_timeout,
-            )
+            response = await self._post(provider, target, path, body, target.stream_timeout)
         if response.status >= 300:
             try:
                 payload = await asyncio.wait_for(
@@ -331,6 +324,32 @@ class UpstreamClient:
         return UpstreamStream(
             response, provider, self._redactor, max_s=self._max_stream_s, opened_at=opened_at
         )
+
+    async def _post(
+        self,
+        provider: Provider,
+        target: _Target,
+        path: str,
+        body: bytes,
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (aiohttp's own, per request)
+    ) -> aiohttp.ClientResponse:
+        """POST, up to the answer's head. A provider closes an idle kept-alive connection
+        after a while (uvicorn, and so vLLM, after 5 s); the pool may hand that connection
+        out before the event loop has read the close, and the request sent on it meets a
+        hang-up before any byte of an answer. Such a request is sent once more, on another
+        connection; once only, so a provider that hangs up on every request sees it twice at
+        the most."""
+        url = target.base_url + path
+        try:
+            return await self._session.post(url, data=body, headers=target.headers, timeout=timeout)
+        except aiohttp.ClientConnectorError:  # refused, DNS, TLS: not a closed connection
+            raise
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            reason = self._redactor.text(f"{exc.__class__.__name__}: {exc}")
+            log.info(
+                "upstream %s: hung up before answering (%s); sent again", provider.slug, reason
+            )
+            return await self._session.post(url, data=body, headers=target.headers, timeout=timeout)
 
 
 @dataclass(frozen=True, slots=True)
