@@ -31,6 +31,7 @@ if "--src" in sys.argv:
     _SRC = Path(sys.argv[sys.argv.index("--src") + 1]).resolve()
 sys.path.insert(0, str(_SRC))
 
+from asgi_calls import cpu_us_per_call  # noqa: E402
 from fastapi import Depends, Request  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 
@@ -83,42 +84,7 @@ def build() -> Any:
 
 
 async def run(app: Any, path: str, n: int) -> float:
-    scope_base = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "server": ("127.0.0.1", 8080),
-        "client": ("127.0.0.1", 50000),
-        "headers": [
-            (b"host", b"127.0.0.1:8080"),
-            (b"authorization", b"Bearer tw-bench"),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(BODY)).encode()),
-        ],
-    }
-    message = {"type": "http.request", "body": BODY, "more_body": False}
-
-    async def receive() -> dict[str, Any]:
-        return message
-
-    statuses: list[int] = []
-
-    async def send(msg: dict[str, Any]) -> None:
-        if msg["type"] == "http.response.start":
-            statuses.append(msg["status"])
-
-    started = time.process_time()
-    for _ in range(n):
-        await app(dict(scope_base), receive, send)
-    elapsed = time.process_time() - started
-    assert set(statuses) == {200}, set(statuses)
-    return elapsed / n * 1e6
+    return await cpu_us_per_call(app, path, BODY, "Bearer tw-bench", n)
 
 
 async def main() -> None:

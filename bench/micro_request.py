@@ -29,6 +29,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from asgi_calls import cpu_us_per_call  # noqa: E402
 from tests.support.world import World  # noqa: E402
 
 
@@ -56,42 +57,7 @@ def start_mock() -> tuple[subprocess.Popen[bytes], str]:
 
 
 async def run(app: Any, key: str, body: bytes, n: int) -> float:
-    scope_base = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "query_string": b"",
-        "root_path": "",
-        "server": ("127.0.0.1", 8080),
-        "client": ("127.0.0.1", 50000),
-        "headers": [
-            (b"host", b"127.0.0.1:8080"),
-            (b"authorization", f"Bearer {key}".encode()),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ],
-    }
-    message = {"type": "http.request", "body": body, "more_body": False}
-
-    async def receive() -> dict[str, Any]:
-        return message
-
-    statuses: list[int] = []
-
-    async def send(msg: dict[str, Any]) -> None:
-        if msg["type"] == "http.response.start":
-            statuses.append(msg["status"])
-
-    started = time.process_time()
-    for _ in range(n):
-        await app(dict(scope_base), receive, send)
-    elapsed = time.process_time() - started
-    assert set(statuses) == {200}, set(statuses)
-    return elapsed / n * 1e6
+    return await cpu_us_per_call(app, "/v1/chat/completions", body, f"Bearer {key}", n)
 
 
 async def main() -> None:
