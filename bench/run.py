@@ -87,8 +87,15 @@ def install_tools(smoke: bool) -> list[str]:
         wanted.append("py-spy")
     if wanted:
         print(f"installing {' '.join(wanted)} into .venv ...", flush=True)
-        pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        subprocess.run([*pip, *wanted], check=False, capture_output=True)
+        # dev.py makes .venv without pip when uv installs (its uv is in .venv/bin).
+        uv = Path(sys.executable).parent / "uv"
+        if uv.exists():
+            pip = [str(uv), "pip", "install", "-q", "--python", sys.executable]
+        else:
+            pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        done = subprocess.run([*pip, *wanted], check=False, capture_output=True, text=True)
+        if done.returncode != 0:
+            notes.append(f"could not install {' '.join(wanted)}: {done.stderr.strip()[-300:]}")
     return notes
 
 

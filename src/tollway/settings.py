@@ -93,7 +93,7 @@ class Settings(BaseSettings):
         "the gaps); then it ends with an error event, and what streamed is billed.",
     )
     upstream_connections: int = Field(
-        default=4096, ge=1, description="Open connections per upstream host (streams hold one)."
+        default=4096, ge=1, description="Requests in flight per provider (a stream holds one)."
     )
     max_body_bytes: int = Field(
         default=32 * 1024 * 1024,

@@ -1,7 +1,10 @@
-"""The pooled HTTP client to upstream providers. Foreign exceptions are translated here, at
-the seam, into one small tree the router understands (retriable or not, and the status the
-client gets). Client-facing messages name the provider's slug and what happened, never an
-address or an exception class; the full reason is logged (logger ``tollway.upstream``)."""
+"""The pooled HTTP client to upstream providers: pyreqwest (Rust's reqwest and hyper; the
+HTTP work runs off the event loop and the GIL), one client and pool per provider. Chosen by
+measurement over aiohttp (bench/README.md, "The upstream client"). Foreign exceptions are
+translated here, at the seam, into one small tree the router understands (retriable or not,
+and the status the client gets). Client-facing messages name the provider's slug and what
+happened, never an address or an exception class; the full reason is logged (logger
+``tollway.upstream``)."""
 
 from __future__ import annotations
 
@@ -9,12 +12,15 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-import aiohttp
 import orjson
-from aiohttp.http_exceptions import HttpProcessingError
+from pyreqwest import exceptions as rq
+from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.request import StreamRequest
+from pyreqwest.response import Response
 
 from tollway.providers.redact import Redactor
 from tollway.providers.registry import Provider
@@ -162,17 +168,52 @@ def too_large(provider: Provider, max_bytes: int) -> UpstreamError:
     return UpstreamTooLarge(f"{provider.slug}: answer larger than the {max_bytes}-byte cap")
 
 
-async def read_capped(response: aiohttp.ClientResponse, provider: Provider, cap: int) -> bytes:
+async def read_capped(response: Response, provider: Provider, cap: int) -> bytes:
     """The whole body, refused (502) as soon as it is known to exceed `cap` bytes — by its
     Content-Length, or while reading — so no more than `cap` bytes are ever held."""
-    if response.content_length is not None and response.content_length > cap:
+    length = response.get_header("content-length")
+    if length is not None and length.isdigit() and int(length) > cap:
         raise too_large(provider, cap)
-    body = bytearray()
-    async for chunk in response.content.iter_any():
+    reader = response.body_reader
+    first = await reader.read_chunk()
+    if first is None:
+        return b""
+    if len(first) > cap:
+        raise too_large(provider, cap)
+    second = await reader.read_chunk()
+    if second is None:  # the common case: the whole answer in one chunk
+        return bytes(first)
+    body = bytearray(first)
+    chunk: Any = second
+    while chunk is not None:
         body += chunk
         if len(body) > cap:
             raise too_large(provider, cap)
+        chunk = await reader.read_chunk()
     return bytes(body)
+
+
+@dataclass(slots=True)
+class _Open:
+    """A request sent and its answer's head read; `close()` ends it (the connection goes back
+    to the pool once the body was read whole, and is closed otherwise)."""
+
+    request: StreamRequest
+    response: Response
+    closing: set[asyncio.Task[None]]
+
+    def close(self) -> None:
+        """Ends the request without waiting (callable where awaiting is not possible, as in
+        a cancelled task): the close runs in a task the client keeps until it is done."""
+        task = asyncio.get_running_loop().create_task(self.aclose())
+        self.closing.add(task)
+        task.add_done_callback(self.closing.discard)
+
+    async def aclose(self) -> None:
+        try:
+            await self.request.__aexit__(None, None, None)
+        except Exception:  # noqa: S110 (closing a request that failed already: nothing to do)
+            pass
 
 
 @dataclass(slots=True)
@@ -181,30 +222,31 @@ class UpstreamStream:
     Read errors are translated like every other upstream failure; a stream still running
     `max_s` after it was opened is cut (`UpstreamTimeout` naming the cap)."""
 
-    response: aiohttp.ClientResponse
+    opened: _Open
     provider: Provider
     redactor: Redactor
     max_s: float = MAX_STREAM_S
     opened_at: float = 0.0  # the event loop's clock
+    _closed: bool = field(default=False, init=False)
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         deadline = (self.opened_at or loop.time()) + self.max_s
-        content = self.response.content
+        reader = self.opened.response.body_reader
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise too_long(self.provider, self.max_s)
             try:
                 async with asyncio.timeout(remaining):
-                    chunk = await content.readany()
-            except TimeoutError:
-                if loop.time() >= deadline:
+                    chunk = await reader.read_chunk()
+            except TimeoutError as exc:
+                if loop.time() >= deadline and not isinstance(exc, rq.RequestTimeoutError):
                     raise too_long(self.provider, self.max_s) from None
                 raise  # the idle timeout: translated as "timed out"
-            if not chunk:
+            if chunk is None:
                 return
-            yield chunk
+            yield bytes(chunk)
 
     async def events(self) -> AsyncIterator[bytes]:
         """Each event's payload, the gateway's secrets masked (`providers/redact.py`)."""
@@ -227,7 +269,9 @@ class UpstreamStream:
                 yield secrets_out(data)
 
     def close(self) -> None:
-        self.response.close()
+        if not self._closed:
+            self._closed = True
+            self.opened.close()
 
 
 def _data(line: bytearray) -> bytes | None:
@@ -237,8 +281,9 @@ def _data(line: bytearray) -> bytes | None:
 
 
 class UpstreamClient:
-    """One pooled aiohttp session per process, shared by every provider. Everything the
-    upstreams say passes through `redactor` here, before any client or log sees it."""
+    """One pooled pyreqwest client per provider (its timeouts are the provider's), made at
+    its first request. Everything the upstreams say passes through `redactor` here, before
+    any client or log sees it."""
 
     def __init__(
         self,
@@ -249,21 +294,18 @@ class UpstreamClient:
         max_stream_s: float = MAX_STREAM_S,
     ) -> None:
         self._redactor = redactor
+        self._limit_per_host = limit_per_host
         self._max_body_bytes = max_body_bytes
         self._max_stream_s = max_stream_s
-        self._connector = aiohttp.TCPConnector(
-            limit=0, limit_per_host=limit_per_host, ttl_dns_cache=300, keepalive_timeout=30
-        )
-        self._session = aiohttp.ClientSession(
-            connector=self._connector,
-            json_serialize=lambda v: orjson.dumps(v).decode(),
-            auto_decompress=True,
-            skip_auto_headers=("User-Agent",),
-        )
         self._targets: dict[str, _Target] = {}
+        self._closing: set[asyncio.Task[None]] = set()  # requests being closed (`_Open`)
 
     async def close(self) -> None:
-        await self._session.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+        for target in self._targets.values():
+            await target.client.close()
+        self._targets.clear()
 
     def _target(self, provider: Provider) -> _Target:
         target = self._targets.get(provider.slug)
@@ -271,17 +313,22 @@ class UpstreamClient:
             headers = {"content-type": "application/json"}
             if provider.api_key:
                 headers["authorization"] = f"Bearer {provider.api_key}"
+            client = (
+                ClientBuilder()
+                .max_connections(self._limit_per_host)
+                .connect_timeout(timedelta(seconds=provider.connect_timeout_s))
+                # Between two reads: a stream's idle bound (a whole answer has its total too).
+                .read_timeout(timedelta(seconds=provider.timeout_s))
+                .pool_idle_timeout(timedelta(seconds=30))
+                .no_proxy()  # as before: the environment's proxies are not the providers'
+                .http1_only()
+                .build()
+            )
             target = _Target(
+                client=client,
                 base_url=provider.base_url.rstrip("/"),
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(
-                    total=provider.timeout_s, sock_connect=provider.connect_timeout_s
-                ),
-                stream_timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    sock_connect=provider.connect_timeout_s,
-                    sock_read=provider.timeout_s,
-                ),
+                total=timedelta(seconds=provider.timeout_s),
             )
             self._targets[provider.slug] = target
         return target
@@ -291,10 +338,13 @@ class UpstreamClient:
         UpstreamError."""
         target = self._target(provider)
         with _translated(provider, self._redactor):
-            async with await self._post(provider, target, path, body, target.timeout) as response:
-                payload = await read_capped(response, provider, self._max_body_bytes)
-                if response.status >= 300:
-                    raise _status_error(provider, response.status, payload, self._redactor)
+            opened = await self._post(provider, target, path, body, stream=False)
+            try:
+                payload = await read_capped(opened.response, provider, self._max_body_bytes)
+            finally:
+                await opened.aclose()
+            if opened.response.status >= 300:
+                raise _status_error(provider, opened.response.status, payload, self._redactor)
         payload = self._redactor.secrets_out(payload)
         try:
             answer = orjson.loads(payload)
@@ -310,72 +360,110 @@ class UpstreamClient:
         target = self._target(provider)
         opened_at = asyncio.get_running_loop().time()
         with _translated(provider, self._redactor):
-            response = await self._post(provider, target, path, body, target.stream_timeout)
-        if response.status >= 300:
+            opened = await self._post(provider, target, path, body, stream=True)
+        status = opened.response.status
+        if status >= 300:
             try:
                 payload = await asyncio.wait_for(
-                    read_capped(response, provider, self._max_body_bytes), provider.timeout_s
+                    read_capped(opened.response, provider, self._max_body_bytes),
+                    provider.timeout_s,
                 )
-            except (TimeoutError, aiohttp.ClientError, UpstreamError):
+            except (TimeoutError, rq.PyreqwestError, UpstreamError):
                 payload = b""
             finally:
-                response.close()
-            raise _status_error(provider, response.status, payload, self._redactor)
+                await opened.aclose()
+            raise _status_error(provider, status, payload, self._redactor)
         return UpstreamStream(
-            response, provider, self._redactor, max_s=self._max_stream_s, opened_at=opened_at
+            opened, provider, self._redactor, max_s=self._max_stream_s, opened_at=opened_at
         )
 
     async def _post(
-        self,
-        provider: Provider,
-        target: _Target,
-        path: str,
-        body: bytes,
-        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (aiohttp's own, per request)
-    ) -> aiohttp.ClientResponse:
+        self, provider: Provider, target: _Target, path: str, body: bytes, *, stream: bool
+    ) -> _Open:
         """POST, up to the answer's head. A provider closes an idle kept-alive connection
         after a while (uvicorn, and so vLLM, after 5 s); the pool may hand that connection
-        out before the event loop has read the close, and the request sent on it meets a
-        hang-up before any byte of an answer. Such a request is sent once more, on another
+        out just as the provider closes it, and the request sent on it meets a hang-up
+        before any byte of an answer. Such a request is sent once more, on another
         connection; once only, so a provider that hangs up on every request sees it twice at
         the most."""
-        url = target.base_url + path
         try:
-            return await self._session.post(url, data=body, headers=target.headers, timeout=timeout)
-        except aiohttp.ClientConnectorError:  # refused, DNS, TLS: not a closed connection
-            raise
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            return await self._send(target, path, body, stream=stream)
+        except rq.PyreqwestError as exc:
+            # Refused, DNS, TLS, timeouts: not a closed connection.
+            if isinstance(exc, TimeoutError) or not _hung_up(exc):
+                raise
             reason = self._redactor.text(f"{exc.__class__.__name__}: {exc}")
             log.info(
                 "upstream %s: hung up before answering (%s); sent again", provider.slug, reason
             )
-            return await self._session.post(url, data=body, headers=target.headers, timeout=timeout)
+            return await self._send(target, path, body, stream=stream)
+
+    async def _send(self, target: _Target, path: str, body: bytes, *, stream: bool) -> _Open:
+        builder = target.client.post(target.base_url + path).headers(target.headers)
+        builder = builder.body_bytes(body)
+        if stream:
+            # Hand each chunk over as it arrives: by default the head is returned only once
+            # 64 KiB of body (or its end) has been read ahead, which would hold back a
+            # stream's first events.
+            builder = builder.streamed_read_buffer_limit(0)
+        else:
+            builder = builder.timeout(target.total)  # the body read ahead with the head
+        request = builder.build_streamed()
+        response = await request.__aenter__()
+        return _Open(request, response, self._closing)
+
+
+# How hyper words a connection that ended early (pyreqwest's exceptions carry hyper's causes;
+# it files some of them under ConnectError). Before any byte of an answer:
+_BEFORE_ANSWER = ("connection closed before message completed", "connection reset", "broken pipe")
+# ... and anywhere, the body included:
+_LOST = (
+    *_BEFORE_ANSWER,
+    "error reading a body from connection",
+    "end of file before message length reached",
+    "unexpected eof",
+)
+
+
+def _hung_up(exc: BaseException) -> bool:
+    """Whether the connection closed before any byte of an answer: the request may be sent
+    again (the provider cannot have answered it)."""
+    text = str(exc).lower()
+    return "body from connection" not in text and any(w in text for w in _BEFORE_ANSWER)
+
+
+def _lost(exc: BaseException) -> bool:
+    """Whether the connection closed before the answer was complete."""
+    text = str(exc).lower()
+    return any(words in text for words in _LOST)
 
 
 @dataclass(frozen=True, slots=True)
 class _Target:
-    """What a request to one provider needs, built once per provider."""
+    """One provider's client and what a request to it needs, built once per provider."""
 
+    client: Client
     base_url: str
     headers: dict[str, str]
-    timeout: aiohttp.ClientTimeout
-    stream_timeout: aiohttp.ClientTimeout
+    total: timedelta  # a whole answer's bound
 
 
 @contextmanager
 def _translated(provider: Provider, redactor: Redactor) -> Iterator[None]:
-    """Translate aiohttp's exceptions into the UpstreamError tree: the client's message says
-    what happened; the log line says how (the exception, with the address)."""
+    """Translate pyreqwest's exceptions into the UpstreamError tree: the client's message
+    says what happened; the log line says how (the exception, with the address)."""
     try:
         yield
-    except TimeoutError as exc:
+    except TimeoutError as exc:  # pyreqwest's timeouts (connect, read, total) included
         raise _logged(UpstreamTimeout, provider, "timed out", exc, redactor) from exc
-    except aiohttp.ClientConnectorError as exc:  # refused, DNS, TLS: nothing was sent
-        raise _logged(UpstreamUnavailable, provider, "cannot connect", exc, redactor) from exc
-    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-        lost = "connection lost before the answer was complete"
-        raise _logged(UpstreamDisconnected, provider, lost, exc, redactor) from exc
-    except (aiohttp.ClientError, HttpProcessingError) as exc:  # e.g. an invalid HTTP answer
+    except rq.PyreqwestError as exc:
+        if isinstance(exc, rq.NetworkError) or _lost(exc):
+            if not isinstance(exc, rq.ConnectError) or _lost(exc):
+                lost = "connection lost before the answer was complete"
+                raise _logged(UpstreamDisconnected, provider, lost, exc, redactor) from exc
+            # refused, DNS, TLS: nothing was sent
+            raise _logged(UpstreamUnavailable, provider, "cannot connect", exc, redactor) from exc
+        # e.g. an invalid HTTP answer, or a body that does not decode
         raise _logged(UpstreamError, provider, "malformed answer", exc, redactor) from exc
 
 
