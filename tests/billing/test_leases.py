@@ -365,3 +365,33 @@ async def test_a_group_commit_and_a_draw_never_deadlock(
     await meter.leases.close(1.0)
     assert await scalar(world, "SELECT count(*) FROM ledger WHERE kind = 'charge'") == 1
     await assert_invariant(world.db)
+
+
+async def test_a_draw_covers_the_requests_in_flight_not_only_depth(
+    world: World, clock: FakeClock
+) -> None:
+    """With more requests in flight than `depth`, a draw sized only by `depth` was emptied by
+    the requests in flight alone: every request that found it empty waited for a draw (a
+    transaction on its path). A draw covers twice what is in flight, so the next wave of
+    as many requests is reserved in memory without waiting."""
+    meter = leased_meter(world, clock, "lease-depth", depth=4)
+    await Recovery(world.db, meter, clock, heartbeat_s=1, stale_s=1e9).register()
+    erin = await world.member("erin", "p1", credits_eur="1")
+    payer = await payer_of(world, erin)
+    try:
+        first = await asyncio.gather(*(meter.reserve(ask(payer)) for _ in range(16)))
+        assert all(r.lease is not None for r in first)  # 16 in flight, never settled here
+        assert meter.leases is not None
+        for _ in range(3):  # let any background top-up land
+            await asyncio.sleep(0)
+        second = await asyncio.gather(*(meter.reserve(ask(payer)) for _ in range(16)))
+        paths = [r.path for r in second]
+        assert all(r.lease is not None for r in second)
+        assert paths.count("lease_after_draw") <= 1, paths
+        for reservation in (*first, *second):
+            await meter.settle(reservation, usage(10, 5))
+        await meter.leases.flush()
+        await assert_invariant(world.db)
+    finally:
+        assert meter.leases is not None
+        await meter.leases.close(1.0)

@@ -76,6 +76,11 @@ async def test_every_family_counts_real_requests(world: World, registry_path: Pa
     assert total(scrape, "tollway_meter_duration_seconds_count", operation="settle") == 5
     assert total(scrape, "tollway_open_reservations") == 0
     assert total(scrape, "tollway_open_streams") == 0
+    # No budget, credits to spare: the first waits for the lease to be drawn, the rest are
+    # reserved in memory.
+    assert total(scrape, "tollway_reservations_total", path="lease_after_draw") == 1
+    assert total(scrape, "tollway_reservations_total", path="lease") == 4
+    assert total(scrape, "tollway_reservations_total", path="database") == 0
 
 
 def world_url(world: World) -> str:

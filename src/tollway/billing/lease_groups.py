@@ -27,6 +27,7 @@ class Lease:
     drawn_at: float = 0.0
     spent: int = 0  # charged since the last draw
     drawing: asyncio.Task[bool] | None = None
+    short: bool = False  # the last draw got less than it asked for (or failed)
     starved_until: float = 0.0
 
     @property

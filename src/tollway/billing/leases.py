@@ -48,6 +48,9 @@ log = logging.getLogger("tollway.billing")
 # this many times, then dropped with its loss logged: its credits stay in the lease row and
 # go back to the balance with it.
 MAX_FAILED_COMMITS = 5
+# A request that finds the lease empty waits for at most this many draws before the database
+# reserves it (each draw covers twice the requests in flight, so one is the rule).
+MAX_DRAWS_PER_REQUEST = 3
 
 
 class Leases:
@@ -119,12 +122,18 @@ class Leases:
         elif lease.starved_until > self._monotonic():
             return False
         lease.largest_need = max(lease.largest_need, need)
-        if lease.drawing is None:
-            lease.drawing = self._tracker.spawn(self._draw(lease, need), "tollway-lease")
-        with contextlib.suppress(Exception):  # failures are the task's to log
-            await asyncio.shield(lease.drawing)
-        if lease.free >= need:
-            return True
+        for _ in range(MAX_DRAWS_PER_REQUEST):
+            if lease.drawing is None:
+                lease.drawing = self._tracker.spawn(self._draw(lease, need), "tollway-lease")
+            with contextlib.suppress(Exception):  # failures are the task's to log
+                await asyncio.shield(lease.drawing)
+            if lease.free >= need:
+                return True
+            if lease.short:
+                break
+            # The draw got all it asked for, but the requests waiting with this one took it
+            # first: the balance is not short, so draw again (sized by what is in flight now)
+            # rather than send them to the database.
         if lease.held == 0:
             self._forget(lease)
         else:
@@ -272,12 +281,17 @@ class Leases:
 
     async def _draw(self, lease: Lease, need: int) -> bool:
         try:
-            # Enough for `depth` of the largest request seen, or for a second of what the
-            # lease has been spending, whichever is more.
+            # Enough for `depth` of the largest request seen, for a second of what the lease
+            # has been spending, or for twice the requests in flight, whichever is more. The
+            # last one matters under high concurrency: with more requests in flight than
+            # `depth`, the requests in flight alone emptied the lease, and every request
+            # that found it empty waited for a draw, a transaction queued behind the group
+            # commits and the request log (bench/README.md, "Lease draws under concurrency").
             now = self._monotonic()
             elapsed = now - lease.drawn_at if lease.drawn_at else 0.0
             per_second = int(lease.spent / elapsed) if elapsed > 0 else 0
-            want = max(self._depth * max(lease.largest_need, need), per_second)
+            in_flight = 2 * lease.reserved + need
+            want = max(self._depth * max(lease.largest_need, need), per_second, in_flight)
             lease.drawn_at, lease.spent = now, 0
             lease.draws += 1
             taken, existed = await self._db.run_write(
@@ -293,6 +307,7 @@ class Leases:
                     now=int(self._clock()),
                 )
             )
+            lease.short = taken < want
             if taken:
                 if not existed and lease.held:
                     log.error("lease %s was released by a sweeper; drawn anew", lease.lease_id)
@@ -301,6 +316,7 @@ class Leases:
                 lease.last_draw = taken
             return taken > 0
         except Exception as exc:
+            lease.short = True
             log.warning("could not draw a credit lease for user %s: %r", lease.user_id, exc)
             return False
         finally:

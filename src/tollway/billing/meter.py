@@ -157,15 +157,19 @@ class Meter:
         payer = request.payer
         if await self._budgets_apply(payer):
             return None
+        path = "lease"
         lease_id = self.leases.take(payer.user_id, full)
         if lease_id is None:
             if not await self.leases.draw(payer.user_id, full):
                 return None
+            path = "lease_after_draw"
             lease_id = self.leases.take(payer.user_id, full)
             if lease_id is None:
                 return None
         self._unsettled.add(payer.request_id)
-        return Reservation(payer.request_id, payer, full, request.max_tokens, False, lease=lease_id)
+        return Reservation(
+            payer.request_id, payer, full, request.max_tokens, False, lease=lease_id, path=path
+        )
 
     async def _budgets_apply(self, payer: Payer) -> bool:
         index = self._db.budget_index

@@ -49,6 +49,9 @@ class Reservation:
     lowered: bool
     windows: tuple[WindowKey, ...] = ()
     lease: str | None = None  # reserved in memory against this credit lease (billing/leases)
+    # How it was reserved: "lease" (in memory at once), "lease_after_draw" (it waited for the
+    # lease to be drawn or topped up: a database transaction on its path), "database".
+    path: str = "database"
 
 
 @dataclass(frozen=True, slots=True)

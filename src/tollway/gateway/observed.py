@@ -27,6 +27,10 @@ class ObservedMeter:
         self._tracer = tracer
         self._reserve_seconds = metrics.meter_latency.labels("reserve")
         self._settle_seconds = metrics.meter_latency.labels("settle")
+        self._by_path = {
+            path: metrics.reservations.labels(path)
+            for path in ("lease", "lease_after_draw", "database")
+        }
         self._open: set[str] = set()
 
     async def reserve(self, request: ReserveRequest) -> Reservation:
@@ -41,6 +45,7 @@ class ObservedMeter:
             self._reserve_seconds.observe(time.perf_counter() - started)
         self._open.add(reservation.request_id)
         self._metrics.open_reservations.inc()
+        self._by_path[reservation.path].inc()
         return reservation
 
     async def settle_durably(self, reservation: Reservation, usage: UsageRecord | None) -> int:

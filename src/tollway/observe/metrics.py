@@ -21,6 +21,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import Gauge as PromGauge
@@ -34,6 +35,17 @@ DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
 
 
+@dataclass(frozen=True, slots=True)
+class _Served:
+    requests: Counter
+    latency: Histogram
+    prompt: Counter
+    completion: Counter
+    cached_prompt: Counter
+    cache_write: Counter
+    reasoning: Counter
+
+
 class Metrics:
     def __init__(self) -> None:
         # prometheus_client chose its value store from the same variable when it was first
@@ -44,6 +56,9 @@ class Metrics:
             mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # The children `served` counts into, per label set (registry ids and fixed words
+        # only: bounded).
+        self._served: dict[tuple[str, str, str, str], _Served] = {}
         self.requests = Counter(
             "tollway_requests",
             "Inference requests by outcome.",
@@ -116,6 +131,13 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.reservations = Counter(
+            "tollway_reservations_total",
+            "Reservations by how they were made: lease (in memory), lease_after_draw (after "
+            "waiting for the credit lease to be drawn or topped up), database.",
+            ["path"],
+            registry=r,
+        )
         self.open_reservations = PromGauge(
             "tollway_open_reservations",
             "Reservations held by requests in flight now (reserved, not yet settled).",
@@ -152,16 +174,26 @@ class Metrics:
         seconds: float,
         tokens: TokenUsage,
     ) -> None:
-        self.requests.labels(endpoint, model, provider, status).inc()
-        self.latency.labels(endpoint).observe(seconds)
-        self.tokens.labels(model, provider, "prompt").inc(tokens.prompt)
-        self.tokens.labels(model, provider, "completion").inc(tokens.completion)
-        for name, count in (
-            ("cached_prompt", tokens.cached_prompt),
-            ("cache_write", tokens.cache_write),
-            ("reasoning", tokens.reasoning),
-        ):
-            self.class_tokens.labels(model, provider, name).inc(count)
+        key = (endpoint, model, provider, status)
+        children = self._served.get(key)
+        if children is None:  # once per label set: `labels()` costs ~2.5 µs a call
+            children = _Served(
+                self.requests.labels(endpoint, model, provider, status),
+                self.latency.labels(endpoint),
+                self.tokens.labels(model, provider, "prompt"),
+                self.tokens.labels(model, provider, "completion"),
+                self.class_tokens.labels(model, provider, "cached_prompt"),
+                self.class_tokens.labels(model, provider, "cache_write"),
+                self.class_tokens.labels(model, provider, "reasoning"),
+            )
+            self._served[key] = children
+        children.requests.inc()
+        children.latency.observe(seconds)
+        children.prompt.inc(tokens.prompt)
+        children.completion.inc(tokens.completion)
+        children.cached_prompt.inc(tokens.cached_prompt)
+        children.cache_write.inc(tokens.cache_write)
+        children.reasoning.inc(tokens.reasoning)
 
     def refused(self, *, endpoint: str, model: str, status: str) -> None:
         self.requests.labels(endpoint, model, "", status).inc()

@@ -137,7 +137,12 @@ class RequestLogWriter:
     async def _flush(self) -> None:
         while self._queue:
             size = min(self._batch_size, len(self._queue))
-            rows = [_row(self._queue[i]) for i in range(size)]
+            rows: list[dict[str, Any]] = []
+            for start in range(0, size, _ROWS_PER_SLICE):
+                if start:  # the requests in flight run between slices, not after 500 rows
+                    await asyncio.sleep(0)
+                end = min(start + _ROWS_PER_SLICE, size)
+                rows.extend(_row(self._queue[i]) for i in range(start, end))
             refused = await self._insert_isolating(rows)
             if len(refused) == size:  # nothing could be written: not the rows' fault
                 raise refused[0][1]
@@ -194,6 +199,12 @@ class RequestLogWriter:
                 break
         if total:
             log.info("request log: %d rows older than the retention deleted", total)
+
+
+# Rows are built on the event loop (each with its routing JSON, ~30 µs): a full batch of 500
+# in one go held the loop for several ms, a stall every request in flight waited through
+# (bench/README.md, "What stalls the loop").
+_ROWS_PER_SLICE = 50
 
 
 def _row(record: RequestRecord) -> dict[str, Any]:
