@@ -14,11 +14,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sqlite3
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -44,6 +47,16 @@ async def _ledger_kinds(url: str) -> dict[str, int]:
         await conn.close()
 
 
+async def _reservations(base: str) -> dict[str, float]:
+    """`tollway_reservations_total` by path, from GET /metrics (absent before 2026-12-03)."""
+    headers = {"authorization": "Bearer quick"}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/metrics", headers=headers) as response:
+            text = await response.text()
+    found = re.findall(r'^tollway_reservations_total\{path="(\w+)"\} (\S+)$', text, re.M)
+    return {path: float(value) for path, value in found}
+
+
 async def main(args: argparse.Namespace) -> None:
     procs.raise_fd_limit()
     procs.pin_self(procs.LOAD_CPU)
@@ -64,7 +77,7 @@ async def main(args: argparse.Namespace) -> None:
                 before = await _ledger_kinds(url)
                 proc, target = await services.start_gateway(
                     stack, f"gw-{backend}", database_url=url, mock=mock, api_key=key,
-                    extra_env=dict(e.split("=", 1) for e in args.env),
+                    extra_env=dict(e.split("=", 1) for e in args.env), metrics_token="quick",
                 )  # fmt: skip
                 rows: dict[str, Any] = {}
                 if args.sequential:
@@ -87,6 +100,7 @@ async def main(args: argparse.Namespace) -> None:
                         "cpu_us_per_request": round(cpu / max(1, row["requests"]) * 1e6),
                     }
                     print(backend, level, rows[f"c{level}"], flush=True)
+                rows["reservations_by_path"] = await _reservations(target.base)
                 stack.stop(proc)
                 after = await _ledger_kinds(url)
                 rows["ledger_rows"] = {k: n - before.get(k, 0) for k, n in after.items()}
