@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import re
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -78,6 +79,7 @@ async def main(args: argparse.Namespace) -> None:
                 proc, target = await services.start_gateway(
                     stack, f"gw-{backend}", database_url=url, mock=mock, api_key=key,
                     extra_env=dict(e.split("=", 1) for e in args.env), metrics_token="quick",
+                    server=args.server,
                 )  # fmt: skip
                 rows: dict[str, Any] = {}
                 if args.sequential:
@@ -102,6 +104,8 @@ async def main(args: argparse.Namespace) -> None:
                     print(backend, level, rows[f"c{level}"], flush=True)
                 rows["reservations_by_path"] = await _reservations(target.base)
                 stack.stop(proc)
+                if args.keep and url.startswith("sqlite:///"):
+                    shutil.copy(url.removeprefix("sqlite:///"), args.keep)
                 after = await _ledger_kinds(url)
                 rows["ledger_rows"] = {k: n - before.get(k, 0) for k, n in after.items()}
                 out[backend] = rows
@@ -118,5 +122,9 @@ if __name__ == "__main__":
     parser.add_argument("--levels", nargs="+", type=int, default=[1, 16, 64, 256])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--sequential", type=int, default=2000)
+    parser.add_argument(
+        "--server", choices=["uvicorn", "granian"], help="the same app under bench/gateway_probe.py"
+    )
+    parser.add_argument("--keep", help="copy the SQLite database here at the end")
     parser.add_argument("--env", nargs="*", default=[], help="K=V for the gateway (A/B)")
     asyncio.run(main(parser.parse_args()))
