@@ -56,16 +56,14 @@ async def main(rounds: int) -> None:
                         )
                         for level in LEVELS:
                             await compare._lag(target, reset=True)
-                            before = procs.tree_cpu_seconds(proc.pid)
-                            row = await asyncio.to_thread(
-                                run_wrk, target, workdir, connections=level, seconds=5, tag="ab"
+                            row, cpu_us = await compare.wrk_with_cpu(
+                                proc, target, workdir, level=level, seconds=5, tag="ab"
                             )
-                            cpu = procs.tree_cpu_seconds(proc.pid) - before
                             lag = await compare._lag(target, reset=True)
                             result = {
                                 "round": round_, "backend": backend, "variant": variant,
                                 "c": level, "rps": round(row["rps"]), "p99_ms": row["p99_ms"],
-                                "cpu_us": round(cpu / max(1, row["requests"]) * 1e6),
+                                "cpu_us": round(cpu_us),
                                 "lag": lag["lag_ms"], "late_5": lag["lag_over_ms"]["5"],
                                 "gc2": lag["gc"].get("2", {}), "gc1": lag["gc"].get("1", {}),
                                 "load": compare.load_average(),

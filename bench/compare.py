@@ -225,17 +225,15 @@ async def stalls(
             "load_average": load_average(),
         }
         for level in STALL_LEVELS if use_wrk else ():
-            cpu_before = procs.tree_cpu_seconds(proc.pid)
-            row = await asyncio.to_thread(
-                run_wrk, target, workdir, connections=level, seconds=plan.level_seconds,
+            row, cpu_us = await wrk_with_cpu(
+                proc, target, workdir, level=level, seconds=plan.level_seconds,
                 tag=f"{name}-lag-c{level}",
             )  # fmt: skip
-            cpu = procs.tree_cpu_seconds(proc.pid) - cpu_before
             rows[f"c{level}"] = {
                 "rps": round(row["rps"], 1),
                 "p50_ms": row["p50_ms"],
                 "p99_ms": row["p99_ms"],
-                "cpu_us_per_request": round(cpu / max(1, row["requests"]) * 1e6, 1),
+                "cpu_us_per_request": round(cpu_us, 1),
                 "lag": await _lag(target, reset=True),
                 "load_average": load_average(),
             }
@@ -251,6 +249,18 @@ async def stalls(
                 }
         out[name] = rows
         stack.stop(proc)
+
+
+async def wrk_with_cpu(
+    proc: procs.Proc, target: Target, workdir: Path, *, level: int, seconds: float, tag: str
+) -> tuple[dict[str, Any], float]:
+    """One wrk run (load.run_wrk) and the CPU µs per request of the server's process tree."""
+    before = procs.tree_cpu_seconds(proc.pid)
+    row = await asyncio.to_thread(
+        run_wrk, target, workdir, connections=level, seconds=seconds, tag=tag
+    )
+    cpu = procs.tree_cpu_seconds(proc.pid) - before
+    return row, cpu / max(1, row["requests"]) * 1e6
 
 
 async def _lag(target: Target, *, reset: bool) -> dict[str, Any]:

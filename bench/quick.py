@@ -30,7 +30,6 @@ import compare
 import procs
 import scenarios
 import services
-from load import run_wrk
 
 _KINDS = "SELECT kind, count(*) FROM ledger GROUP BY kind ORDER BY kind"
 
@@ -88,18 +87,16 @@ async def main(args: argparse.Namespace) -> None:
                         k: seq["non_streaming"][k] for k in ("p50_ms", "p90_ms", "p99_ms")
                     }
                 for level in args.levels:
-                    cpu_before = procs.tree_cpu_seconds(proc.pid)
-                    row = await asyncio.to_thread(
-                        run_wrk, target, workdir, connections=level, seconds=args.seconds,
+                    row, cpu_us = await compare.wrk_with_cpu(
+                        proc, target, workdir, level=level, seconds=args.seconds,
                         tag=f"{backend}-c{level}",
                     )  # fmt: skip
-                    cpu = procs.tree_cpu_seconds(proc.pid) - cpu_before
                     rows[f"c{level}"] = {
                         "rps": round(row["rps"]),
                         "p50_ms": row["p50_ms"],
                         "p99_ms": row["p99_ms"],
                         "errors": row["errors"],
-                        "cpu_us_per_request": round(cpu / max(1, row["requests"]) * 1e6),
+                        "cpu_us_per_request": round(cpu_us),
                     }
                     print(backend, level, rows[f"c{level}"], flush=True)
                 rows["reservations_by_path"] = await _reservations(target.base)
