@@ -86,7 +86,9 @@ async def main(args: argparse.Namespace) -> None:
                     rows["sequential"] = {
                         k: seq["non_streaming"][k] for k in ("p50_ms", "p90_ms", "p99_ms")
                     }
-                for level in args.levels:
+                for number, level in enumerate(args.levels):
+                    if number and args.gap:
+                        await asyncio.sleep(args.gap)
                     row, cpu_us = await compare.wrk_with_cpu(
                         proc, target, workdir, level=level, seconds=args.seconds,
                         tag=f"{backend}-c{level}",
@@ -122,6 +124,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--server", choices=["uvicorn", "granian"], help="the same app under bench/gateway_probe.py"
     )
+    parser.add_argument("--gap", type=float, default=0.0, help="idle seconds between levels")
     parser.add_argument("--keep", help="copy the SQLite database here at the end")
     parser.add_argument("--env", nargs="*", default=[], help="K=V for the gateway (A/B)")
     asyncio.run(main(parser.parse_args()))
