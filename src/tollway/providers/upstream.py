@@ -457,11 +457,11 @@ def _translated(provider: Provider, redactor: Redactor) -> Iterator[None]:
     except TimeoutError as exc:  # pyreqwest's timeouts (connect, read, total) included
         raise _logged(UpstreamTimeout, provider, "timed out", exc, redactor) from exc
     except rq.PyreqwestError as exc:
-        if isinstance(exc, rq.NetworkError) or _lost(exc):
-            if not isinstance(exc, rq.ConnectError) or _lost(exc):
-                lost = "connection lost before the answer was complete"
-                raise _logged(UpstreamDisconnected, provider, lost, exc, redactor) from exc
-            # refused, DNS, TLS: nothing was sent
+        network = isinstance(exc, rq.NetworkError)
+        if _lost(exc) or (network and not isinstance(exc, rq.ConnectError)):
+            lost = "connection lost before the answer was complete"
+            raise _logged(UpstreamDisconnected, provider, lost, exc, redactor) from exc
+        if network:  # a ConnectError that lost nothing: refused, DNS, TLS; nothing was sent
             raise _logged(UpstreamUnavailable, provider, "cannot connect", exc, redactor) from exc
         # e.g. an invalid HTTP answer, or a body that does not decode
         raise _logged(UpstreamError, provider, "malformed answer", exc, redactor) from exc
