@@ -4,7 +4,7 @@
 
 Serves `tollway.app:create_app_from_env` (the app `tollway serve` runs, configured from the
 same TOLLWAY_* environment; the schema must exist: the harness provisions through the CLI
-first) under uvicorn with `tollway serve`'s settings (uvloop, httptools) or under granian
+first) under uvicorn with `tollway serve`'s settings (uvloop accepting in batches, httptools) or under granian
 (ASGI, uvloop, HTTP/1). With `--probe` the app is wrapped in `LagProbe`:
 
 - a task on the event loop sleeps 1 ms at a time and records how late it wakes (loop lag);
@@ -207,7 +207,7 @@ def main() -> None:
         app_dir=here,
         host=args.host,
         port=args.port,
-        loop="uvloop",
+        loop="tollway.http.accept:new_event_loop",  # `tollway serve`'s (http/accept.py)
         http="httptools",
         access_log=False,
         log_level="warning",

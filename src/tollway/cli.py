@@ -330,11 +330,12 @@ def _wait_for_listener(
 
 
 def _best_loop() -> str:
+    """uvloop, accepting waiting connections in batches (http/accept.py), when installed."""
     try:
         import uvloop  # noqa: F401
     except ImportError:
         return "asyncio"
-    return "uvloop"
+    return "tollway.http.accept:new_event_loop"
 
 
 def main() -> None:
