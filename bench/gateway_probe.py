@@ -4,8 +4,8 @@
 
 Serves `tollway.app:create_app_from_env` (the app `tollway serve` runs, configured from the
 same TOLLWAY_* environment; the schema must exist: the harness provisions through the CLI
-first) under uvicorn with `tollway serve`'s settings (uvloop accepting in batches, httptools) or under granian
-(ASGI, uvloop, HTTP/1). With `--probe` the app is wrapped in `LagProbe`:
+first) under uvicorn with `tollway serve`'s settings (uvloop accepting in batches,
+httptools) or under granian (ASGI, uvloop, HTTP/1). With `--probe` the app is wrapped in `LagProbe`:
 
 - a task on the event loop sleeps 1 ms at a time and records how late it wakes (loop lag);
 - a watchdog thread looks at that task's heartbeat every 2 ms and, when the loop has not
