@@ -2,22 +2,30 @@
 kernel's queue in a few turns of the loop, not one per turn as libuv does: on a loop slowed by
 load, one per turn kept clients waiting for seconds before their first byte was read.
 
-Counted in turns of the loop (each `asyncio.sleep(0)` is one), never in time."""
+Counted in turns of the loop (each `asyncio.sleep(0)` is one), never in time. And a real
+`tollway serve` out of file descriptors keeps serving and accepts again once it can."""
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import math
+import os
+import resource
 import socket
 import struct
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.support.processes import serve_process, tollway
 from tollway.http.accept import ACCEPT_BATCH, AcceptingLoop, AcceptingServer
 
 CLIENTS = 200  # over three batches
 MAX_TURNS = 100  # libuv's one-per-turn would have accepted 100 of them by then
+GENEROUS_S = 30.0  # bounds on waits: never a measure of speed
 
 
 class Counted(asyncio.Protocol):
@@ -119,3 +127,43 @@ def test_a_client_gone_before_it_was_accepted_costs_nothing(loop: AcceptingLoop)
         server.close()
 
     loop.run_until_complete(scenario())
+
+
+def test_out_of_descriptors_the_server_serves_its_connections_and_accepts_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real `tollway serve` whose file limit is reached: the connections it has are
+    served, the reason is logged, and once descriptors are free it accepts again."""
+    monkeypatch.setenv("TOLLWAY_TEST_SERVE_LOG", str(tmp_path))  # keep the server's log
+    url = f"sqlite:///{tmp_path / 'accept.db'}"
+    assert tollway("init", "--json", database_url=url).returncode == 0
+    with serve_process(url) as (root, process):
+        port = int(root.rsplit(":", 1)[1])
+        kept = http.client.HTTPConnection("127.0.0.1", port, timeout=GENEROUS_S)
+        assert _health(kept) == 200
+        open_now = len(os.listdir(f"/proc/{process.pid}/fd"))
+        _, hard = resource.prlimit(process.pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(process.pid, resource.RLIMIT_NOFILE, (open_now + 2, hard))
+        waiting = _connect(port, 10)  # two accepted, then EMFILE; the rest wait in the queue
+        log = next(tmp_path.glob("*.log"))
+        deadline = time.monotonic() + GENEROUS_S
+        while "cannot accept connections" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.05)
+        assert _health(kept) == 200  # the open connection is served meanwhile
+
+        for client in waiting:
+            client.close()
+        resource.prlimit(process.pid, resource.RLIMIT_NOFILE, (open_now + 50, hard))
+        fresh = http.client.HTTPConnection("127.0.0.1", port, timeout=GENEROUS_S)
+        assert _health(fresh) == 200  # accepting resumed (after at most the 1 s pause)
+        assert process.poll() is None
+        kept.close()
+        fresh.close()
+
+
+def _health(connection: http.client.HTTPConnection) -> int:
+    connection.request("GET", "/health")
+    response = connection.getresponse()
+    response.read()
+    return response.status
