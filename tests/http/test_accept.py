@@ -129,6 +129,40 @@ def test_a_client_gone_before_it_was_accepted_costs_nothing(loop: AcceptingLoop)
     loop.run_until_complete(scenario())
 
 
+def test_a_connection_whose_set_up_fails_is_closed_and_the_next_is_served(
+    loop: AcceptingLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> None:
+        made: list[asyncio.BaseTransport] = []
+        calls = 0
+
+        def factory() -> asyncio.Protocol:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("a bug in the protocol")
+            return Counted(made)
+
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        assert isinstance(server, AcceptingServer)
+        port = server.sockets[0].getsockname()[1]
+        (failed,) = _connect(port, 1)
+        await _turns_until(lambda: calls == 1)
+        (served,) = _connect(port, 1)
+        await _turns_until(lambda: bool(made))
+        assert len(made) == 1
+        failed.settimeout(10)
+        assert failed.recv(1) == b""  # closed by the server, not left open
+        for transport in made:
+            transport.close()
+        served.close()
+        server.close()
+
+    with caplog.at_level("ERROR", logger="tollway.http"):
+        loop.run_until_complete(scenario())
+    assert "could not set up an accepted connection" in caplog.text
+
+
 def test_out_of_descriptors_the_server_serves_its_connections_and_accepts_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -93,6 +93,9 @@ class AcceptingServer(asyncio.AbstractServer):
         except OSError as exc:  # the client reset before its transport was made
             log.debug("accepted connection lost before it was set up: %s", exc)
             conn.close()
+        except Exception:  # a bug in setting it up: this connection is lost, not the server
+            log.exception("could not set up an accepted connection")
+            conn.close()
 
     def close(self) -> None:
         """Stop accepting and close the listening sockets (connections stay open)."""
