@@ -1,7 +1,7 @@
-"""The event loop `tollway serve` runs: uvloop, accepting every waiting connection at once.
+"""The event loop `tollway serve` runs: uvloop, accepting waiting connections in batches.
 
-libuv (under uvloop) accepts **one** connection per turn of the event loop since 1.45
-(libuv PR #3696, "unix: don't accept() connections in a loop"). A saturated loop turns slowly
+libuv (under uvloop) accepts **one** connection per turn of the event loop (since libuv
+PR #3696 of 2022, "unix: don't accept() connections in a loop"). A saturated loop turns slowly
 (each turn runs the work of every ready request), so under load new connections waited in
 the kernel's accept queue for seconds while the kept-alive ones were served: after a load
 generator dropped 256 connections with requests in flight, 100 of the 256 it opened next sat
