@@ -49,9 +49,9 @@ def _connect(port: int, count: int) -> list[socket.socket]:
 
 
 async def _serve(
-    loop: AcceptingLoop, made: list[asyncio.BaseTransport], backlog: int = 100
+    loop: AcceptingLoop, factory: Callable[[], asyncio.Protocol], backlog: int = 100
 ) -> tuple[AcceptingServer, int]:
-    server = await loop.create_server(lambda: Counted(made), "127.0.0.1", 0, backlog=backlog)
+    server = await loop.create_server(factory, "127.0.0.1", 0, backlog=backlog)
     assert isinstance(server, AcceptingServer)  # plain TCP: the batching server
     return server, server.sockets[0].getsockname()[1]
 
@@ -68,7 +68,7 @@ async def _turns_until(done: Callable[[], bool]) -> int:
 def test_waiting_connections_are_accepted_in_a_few_turns(loop: AcceptingLoop) -> None:
     async def scenario() -> int:
         made: list[asyncio.BaseTransport] = []
-        server, port = await _serve(loop, made, backlog=1024)
+        server, port = await _serve(loop, lambda: Counted(made), backlog=1024)
         clients = _connect(port, CLIENTS)  # the loop is held meanwhile: all of them wait
         turns = await _turns_until(lambda: len(made) >= CLIENTS)
         assert len(made) == CLIENTS, f"{len(made)} accepted after {turns} turns"
@@ -89,7 +89,7 @@ def test_a_closed_server_refuses_new_connections_and_keeps_open_ones(
 ) -> None:
     async def scenario() -> None:
         made: list[asyncio.BaseTransport] = []
-        server, port = await _serve(loop, made)
+        server, port = await _serve(loop, lambda: Counted(made))
         (client,) = _connect(port, 1)
         await _turns_until(lambda: bool(made))
         assert server.is_serving()
@@ -111,7 +111,7 @@ def test_a_client_gone_before_it_was_accepted_costs_nothing(loop: AcceptingLoop)
 
     async def scenario() -> None:
         made: list[asyncio.BaseTransport] = []
-        server, port = await _serve(loop, made)
+        server, port = await _serve(loop, lambda: Counted(made))
         gone = _connect(port, 5)
         for client in gone:  # a reset (SO_LINGER 0) while it waits in the queue
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -143,9 +143,7 @@ def test_a_connection_whose_set_up_fails_is_closed_and_the_next_is_served(
                 raise RuntimeError("a bug in the protocol")
             return Counted(made)
 
-        server = await loop.create_server(factory, "127.0.0.1", 0)
-        assert isinstance(server, AcceptingServer)
-        port = server.sockets[0].getsockname()[1]
+        server, port = await _serve(loop, factory)
         (failed,) = _connect(port, 1)
         await _turns_until(lambda: calls == 1)
         (served,) = _connect(port, 1)
