@@ -157,3 +157,29 @@ async def test_one_refused_row_is_dropped_alone_and_counted(world: World) -> Non
         rows = {r.request_id: r for r in await conn.execute(select(request_log))}
     assert sorted(rows) == ["req-0", "req-1", "req-3", "req-4", "req-5"]
     assert (rows["req-1"].model, rows["req-1"].error) == ("x\ufffdy", "bad \ufffd byte")
+
+
+async def test_a_flush_writes_what_was_queued_when_it_began(world: World) -> None:
+    """Rows that arrive while a batch is being written wait for the next interval: a flush
+    that chased them wrote nearly every row alone under a steady trickle of requests."""
+    writer = RequestLogWriter(world.db, interval_s=60, clock=system_clock, metrics=Metrics())
+    run_write = world.db.run_write
+    inserts: list[int] = []
+
+    async def arriving_meanwhile(fn: Callable[[Any], Any]) -> Any:
+        inserts.append(len(fn.keywords["rows"]))  # type: ignore[attr-defined]
+        if len(inserts) == 1:
+            writer.submit(record(100))  # a request ends while the batch is being written
+        return await run_write(fn)
+
+    world.db.run_write = arriving_meanwhile  # type: ignore[method-assign]
+    try:
+        for n in range(3):
+            writer.submit(record(n))
+        await writer._flush()
+    finally:
+        world.db.run_write = run_write  # type: ignore[method-assign]
+    assert inserts == [3] and writer.written == 3
+    assert await count(world) == 3
+    await writer._flush()  # the row that arrived meanwhile: written by the next flush
+    assert await count(world) == 4 and writer.written == 4
