@@ -8,13 +8,14 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from tests.billing.conftest import (
     FakeClock,
     ask,
     assert_invariant,
     balance_of,
+    fresh,
     open_reservations,
     payer_of,
     set_balance,
@@ -28,6 +29,7 @@ from tollway.billing.meter import Meter
 from tollway.billing.recovery import Recovery
 from tollway.billing.verify import verify_ledger
 from tollway.errors import InsufficientBalance
+from tollway.store.budgets import BudgetRow
 
 
 def leased_meter(world: World, clock: FakeClock, instance: str, **kw: object) -> Meter:
@@ -395,3 +397,32 @@ async def test_a_draw_covers_the_requests_in_flight_not_only_depth(
     finally:
         assert meter.leases is not None
         await meter.leases.close(1.0)
+
+
+async def test_requests_arriving_while_the_budgets_are_read_wait_for_that_one_read(
+    world: World, clock: FakeClock, lmeter: Meter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a project's cached budgets expire under load, the requests arriving while they
+    are read again wait for that read; each used to go to the database itself (on
+    PostgreSQL at c=256, hundreds of round trips queued for the pool every second)."""
+    alice = await world.member("alice", "p1", credits_eur="1")
+    payer = await payer_of(world, alice)
+    await lmeter.settle(await lmeter.reserve(ask(payer)), usage(1, 1))  # the lease is drawn
+    index = world.db.budget_index
+    budgets_of = index.budgets_of
+    reads: list[str] = []
+
+    def counted(conn: Connection, project_id: str) -> tuple[BudgetRow, ...]:
+        reads.append(project_id)
+        return budgets_of(conn, project_id)
+
+    monkeypatch.setattr(index, "budgets_of", counted)
+    index.invalidate(alice.project_id)  # the entry is gone, as when it expires
+    reservations = await asyncio.gather(*(lmeter.reserve(ask(fresh(payer))) for _ in range(20)))
+    assert reads == [alice.project_id]
+    assert all(r.lease is not None for r in reservations)
+    for reservation in reservations:
+        await lmeter.settle(reservation, usage(1, 1))
+    assert lmeter.leases is not None
+    await lmeter.leases.flush()
+    await assert_invariant(world.db)
