@@ -21,7 +21,8 @@ from tests.support.broken_upstream import (
 from tests.support.gateway import write_registry
 from tollway.providers.redact import Redactor
 from tollway.providers.registry import Provider, load_registry
-from tollway.providers.upstream import UpstreamClient, UpstreamError
+from tollway.providers.upstream import UpstreamClient
+from tollway.providers.upstream_errors import UpstreamError
 
 
 def provider_at(tmp_path: Path, url: str) -> Provider:

@@ -8,7 +8,7 @@ from tollway.billing.records import Reservation
 from tollway.gateway.health import HealthBook
 from tollway.gateway.request import InferenceRequest
 from tollway.providers.registry import ResolvedEndpoint
-from tollway.providers.upstream import UpstreamError, UpstreamTimeout, UpstreamTooLarge
+from tollway.providers.upstream_errors import UpstreamError, UpstreamTimeout, UpstreamTooLarge
 
 # A timeout of a request with a larger prompt (estimated tokens) may be its own doing.
 SMALL_PROMPT_TOKENS = 8192

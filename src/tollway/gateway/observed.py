@@ -12,7 +12,7 @@ from tollway.billing.records import Reservation, ReserveRequest, UsageRecord
 from tollway.observe.metrics import Metrics
 from tollway.observe.tracing import Span, Tracer
 from tollway.providers.registry import ResolvedEndpoint
-from tollway.providers.upstream import UpstreamStatusError
+from tollway.providers.upstream_errors import UpstreamStatusError
 
 
 class ObservedMeter:

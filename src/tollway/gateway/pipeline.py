@@ -43,7 +43,8 @@ from tollway.observe.tracing import Tracer
 from tollway.projects.policy import Policy, effective_policy
 from tollway.providers.registry import Model, Registry, ResolvedEndpoint
 from tollway.providers.tokens import answer_tokens
-from tollway.providers.upstream import UpstreamClient, UpstreamError, UpstreamStatusError
+from tollway.providers.upstream import UpstreamClient
+from tollway.providers.upstream_errors import UpstreamError, UpstreamStatusError
 from tollway.tasks import TaskTracker
 
 T = TypeVar("T")

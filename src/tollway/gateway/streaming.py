@@ -15,12 +15,8 @@ from tollway.gateway.metadata import build_metadata
 from tollway.gateway.settlement import Call, Settler, usage_or_counted
 from tollway.providers.registry import ResolvedEndpoint
 from tollway.providers.tokens import count_tokens
-from tollway.providers.upstream import (
-    UpstreamError,
-    UpstreamStream,
-    ended_early,
-    malformed_answer,
-)
+from tollway.providers.upstream import UpstreamStream
+from tollway.providers.upstream_errors import UpstreamError, ended_early, malformed_answer
 from tollway.providers.usage import TokenUsage
 
 DONE = b"data: [DONE]\n\n"
