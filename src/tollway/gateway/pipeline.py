@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -18,11 +17,9 @@ from tollway.billing.records import Payer, Reservation, ReserveRequest
 from tollway.errors import (
     BadRequest,
     InsufficientBalance,
-    NoHealthyCandidate,
     NotFound,
     TollwayError,
     Unauthorized,
-    UpstreamFailure,
     UpstreamRejected,
     excerpt,
 )
@@ -36,6 +33,14 @@ from tollway.gateway.ratelimit import RateLimiter
 from tollway.gateway.request import InferenceRequest
 from tollway.gateway.routing import ModelPlan, plan_model, worst_prices
 from tollway.gateway.settlement import Call, Settler, usage_or_counted
+from tollway.gateway.stages import (
+    Planned,
+    Reserved,
+    Served,
+    all_failed,
+    completion_bound,
+    no_candidate,
+)
 from tollway.gateway.streaming import StreamRelay
 from tollway.gateway.tally import Tally
 from tollway.observe.metrics import Metrics
@@ -50,34 +55,6 @@ from tollway.tasks import TaskTracker
 T = TypeVar("T")
 
 PATHS = {"chat.completions": "/chat/completions", "embeddings": "/embeddings"}
-
-
-@dataclass(frozen=True, slots=True)
-class Planned:
-    """Stage result: the policy the request runs under, its candidates ranked (in the
-    trace, which records what is tried) and the completion bound to reserve and rate-limit."""
-
-    policy: Policy
-    trace: Trace
-    completion_bound: int
-
-
-@dataclass(frozen=True, slots=True)
-class Reserved:
-    """Stage result: admitted by the rate limits (their headers) and the cost reserved;
-    `max_tokens` the per-choice bound lowered to fit the balance (None: as asked)."""
-
-    reservation: Reservation
-    headers: dict[str, str]
-    max_tokens: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Served:
-    """What the edge sends: the answer (bytes, or a stream relay) and extra headers."""
-
-    result: bytes | StreamRelay
-    headers: dict[str, str]
 
 
 class Gateway:
@@ -158,7 +135,7 @@ class Gateway:
         return Planned(
             policy=policy,
             trace=Trace(policy.preference, list(policy.applied_filters), plans),
-            completion_bound=_completion_bound(request, plans),
+            completion_bound=completion_bound(request, plans),
         )
 
     async def _admit_and_reserve(
@@ -225,7 +202,7 @@ class Gateway:
                 (self.health.reopens_in(ep, project) for p in plans for ep in p.unhealthy),
                 default=0.0,
             )
-            raise _no_candidate(plans, math.ceil(wait))
+            raise no_candidate(plans, math.ceil(wait))
         return plans
 
     async def _reserve(
@@ -325,7 +302,7 @@ class Gateway:
                 raise
             call.trace.succeeded(endpoint)
             return endpoint, result, attempt_started
-        raise _all_failed(last)
+        raise all_failed(last)
 
     async def _complete(self, call: Call) -> bytes:
         path = PATHS[call.request.kind]
@@ -377,48 +354,10 @@ class Gateway:
         return relay
 
 
-def _completion_bound(request: InferenceRequest, plans: list[ModelPlan]) -> int:
-    """The most completion tokens the request may produce (what is reserved and rate-limited)."""
-    if request.kind == "embeddings":
-        return 0
-    # Without max_tokens a choice may run to the end of the model's context.
-    per_choice = request.max_tokens or max(p.model.context_size for p in plans if p.ranked)
-    return per_choice * request.choices
-
-
 def _answer_tokens(payload: dict[str, Any]) -> int:
     """The completion tokens of a whole answer, counted by the gateway."""
     return sum(
         answer_tokens(choice.get("message"))
         for choice in payload.get("choices") or []
         if isinstance(choice, dict)
-    )
-
-
-def _no_candidate(plans: list[ModelPlan], retry_after_s: int) -> Exception:
-    reasons = [
-        f"{plan.model.id}@{f['provider']}: {f['filter_failed']} ({f['reason']})"
-        for plan in plans
-        for f in plan.filtered
-    ]
-    only_unhealthy = all(
-        f["filter_failed"] == "health" for plan in plans for f in plan.filtered
-    ) and any(plan.unhealthy for plan in plans)
-    if only_unhealthy:
-        return NoHealthyCandidate(
-            "every candidate is unhealthy (circuit open): " + "; ".join(reasons),
-            retry_after_s=retry_after_s,
-        )
-    return BadRequest(
-        "no candidate left after the policy and capability filters: " + "; ".join(reasons),
-        param="model",
-        code="no_candidate",
-    )
-
-
-def _all_failed(last: UpstreamError | None) -> UpstreamFailure:
-    if last is None:
-        return UpstreamFailure("no candidate could be tried", status=503)
-    return UpstreamFailure(
-        f"every candidate failed; last error: {last.message}", status=last.status
     )

@@ -30,13 +30,13 @@ from tollway.dialects.responses.response import to_response
 from tollway.dialects.responses.stream import ResponsesEvents
 from tollway.errors import NotFound, TollwayError, Unauthorized, excerpt
 from tollway.gateway.auth import Principal
-from tollway.gateway.pipeline import Served
 from tollway.gateway.request import (
     InferenceRequest,
     counted_prompt_tokens,
     parse_chat,
     parse_embeddings,
 )
+from tollway.gateway.stages import Served
 from tollway.gateway.streaming import StreamRelay
 from tollway.gateway.tally import Tally
 from tollway.http._scope import EXCHANGE
