@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -30,14 +30,19 @@ from pydantic import (
 
 from tollway.errors import ConfigError
 from tollway.providers.pricing import Pricing
+from tollway.providers.registry_problems import (
+    Location,
+    Report,
+    file_order,
+    is_follow_on,
+    problem,
+    yaml_problem,
+)
 
 DEMO_REGISTRY = Path(__file__).with_name("demo.yaml")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]+$")]
-Location = tuple[int | str, ...]
-Report = Callable[[Location, str], None]
-_IDENTITY_KEYS = ("slug", "id", "provider")
 
 
 class RegistryError(ConfigError):
@@ -224,11 +229,11 @@ def load_registry(
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise RegistryError([f"{source}: invalid YAML: {_yaml_problem(error)}"]) from None
+        raise RegistryError([f"{source}: invalid YAML: {yaml_problem(error)}"]) from None
     if raw is None:
         raise RegistryError([f"{source}: the provider registry is empty"])
     problems: list[str] = []
-    raw = _expand(raw, env, (), lambda loc, msg: problems.append(_problem(source, raw, loc, msg)))
+    raw = _expand(raw, env, (), lambda loc, msg: problems.append(problem(source, raw, loc, msg)))
     if problems:
         raise RegistryError(problems)
     try:
@@ -236,9 +241,9 @@ def load_registry(
     except ValidationError as error:
         raise RegistryError(
             [
-                _problem(source, raw, tuple(e["loc"]), e["msg"])
+                problem(source, raw, tuple(e["loc"]), e["msg"])
                 for e in error.errors()
-                if not _is_follow_on(e["type"], tuple(e["loc"]), raw)
+                if not is_follow_on(e["type"], tuple(e["loc"]), raw)
             ]
         ) from None
     found = _cross_check(document)
@@ -247,8 +252,8 @@ def load_registry(
         if provider.slug in missing and not provider.optional:
             found.append((("providers", i, "api_key_env"), missing[provider.slug]))
     if found:
-        found.sort(key=_file_order)
-        raise RegistryError([_problem(source, raw, loc, msg) for loc, msg in found])
+        found.sort(key=file_order)
+        raise RegistryError([problem(source, raw, loc, msg) for loc, msg in found])
     skipped = missing  # every provider still missing its secret is optional
     document, warnings = _without(document, skipped, source)
     if not document.models:
@@ -258,29 +263,6 @@ def load_registry(
     for provider in document.providers:
         provider._api_key = secrets.get(provider.slug)
     return Registry(document, source, skipped=skipped, warnings=tuple(warnings))
-
-
-def _file_order(problem: tuple[Location, str]) -> tuple[int, int]:
-    """Problems in the order a reader meets them: providers, then models, by entry."""
-    loc = problem[0]
-    index = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else 0
-    return (0 if loc[0] == "providers" else 1, index)
-
-
-def _is_follow_on(kind: str, loc: Location, raw: object) -> bool:
-    """pydantic reports a list whose items failed as also "too short" ("Tuple should have at
-    least 1 item after validation, not 0"); that line only repeats the item's own error."""
-    if kind != "too_short":
-        return False
-    node = raw
-    for item in loc:
-        if isinstance(item, int) and isinstance(node, list) and 0 <= item < len(node):
-            node = node[item]
-        elif isinstance(item, str) and isinstance(node, dict):
-            node = node.get(item)
-        else:
-            return False
-    return isinstance(node, list) and len(node) > 0
 
 
 def _read_secrets(
@@ -332,35 +314,6 @@ def _without(
     providers = tuple(p for p in document.providers if p.slug not in skipped)
     updated = document.model_copy(update={"providers": providers, "models": tuple(models)})
     return updated, warnings
-
-
-def _problem(source: str, raw: object, loc: Location, message: str) -> str:
-    return f"{source}: {describe_location(loc, raw)}: {message}"
-
-
-def describe_location(loc: Location, raw: object) -> str:
-    """A pydantic-style location as a reader finds it: `providers[2] (slug=foo).base_url`."""
-    text = ""
-    node = raw
-    for item in loc:
-        if isinstance(item, int):
-            text += f"[{item}]"
-            node = node[item] if isinstance(node, list) and 0 <= item < len(node) else None
-            if isinstance(node, dict):
-                name = next((k for k in _IDENTITY_KEYS if isinstance(node.get(k), str)), None)
-                if name is not None:
-                    text += f" ({name}={node[name]})"
-        else:
-            text += f".{item}" if text else str(item)
-            node = node.get(item) if isinstance(node, dict) else None
-    return text or "(top level)"
-
-
-def _yaml_problem(error: yaml.YAMLError) -> str:
-    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
-        mark = error.problem_mark
-        return f"line {mark.line + 1}, column {mark.column + 1}: {error.problem}"
-    return str(error)
 
 
 def _expand(value: Any, env: Mapping[str, str], loc: Location, report: Report) -> Any:
