@@ -182,8 +182,9 @@ class Meter:
             # flight: when the entry expired under load, every request arriving meanwhile
             # read them again, each a round trip that waited for a turn of a busy loop and for
             # the pool — on PostgreSQL at c=256 ~8% of the requests waited 0.25-0.5 s here
-            # (bench/README.md). A read begun before a budget changed through this process
-            # is not joined (its generation is older), as the index itself does not store it.
+            # (bench/README.md, "a stampede of budget reads"). A read begun before a budget
+            # changed through this process is not joined (its generation is older), as the
+            # index itself does not store it.
             budgets = await self._budget_reads.run(
                 (project, index.generation),
                 partial(self._db.run_autocommit, partial(index.budgets_of, project_id=project)),

@@ -77,8 +77,8 @@ class RequestLogWriter:
         """Queue a record's row (called at the end of a request: never blocks, never raises).
         The row is built here, ~10-20 µs per request, rather than a batch at a time in the
         flush: a batch built in one go held the event loop for milliseconds every flush, a
-        stall the requests arriving meanwhile waited through (bench/README.md, "The request
-        log's flush")."""
+        stall the requests arriving meanwhile waited through (bench/README.md, "the request
+        log's flush, and where the sequential tail comes from")."""
         if self._closing or len(self._queue) >= self._capacity:
             self._drop(1, "shutdown" if self._closing else "queue_full")
             return
