@@ -22,6 +22,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from functools import partial
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -151,7 +152,7 @@ class RequestLogWriter:
         pending = len(self._queue)
         while pending and self._queue:
             size = min(self._batch_size, pending, len(self._queue))
-            rows = [self._queue[i] for i in range(size)]
+            rows = list(islice(self._queue, size))
             pending -= size
             refused = await self._insert_isolating(rows)
             if len(refused) == size:  # nothing could be written: not the rows' fault
