@@ -247,6 +247,38 @@ async def test_usage_beyond_a_leased_reservation_takes_the_lease_then_the_balanc
     assert (await verify_ledger(world.db, clock, stale_s=1e9, max_age_s=900)).ok
 
 
+async def test_settling_at_once_leaves_what_needs_the_database_untouched(
+    world: World, lmeter: Meter
+) -> None:
+    """`settle_now` settles in memory what fits the reservation or the lease; usage beyond
+    both needs the database, and it leaves that untouched for `settle`, which takes what
+    the lease has free first, then the balance."""
+    ivy = await world.member("ivy", "p1", credits_eur="1")
+    payer = await payer_of(world, ivy)
+    fits = await lmeter.reserve(ask(payer))
+    assert fits.lease is not None
+    assert lmeter.settle_now(fits, usage(10, 5)) == 15
+    assert lmeter.settle_now(fits, usage(10, 5)) == 0  # settled already: charged once
+    beyond = await lmeter.reserve(ask(payer))
+    assert beyond.lease == fits.lease
+    assert lmeter.settle_now(beyond, usage(600_000, 0)) is None
+    assert lmeter.settle_now(beyond, usage(600_000, 0)) is None  # asking twice takes nothing
+    assert await lmeter.settle(beyond, usage(600_000, 0)) == 600_000
+    await lmeter.sync()
+    async with world.db.read() as conn:
+        rows = await conn.execute(
+            text("SELECT kind, amount_credits FROM ledger WHERE user_id = :user"),
+            {"user": ivy.user_id},
+        )
+        books = [tuple(row) for row in rows]
+    drawn = -sum(amount for kind, amount in books if kind == "lease")
+    from_lease = drawn - 15  # all the lease had left once `fits` was charged
+    assert ("charge", -15) in books
+    assert ("charge", -from_lease) in books  # `beyond`: its reservation and the lease's rest
+    assert ("charge", -(600_000 - from_lease)) in books  # the rest from the balance
+    await assert_invariant(world.db)
+
+
 async def test_a_lease_taken_for_dead_while_paused_charges_the_balance_instead(
     world: World, clock: FakeClock
 ) -> None:

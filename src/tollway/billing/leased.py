@@ -27,12 +27,31 @@ class LeasedSettlement:
         self._leases = leases
         self._unsettled = unsettled
 
-    async def settle(
+    def settle_now(
         self, reservation: Reservation, lease_id: str, usage: UsageRecord | None
-    ) -> int:
+    ) -> int | None:
+        """The settlement when it needs no database (the common case: the usage fits the
+        reservation or the lease's free credits), done at once; None when it does (`settle`)."""
         request_id = reservation.request_id
         if request_id not in self._unsettled:
             return 0  # settled already: charged once
+        if not self._leases.is_open(lease_id):
+            return None
+        cost = cost_of(usage)
+        extra = cost - reservation.amount_credits
+        from_lease = self._leases.take_more(lease_id, extra) if extra > 0 else 0
+        if extra > from_lease:
+            self._leases.untake(lease_id, from_lease)
+            return None
+        return self._close(reservation, lease_id, usage, cost, from_lease, 0)
+
+    async def settle(
+        self, reservation: Reservation, lease_id: str, usage: UsageRecord | None
+    ) -> int:
+        settled = self.settle_now(reservation, lease_id, usage)
+        if settled is not None:
+            return settled
+        request_id = reservation.request_id
         cost = cost_of(usage)
         payer = reservation.payer
         if not self._leases.is_open(lease_id):
@@ -40,26 +59,39 @@ class LeasedSettlement:
         extra = cost - reservation.amount_credits
         # Usage beyond the reservation: from the lease's free credits first (in memory),
         # the rest from the balance (one transaction), what neither covers a shortfall.
-        from_lease = self._leases.take_more(lease_id, extra) if extra > 0 else 0
-        from_balance = 0
-        if extra > from_lease:
-            try:
-                from_balance = await self._db.run_write(
-                    partial(
-                        charge_overrun,
-                        user_id=payer.user_id,
-                        request_id=request_id,
-                        extra=extra - from_lease,
-                        windows=(),
-                        now=int(self._clock()),
-                    )
+        from_lease = self._leases.take_more(lease_id, extra)
+        try:
+            from_balance = await self._db.run_write(
+                partial(
+                    charge_overrun,
+                    user_id=payer.user_id,
+                    request_id=request_id,
+                    extra=extra - from_lease,
+                    windows=(),
+                    now=int(self._clock()),
                 )
-            except BaseException:
-                self._leases.untake(lease_id, from_lease)  # retried whole (idempotent)
-                raise
+            )
+        except BaseException:
+            self._leases.untake(lease_id, from_lease)  # retried whole (idempotent)
+            raise
         if request_id not in self._unsettled:  # settled meanwhile by a retry
             self._leases.untake(lease_id, from_lease)
             return 0
+        return self._close(reservation, lease_id, usage, cost, from_lease, from_balance)
+
+    def _close(
+        self,
+        reservation: Reservation,
+        lease_id: str,
+        usage: UsageRecord | None,
+        cost: int,
+        from_lease: int,
+        from_balance: int,
+    ) -> int:
+        """Give the reservation back to its lease and queue the charge and usage event for
+        the lease's next group commit; returns the charge."""
+        request_id = reservation.request_id
+        payer = reservation.payer
         self._unsettled.discard(request_id)
         charge = min(cost, reservation.amount_credits) + from_lease
         row = None  # nothing served: released, no usage event (as in the database path)

@@ -318,6 +318,16 @@ class Meter:
             self.pending.add(reservation, usage, exc)
             return cost_of(usage)  # what it will charge when the balance covers it
 
+    def settle_now(self, reservation: Reservation, usage: UsageRecord | None) -> int | None:
+        """Settle at once when no database write is needed — a reservation against an open
+        credit lease whose usage fits it or the lease's free credits — and return the charge;
+        None when a write is needed (then `settle_durably`). Nothing to await, so nothing
+        can interrupt it half-way."""
+        if reservation.lease is None:
+            return None
+        assert self._leased is not None
+        return self._leased.settle_now(reservation, reservation.lease, usage)
+
     async def settle(self, reservation: Reservation, usage: UsageRecord | None) -> int:
         """Release the reservation and charge exactly the usage, with its usage event, in one
         transaction. Usage beyond the reservation is charged as far as the balance allows,

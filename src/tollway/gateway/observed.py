@@ -48,6 +48,24 @@ class ObservedMeter:
         self._by_path[reservation.path].inc()
         return reservation
 
+    def settle_now(self, reservation: Reservation, usage: UsageRecord | None) -> int | None:
+        """`Meter.settle_now`: settled at once in memory (the charge), or None when it needs
+        the database (then `settle_durably`)."""
+        started = time.perf_counter()
+        with self._tracer.span(
+            "tollway.meter.settle",
+            request_id=reservation.request_id,
+            status=usage.status if usage is not None else "released",
+        ) as span:
+            charged = self._meter.settle_now(reservation, usage)
+            if charged is None:
+                return None
+            span.set("tollway.charged_credits", charged)
+        self._settle_seconds.observe(time.perf_counter() - started)
+        self._close(reservation)
+        self._credit(usage, charged)
+        return charged
+
     async def settle_durably(self, reservation: Reservation, usage: UsageRecord | None) -> int:
         """`Meter.settle_durably`: a settlement the database refuses is handed to the meter's
         retrier (and counted here as settled: it will land)."""
@@ -62,12 +80,18 @@ class ObservedMeter:
                 span.set("tollway.charged_credits", charged)
         finally:
             self._settle_seconds.observe(time.perf_counter() - started)
-            if reservation.request_id in self._open:
-                self._open.discard(reservation.request_id)
-                self._metrics.open_reservations.dec()
+            self._close(reservation)
+        self._credit(usage, charged)
+        return charged
+
+    def _close(self, reservation: Reservation) -> None:
+        if reservation.request_id in self._open:
+            self._open.discard(reservation.request_id)
+            self._metrics.open_reservations.dec()
+
+    def _credit(self, usage: UsageRecord | None, charged: int) -> None:
         if usage is not None and charged:
             self._metrics.credits.labels(usage.model, usage.provider).inc(charged)
-        return charged
 
 
 class Attempt:

@@ -72,7 +72,11 @@ class Settler:
         )
 
     async def settle(self, reservation: Reservation, usage: UsageRecord | None) -> int:
-        """`settle_later` and wait for it; returns the charge (never raises for the database)."""
+        """Settle and return the charge (never raises for the database): at once when no
+        write is needed (`ObservedMeter.settle_now`), else `settle_later` and wait for it."""
+        charged = self.meter.settle_now(reservation, usage)
+        if charged is not None:
+            return charged
         return await asyncio.shield(self.settle_later(reservation, usage))
 
     async def succeeded(
@@ -101,9 +105,12 @@ class Settler:
         )
         if owned is not None:
             owned()
-        charged = await asyncio.shield(settlement)
+        if isinstance(settlement, int):
+            charged = settlement  # settled at once, tallied already
+        else:
+            charged = await asyncio.shield(settlement)
+            call.tally.settled(record, charged)
         self.record_served(record)
-        call.tally.settled(record, charged)
         return record, charged
 
     def settle_served(
@@ -114,13 +121,18 @@ class Settler:
         tokens: TokenUsage,
         status: UsageStatus,
         source: UsageSource,
-    ) -> tuple[UsageRecord, asyncio.Task[int]]:
-        """Start settling what `endpoint` served (a tracked task, see `settle_later`) and
-        tally the estimate of the charge — the cost, unless the balance cannot cover usage
-        beyond the reservation — at once: a caller cancelled while awaiting the task (a
-        client leaving a stream), or one that cannot await (`StreamRelay.finalize`), still
-        leaves a tally. Whoever awaits the task tallies the meter's own figure after."""
+    ) -> tuple[UsageRecord, int | asyncio.Task[int]]:
+        """Settle what `endpoint` served: at once when no database write is needed (the
+        charge, tallied), else start a tracked task (see `settle_later`) and tally the
+        estimate of the charge — the cost, unless the balance cannot cover usage beyond the
+        reservation — at once: a caller cancelled while awaiting the task (a client leaving a
+        stream), or one that cannot await (`StreamRelay.finalize`), still leaves a tally.
+        Whoever awaits the task tallies the meter's own figure after."""
         record = self.usage_record(call, endpoint, tokens=tokens, status=status, source=source)
+        charged = self.meter.settle_now(call.reservation, record)
+        if charged is not None:
+            call.tally.settled(record, charged)
+            return record, charged
         call.tally.settled(record, record.cost)
         return record, self.settle_later(call.reservation, record)
 
