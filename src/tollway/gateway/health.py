@@ -56,6 +56,10 @@ class EndpointHealth:
     samples: int = 0
     breaker: Breaker = field(default_factory=Breaker)
 
+    def predicted_ms(self, completion_tokens: int) -> float:
+        """The fitted line's latency for a completion of that many tokens."""
+        return self.ttft_ms + self.ms_per_token * completion_tokens
+
     def add(self, points: tuple[tuple[float, float], ...], keep: float) -> None:
         """Age the old samples by ``keep``, add the new points and refit."""
         self.w, self.sx, self.sy = self.w * keep, self.sx * keep, self.sy * keep
@@ -232,8 +236,7 @@ class HealthBook:
         self.record_alive(endpoint, project)
 
     def predicted_latency_ms(self, endpoint: ResolvedEndpoint, completion_tokens: int) -> float:
-        health = self.of(endpoint)
-        return health.ttft_ms + health.ms_per_token * completion_tokens
+        return self.of(endpoint).predicted_ms(completion_tokens)
 
     def snapshot(self, endpoint: ResolvedEndpoint) -> dict[str, float | int]:
         health = self.of(endpoint)

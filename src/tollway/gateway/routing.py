@@ -19,6 +19,8 @@ from tollway.observe.record import ScoringContext
 from tollway.projects.policy import Policy
 from tollway.providers.registry import Model, Registry, ResolvedEndpoint
 
+_ZERO = Decimal(0)
+
 SCORING = {
     "cost": "expected_cost_credits",
     "speed": "predicted_latency_ms",
@@ -86,12 +88,14 @@ def _rank(
     if not endpoints:
         return []
     completion = max_tokens if max_tokens is not None else 256
+    # Floats: a score orders candidates, it is never charged (rounded to 6 places below, so
+    # two endpoints of equal price stay tied, in registry order).
     costs = [
-        float(ep.pricing.input_token * prompt_estimate + ep.pricing.output_token * completion)
+        ep.input_per_token * prompt_estimate + ep.output_per_token * completion
         for ep in endpoints
     ]
     books = [health.of(ep) for ep in endpoints]
-    latencies = [health.predicted_latency_ms(ep, completion) for ep in endpoints]
+    latencies = [book.predicted_ms(completion) for book in books]
     min_cost = max(min(costs), 1e-9)
     min_latency = max(min(latencies), 1e-9)
     candidates = []
@@ -119,6 +123,6 @@ def _rank(
 def worst_prices(plans: list[ModelPlan]) -> tuple[Decimal, Decimal]:
     """The highest prompt-token (whatever its class) and output price any candidate may be
     charged at: the reservation stays an upper bound of the charge by token class."""
-    inputs = [c.endpoint.pricing.highest_prompt_price for p in plans for c in p.ranked]
-    outputs = [c.endpoint.pricing.output_token for p in plans for c in p.ranked]
-    return (max(inputs, default=Decimal(0)), max(outputs, default=Decimal(0)))
+    inputs = [c.endpoint.highest_prompt_price for p in plans for c in p.ranked]
+    outputs = [c.endpoint.endpoint.pricing.output_token for p in plans for c in p.ranked]
+    return (max(inputs, default=_ZERO), max(outputs, default=_ZERO))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
@@ -126,6 +126,17 @@ class ResolvedEndpoint:
     provider: Provider
     endpoint: Endpoint
     key: str  # "model-id@provider-slug", stable across restarts, for health and metrics
+    # Read on every request's ranking and reservation, so worked out once here: the prices
+    # as floats (ranking only, never money) and the most a prompt token may cost.
+    input_per_token: float = field(init=False)
+    output_per_token: float = field(init=False)
+    highest_prompt_price: Decimal = field(init=False)
+
+    def __post_init__(self) -> None:
+        pricing = self.endpoint.pricing
+        object.__setattr__(self, "input_per_token", float(pricing.input_token))
+        object.__setattr__(self, "output_per_token", float(pricing.output_token))
+        object.__setattr__(self, "highest_prompt_price", pricing.highest_prompt_price)
 
     @property
     def pricing(self) -> Pricing:
