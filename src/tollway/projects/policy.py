@@ -4,7 +4,7 @@ request's own router fields (docs/gateway.md), and the filters it applies to end
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from tollway.projects.config import InferenceConfig, ProjectConfig
 from tollway.providers.registry import ResolvedEndpoint
@@ -69,6 +69,10 @@ class Policy:
         return None
 
 
+# The policy of a project without an active configuration (immutable, built once).
+_DEFAULT: Final = Policy.from_config(InferenceConfig())
+
+
 class RouterFieldError(ValueError):
     def __init__(self, field_name: str, message: str) -> None:
         super().__init__(message)
@@ -104,11 +108,12 @@ def effective_policy(config: ProjectConfig | None, request_fields: dict[str, Any
     Otherwise the request may only tighten; what it tried to loosen is recorded as ignored.
     """
     if config is None or not config.active:
-        base = InferenceConfig()
-        return _overwrite(
-            Policy.from_config(base), request_fields, "project configuration inactive"
-        )
+        if not request_fields:
+            return _DEFAULT
+        return _overwrite(_DEFAULT, request_fields, "project configuration inactive")
     policy = Policy.from_config(config.inference_config)
+    if not request_fields:
+        return policy
     if config.allow_overwrite:
         return _overwrite(policy, request_fields, "allow_overwrite")
     return _tighten(policy, request_fields)
