@@ -16,7 +16,7 @@ from tollway.gateway.health import HealthBook
 from tollway.gateway.metadata import Trace
 from tollway.gateway.observed import ObservedMeter
 from tollway.gateway.request import InferenceRequest, counted_prompt_tokens
-from tollway.gateway.tally import Tally
+from tollway.gateway.tally import Settled, Tally
 from tollway.observe.metrics import Metrics
 from tollway.projects.policy import Policy
 from tollway.providers.registry import ResolvedEndpoint
@@ -109,7 +109,7 @@ class Settler:
             charged = settlement  # settled at once, tallied already
         else:
             charged = await asyncio.shield(settlement)
-            call.tally.settled(record, charged)
+            call.tally.settled = Settled(record, charged)
         self.record_served(record)
         return record, charged
 
@@ -131,9 +131,9 @@ class Settler:
         record = self.usage_record(call, endpoint, tokens=tokens, status=status, source=source)
         charged = self.meter.settle_now(call.reservation, record)
         if charged is not None:
-            call.tally.settled(record, charged)
+            call.tally.settled = Settled(record, charged)
             return record, charged
-        call.tally.settled(record, record.cost)
+        call.tally.settled = Settled(record, record.cost)
         return record, self.settle_later(call.reservation, record)
 
     def record_served(self, record: UsageRecord) -> None:

@@ -1,5 +1,5 @@
-"""What one inference request did, filled in by the gateway as it goes and turned into its
-`RequestRecord` once, at the end, by the HTTP edge (which alone knows the status it sent)."""
+"""The stage results of one inference request, kept as they arrive, and the `RequestRecord`
+the HTTP edge assembles from them once, at the end (it alone knows the status it sent)."""
 
 from __future__ import annotations
 
@@ -21,40 +21,31 @@ _STREAM_OUTCOMES = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """Stage result: what was served and charged — the usage as billed and the credits (the
+    meter's own figure, or until it lands the estimate, which a later result replaces)."""
+
+    usage: UsageRecord
+    charged: int
+
+
 @dataclass(slots=True)
 class Tally:
+    """The stage results of one inference request, kept as they arrive: the request as the
+    edge parsed it, the plan (its `Trace`, which records the attempts), the settlement
+    (`Settled`) and a stream's first byte. A stream settles after the edge has been handed
+    its relay, so the results land here rather than being returned; the edge assembles the
+    request's `RequestRecord` from them once, at the end (`record`)."""
+
     request_id: str
     endpoint: str  # chat.completions | embeddings | messages | responses
     model: str = ""  # as requested ("" when the body could not be read)
     stream: bool = False
-    trace: Trace | None = None
-    served_model: str | None = None
-    provider: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_prompt_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
-    charged_credits: int = 0
-    usage_source: str | None = None
-    first_byte_at: float | None = None  # time.perf_counter() of a stream's first chunk
-    stream_outcome: str | None = None
     translation: Translation | None = None  # a dialect's request: what it translated
-
-    def settled(self, usage: UsageRecord, charged: int) -> None:
-        """What was served and charged (called where the reservation is settled; a later call
-        with the meter's own figure replaces an earlier estimate)."""
-        self.served_model = usage.model
-        self.provider = usage.provider
-        self.prompt_tokens = usage.prompt_tokens
-        self.completion_tokens = usage.completion_tokens
-        self.cached_prompt_tokens = usage.cached_prompt_tokens
-        self.cache_write_tokens = usage.cache_write_tokens
-        self.reasoning_tokens = usage.reasoning_tokens
-        self.charged_credits = charged
-        self.usage_source = usage.usage_source
-        if self.stream:
-            self.stream_outcome = _STREAM_OUTCOMES.get(usage.status, "upstream_error")
+    trace: Trace | None = None
+    settled: Settled | None = None
+    first_byte_at: float | None = None  # time.perf_counter() of a stream's first chunk
 
     def record(
         self,
@@ -70,12 +61,16 @@ class Tally:
     ) -> RequestRecord:
         """The request's record; its routing summary only with `routing` (when the request
         log will store the record)."""
-        trace = self.trace
+        trace, settled = self.trace, self.settled
+        usage = settled.usage if settled is not None else None
         attempts = tuple(
             Attempt(ep.provider.slug, ep.model.id, "failed" if err else "success", err)
             for ep, err in (trace.attempts if trace is not None else ())
         )
-        if error is None and self.stream_outcome == "upstream_error" and attempts:
+        stream_outcome = None
+        if self.stream and usage is not None:
+            stream_outcome = _STREAM_OUTCOMES.get(usage.status, "upstream_error")
+        if error is None and stream_outcome == "upstream_error" and attempts:
             error = "stream broken by the upstream"
         return RequestRecord(
             request_id=self.request_id,
@@ -87,24 +82,24 @@ class Tally:
             key_name=principal.key_name,
             endpoint=self.endpoint,
             model=self.model[:_MAX_MODEL],
-            served_model=self.served_model,
-            provider=self.provider,
-            status=outcome_of(http_status, self.stream_outcome, attempts),
+            served_model=None if usage is None else usage.model,
+            provider=None if usage is None else usage.provider,
+            status=outcome_of(http_status, stream_outcome, attempts),
             http_status=http_status,
             stream=self.stream,
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-            cost_credits=self.charged_credits,
+            prompt_tokens=0 if usage is None else usage.prompt_tokens,
+            completion_tokens=0 if usage is None else usage.completion_tokens,
+            cost_credits=0 if settled is None else settled.charged,
             latency_ms=int((ended - started) * 1000),
             ttft_ms=(
                 None if self.first_byte_at is None else int((self.first_byte_at - started) * 1000)
             ),
-            usage_source=self.usage_source,
+            usage_source=None if usage is None else usage.usage_source,
             error=None if error is None else error[:_MAX_ERROR],
             attempts=attempts,
             routing=summarize(trace) if routing and trace is not None else None,
-            cached_prompt_tokens=self.cached_prompt_tokens,
-            cache_write_tokens=self.cache_write_tokens,
-            reasoning_tokens=self.reasoning_tokens,
+            cached_prompt_tokens=0 if usage is None else usage.cached_prompt_tokens,
+            cache_write_tokens=0 if usage is None else usage.cache_write_tokens,
+            reasoning_tokens=0 if usage is None else usage.reasoning_tokens,
             translation=self.translation or None,
         )
