@@ -111,7 +111,7 @@ def test_ranking_never_spends_the_half_open_trial(tmp_path: Path) -> None:
     (spare,) = registry.endpoints_of("spare")
     for _ in range(3):
         book.record_failure(spare)
-    assert plans_of(registry, book)[1].filtered[0]["filter_failed"] == "health"
+    assert plans_of(registry, book)[1].filtered[0].filter_failed == "health"
     clock.now += 31
     for _ in range(5):  # five requests served by `main`, each ranking `spare` too
         ranked = plans_of(registry, book)[1].ranked

@@ -90,9 +90,7 @@ def summarize(trace: Trace) -> Routing:
     for plan in trace.plans:
         model = plan.model.id
         initial += [f"{model}@{slug}" if multi else slug for slug in plan.initial]
-        filtered += [
-            Filtered(f["provider"], model, f["filter_failed"], f["reason"]) for f in plan.filtered
-        ]
+        filtered += plan.filtered
         for candidate in plan.ranked:
             key = candidate.endpoint.key
             scored.append(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from tollway.gateway.health import HealthBook
-from tollway.observe.record import ScoringContext
+from tollway.observe.record import Filtered, ScoringContext
 from tollway.projects.policy import Policy
 from tollway.providers.registry import Model, Registry, ResolvedEndpoint
 
@@ -39,7 +39,7 @@ class Candidate:
 class ModelPlan:
     model: Model
     initial: list[str]
-    filtered: list[dict[str, str]] = field(default_factory=list)
+    filtered: list[Filtered] = field(default_factory=list)
     unhealthy: list[ResolvedEndpoint] = field(default_factory=list)
     ranked: list[Candidate] = field(default_factory=list)
 
@@ -69,9 +69,7 @@ def plan_model(
             plan.unhealthy.append(ep)
             rejected = ("health", "circuit open after repeated failures")
         if rejected is not None:
-            plan.filtered.append(
-                {"provider": ep.provider.slug, "filter_failed": rejected[0], "reason": rejected[1]}
-            )
+            plan.filtered.append(Filtered(ep.provider.slug, model.id, *rejected))
         else:
             allowed.append(ep)
     plan.ranked = _rank(allowed, policy.preference, prompt_estimate, max_tokens, health)
@@ -91,8 +89,7 @@ def _rank(
     # Floats: a score orders candidates, it is never charged (rounded to 6 places below, so
     # two endpoints of equal price stay tied, in registry order).
     costs = [
-        ep.input_per_token * prompt_estimate + ep.output_per_token * completion
-        for ep in endpoints
+        ep.input_per_token * prompt_estimate + ep.output_per_token * completion for ep in endpoints
     ]
     books = [health.of(ep) for ep in endpoints]
     latencies = [book.predicted_ms(completion) for book in books]

@@ -56,12 +56,12 @@ def completion_bound(request: InferenceRequest, plans: list[ModelPlan]) -> int:
 
 def no_candidate(plans: list[ModelPlan], retry_after_s: int) -> Exception:
     reasons = [
-        f"{plan.model.id}@{f['provider']}: {f['filter_failed']} ({f['reason']})"
+        f"{f.model}@{f.provider}: {f.filter_failed} ({f.reason})"
         for plan in plans
         for f in plan.filtered
     ]
     only_unhealthy = all(
-        f["filter_failed"] == "health" for plan in plans for f in plan.filtered
+        f.filter_failed == "health" for plan in plans for f in plan.filtered
     ) and any(plan.unhealthy for plan in plans)
     if only_unhealthy:
         return NoHealthyCandidate(
