@@ -224,3 +224,32 @@ async def test_anthropic_messages_share_the_limits_and_get_their_own_error_shape
     assert int(refused.headers["retry-after"]) >= 1
     assert refused.json()["type"] == "error"
     assert refused.json()["error"]["type"] == "rate_limit_error"
+
+
+async def test_token_counts_are_limited_in_counters_of_their_own(env: Env) -> None:
+    """`POST /v1/messages/count_tokens` is free but not unlimited: each limit's requests per
+    minute apply to it, counted apart from inference (a client counting its prompts does not
+    use up what it may send), and tokens per minute do not."""
+    await env.limit(scope="project", requests_per_minute=2, tokens_per_minute=10_000)
+    body = {"model": "chat-rl", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"x-api-key": env.alice.inference_key, "anthropic-version": "2023-06-01"}
+    counted = [
+        await env.api.post("/v1/messages/count_tokens", json=body, headers=headers)
+        for _ in range(2)
+    ]
+    assert [r.status_code for r in counted] == [200, 200], counted[0].text
+    assert counted[1].headers["x-ratelimit-remaining-requests"] == "0"
+    assert "x-ratelimit-limit-tokens" not in counted[1].headers
+    refused = await env.api.post("/v1/messages/count_tokens", json=body, headers=headers)
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["error"]["type"] == "rate_limit_error"
+    # Inference's own counters are untouched: both requests of the minute are still there.
+    first = await env.chat()
+    assert first.status_code == 200, first.text
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    assert (await env.chat()).status_code == 200
+    assert (await env.chat()).status_code == 429
+    env.clock.advance(60)  # the next window: counting is admitted again
+    again = await env.api.post("/v1/messages/count_tokens", json=body, headers=headers)
+    assert again.status_code == 200

@@ -60,6 +60,16 @@ class RateLimiter:
     async def admit(self, principal: Principal, tokens: int) -> dict[str, str]:
         """Count this request (and its token bound) against every limit that applies, or
         raise `RateLimited` counting nothing. Returns the `x-ratelimit-*` headers."""
+        return await self._admit(principal, tokens, counting=False)
+
+    async def admit_counting(self, principal: Principal) -> dict[str, str]:
+        """A token count (`POST /v1/messages/count_tokens`): counted against each limit's
+        requests per minute in counters of its own, as Anthropic's token counting has
+        limits of its own, so counting never uses up what inference may send; tokens per
+        minute do not apply (nothing is generated)."""
+        return await self._admit(principal, 0, counting=True)
+
+    async def _admit(self, principal: Principal, tokens: int, *, counting: bool) -> dict[str, str]:
         rows = await self._index.limits_of(principal.project_id)
         if not rows:
             return {}
@@ -68,9 +78,10 @@ class RateLimiter:
         for row in applicable(rows, user_id=principal.user_id, key_id=principal.key_id):
             base = f"{row.id}:{subject_of(row, user_id=principal.user_id, key_id=principal.key_id)}"
             if row.requests_per_minute is not None:
-                counters.append(Counter(base + ":r", row.requests_per_minute, 1))
+                kind = ":c" if counting else ":r"
+                counters.append(Counter(base + kind, row.requests_per_minute, 1))
                 kinds.append(REQUESTS)
-            if row.tokens_per_minute is not None:
+            if row.tokens_per_minute is not None and not counting:
                 if tokens > row.tokens_per_minute:
                     raise BadRequest(
                         f"max_tokens: this request may use up to {tokens} tokens, more than "

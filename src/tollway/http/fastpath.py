@@ -198,6 +198,7 @@ async def count_tokens(scope: Scope, receive: Receive, send: Send) -> None:
         principal = await _authenticate(state, anthropic_authorization(scope))
         exchange: Exchange = scope[EXCHANGE]
         exchange.principal = principal
+        headers = await state.gateway.limiter.admit_counting(principal)  # before the body
         parsed = parse_messages(await read_body(receive), counting=True)
         model = state.registry.model(parsed.inference.model)
         if model is None or model.kind != "chat":
@@ -210,7 +211,7 @@ async def count_tokens(scope: Scope, receive: Receive, send: Send) -> None:
     except TollwayError as exc:
         await _refuse(scope, receive, send, exc)
         return
-    await _send_json(send, orjson.dumps({"input_tokens": count}), {})
+    await _send_json(send, orjson.dumps({"input_tokens": count}), headers)
 
 
 async def responses(scope: Scope, receive: Receive, send: Send) -> None:

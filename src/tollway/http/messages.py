@@ -42,10 +42,14 @@ class TokenCount(BaseModel):
     "/v1/messages/count_tokens",
     openapi_extra=json_body(COUNT_TOKENS_BODY),
     response_model=TokenCount,
-    responses={k: v for k, v in INFERENCE_ERRORS.items() if k in (400, 401, 404, 413)},
+    responses={
+        **{k: v for k, v in INFERENCE_ERRORS.items() if k in (400, 401, 404, 413)},
+        429: {"description": "Too Many Requests - A rate limit is exhausted."},
+    },
     dependencies=[Depends(BEARER)],
 )
 async def count_tokens(request: Request) -> Response:
     """The gateway's own count of the prompt tokens of a Messages request (the count it
-    bills by when an upstream reports none). Free of charge; `max_tokens` is not needed."""
+    bills by when an upstream reports none). Free of charge, rate-limited in counters apart
+    from inference; `max_tokens` is not needed."""
     return Delegated(COUNT_TOKENS)

@@ -175,7 +175,7 @@ INFERENCE_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Unauthorized - Missing or invalid API key."},
     402: {"description": "Payment Required - Insufficient balance."},
     404: {"description": "Not Found - Unknown model."},
-    429: {"description": "Too Many Requests - A budget is exhausted."},
+    429: {"description": "Too Many Requests - A rate limit or a budget is exhausted."},
     502: {"description": "Bad Gateway - Every upstream failed."},
     503: {"description": "Service Unavailable - No healthy upstream."},
     504: {"description": "Gateway Timeout - The upstream timed out."},
