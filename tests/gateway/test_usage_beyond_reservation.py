@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from tests.observe.conftest import samples, total
 from tests.support.broken_upstream import behaved_upstream, reporting_usage
 from tests.support.gateway import running_gateway, write_registry
 from tests.support.money import seen_balance
@@ -141,7 +142,9 @@ async def test_usage_the_balance_cannot_cover_is_a_recorded_shortfall(
     registry = tmp_path / "registry.yaml"
     with behaved_upstream(reporting_usage(PROMPT, COMPLETION)) as (url, _):
         write_registry(registry, document(url))
-        with running_gateway(database_url, registry, credit_leases=leases) as (base_url, _app):
+        with running_gateway(
+            database_url, registry, credit_leases=leases, metrics_token="scrape"
+        ) as (base_url, _app):
             async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
                 answer = await client.post(
                     "/chat/completions",
@@ -151,6 +154,14 @@ async def test_usage_the_balance_cannot_cover_is_a_recorded_shortfall(
                 assert answer.status_code == 200, answer.text
             root = base_url.removesuffix("/v1")
             assert await seen_balance(root, member.management_key) == 0  # all of it, no more
+            async with httpx.AsyncClient() as client:
+                scraped = await client.get(
+                    f"{root}/metrics", headers={"Authorization": "Bearer scrape"}
+                )
+            scrape = samples(scraped.text)
+            # What an operator alerts on: served usage that went unpaid.
+            assert total(scrape, "tollway_credits_uncharged_total", model="vid") == 30_006
+            assert total(scrape, "tollway_credits_charged_total", model="vid") == 70_000
     assert await usage_cost(world, member.user_id) == [70_000]
     shortfalls = [r for r in await rows_of(world, member.user_id) if r[1] == "shortfall"]
     assert len(shortfalls) == 1

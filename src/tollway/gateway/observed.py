@@ -68,8 +68,11 @@ class ObservedMeter:
 
     async def settle_durably(self, reservation: Reservation, usage: UsageRecord | None) -> int:
         """`Meter.settle_durably`: a settlement the database refuses is handed to the meter's
-        retrier (and counted here as settled: it will land)."""
+        retrier (and counted here as settled: it will land). Usage the balance could not
+        cover is counted as uncharged (a settlement done at once never has any: it fits the
+        reservation or the lease)."""
         started = time.perf_counter()
+        first = reservation.request_id in self._open  # a second settle charges nothing
         try:
             with self._tracer.span(
                 "tollway.meter.settle",
@@ -82,6 +85,10 @@ class ObservedMeter:
             self._settle_seconds.observe(time.perf_counter() - started)
             self._close(reservation)
         self._credit(usage, charged)
+        if first and usage is not None:
+            short = usage.cost - charged
+            if short > 0:
+                self._metrics.uncharged.labels(usage.model, usage.provider).inc(short)
         return charged
 
     def _close(self, reservation: Reservation) -> None:

@@ -118,6 +118,13 @@ class Metrics:
             ("model", "provider"),
             registry=r,
         )
+        self.uncharged = Counter(
+            "tollway_credits_uncharged",
+            "Credits of served usage the balance could not cover, recorded as a shortfall in"
+            " the ledger (usage an upstream reported beyond what was reserved).",
+            ("model", "provider"),
+            registry=r,
+        )
         self.meter_latency = Histogram(
             "tollway_meter_duration_seconds",
             "The meter's database work per request: one reserve, one settle.",
