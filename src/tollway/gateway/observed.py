@@ -59,6 +59,7 @@ class ObservedMeter:
         ) as span:
             charged = self._meter.settle_now(reservation, usage)
             if charged is None:
+                span.set("tollway.needs_database", True)  # settle_durably's span follows
                 return None
             span.set("tollway.charged_credits", charged)
         self._settle_seconds.observe(time.perf_counter() - started)
