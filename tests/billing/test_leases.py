@@ -279,6 +279,57 @@ async def test_settling_at_once_leaves_what_needs_the_database_untouched(
     await assert_invariant(world.db)
 
 
+async def test_a_release_while_a_settlement_is_written_leaves_it_to_that_settlement(
+    world: World, database_url: str, lmeter: Meter
+) -> None:
+    """A settlement that must write (usage beyond the reservation and the lease) owns the
+    request until its write ends: a release meanwhile (the request's task cancelled, its
+    `finally` releasing what it reserved) charges nothing and closes nothing. Before, the
+    release closed the request in memory with no charge, and the settlement, finding it
+    closed when its write returned, charged only the overrun from the balance: the part
+    the reservation and the lease covered, and the usage event, were lost."""
+    una = await world.member("una", "p1", credits_eur="1")
+    payer = await payer_of(world, una)
+    reservation = await lmeter.reserve(ask(payer))
+    assert reservation.lease is not None
+
+    if database_url.startswith("sqlite"):
+        import sqlite3
+
+        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        settling = asyncio.create_task(lmeter.settle(reservation, usage(600_000, 0)))
+        for _ in range(5):  # it reaches its write, which waits for the lock held here
+            await asyncio.sleep(0)
+        assert not settling.done()
+        released = await lmeter.settle(reservation, None)
+        conn.execute("ROLLBACK")
+        conn.close()
+    else:
+        import asyncpg
+
+        pg = await asyncpg.connect(database_url)
+        try:
+            async with pg.transaction():
+                await pg.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", una.user_id)
+                settling = asyncio.create_task(lmeter.settle(reservation, usage(600_000, 0)))
+                for _ in range(5):  # it reaches its write, which waits for the row held here
+                    await asyncio.sleep(0)
+                assert not settling.done()
+                released = await lmeter.settle(reservation, None)
+        finally:
+            await pg.close()
+    assert released == 0
+    assert await settling == 600_000  # all of it: the reservation, the lease, the balance
+    await lmeter.sync()
+    assert await scalar(world, "SELECT sum(cost_credits) FROM usage_events") == 600_000
+    assert (
+        await scalar(world, "SELECT -sum(amount_credits) FROM ledger WHERE kind = 'charge'")
+        == 600_000
+    )
+    await assert_invariant(world.db)
+
+
 async def test_a_lease_taken_for_dead_while_paused_charges_the_balance_instead(
     world: World, clock: FakeClock
 ) -> None:

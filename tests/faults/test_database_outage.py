@@ -22,6 +22,7 @@ from tests.faults.conftest import (
     open_holds,
     wait_for_holds,
 )
+from tests.observe.conftest import samples, total
 from tests.support.gateway import running_gateway
 from tests.support.outage import Outage, database_outage, reconnected
 from tests.support.world import World
@@ -156,6 +157,10 @@ async def test_a_database_outage_under_streams_and_calls_loses_no_money(
         books = await check_books(world, alice, root, "db-outage")
     assert books.served == 1 + STREAMS + CALLS + 1  # warm-up, the answered, the probe after
     assert await open_holds(world) == 0
+    # The credits metric counts each deferred settlement once, when it lands: the books'.
+    scrape = samples(state.metrics.render().decode())
+    assert total(scrape, "tollway_credits_charged_total") == books.charged
+    assert total(scrape, "tollway_credits_uncharged_total") == 0
     print(
         f"\nOUTAGE {'sqlite' if is_sqlite else 'postgres'}: holds gone {landed:.2f} s after "
         f"the database was back; ready after {ready_after:.2f} s; serving after "

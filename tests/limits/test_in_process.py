@@ -244,6 +244,7 @@ async def test_token_counts_are_limited_in_counters_of_their_own(env: Env) -> No
     assert refused.status_code == 429
     assert int(refused.headers["retry-after"]) >= 1
     assert refused.json()["error"]["type"] == "rate_limit_error"
+    assert "2 token counts per minute" in refused.json()["error"]["message"]
     # Inference's own counters are untouched: both requests of the minute are still there.
     first = await env.chat()
     assert first.status_code == 200, first.text

@@ -26,6 +26,10 @@ class LeasedSettlement:
         self._clock = clock
         self._leases = leases
         self._unsettled = unsettled
+        # Request ids whose settlement is writing to the database now: it owns the request
+        # until the write ends, so a release meanwhile (a request task cancelled while its
+        # settlement is on the wire) must not close it with no charge.
+        self._writing: set[str] = set()
 
     def settle_now(
         self, reservation: Reservation, lease_id: str, usage: UsageRecord | None
@@ -33,8 +37,8 @@ class LeasedSettlement:
         """The settlement when it needs no database (the common case: the usage fits the
         reservation or the lease's free credits), done at once; None when it does (`settle`)."""
         request_id = reservation.request_id
-        if request_id not in self._unsettled:
-            return 0  # settled already: charged once
+        if request_id not in self._unsettled or request_id in self._writing:
+            return 0  # settled already, or being settled: charged once
         if not self._leases.is_open(lease_id):
             return None
         cost = cost_of(usage)
@@ -51,6 +55,16 @@ class LeasedSettlement:
         settled = self.settle_now(reservation, lease_id, usage)
         if settled is not None:
             return settled
+        request_id = reservation.request_id
+        self._writing.add(request_id)
+        try:
+            return await self._settle_in_database(reservation, lease_id, usage)
+        finally:
+            self._writing.discard(request_id)
+
+    async def _settle_in_database(
+        self, reservation: Reservation, lease_id: str, usage: UsageRecord | None
+    ) -> int:
         request_id = reservation.request_id
         cost = cost_of(usage)
         payer = reservation.payer

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -70,6 +71,9 @@ class PendingSettlements:
         self._pending: dict[str, _Pending] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        # Told what a deferred settlement finally charged (0 when released after repeated
+        # failures): whoever counted the charge at deferral can count what it came to.
+        self.on_landed: Callable[[UsageRecord | None, int], None] | None = None
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -140,7 +144,7 @@ class PendingSettlements:
         done = True
         for request_id, item in list(self._pending.items()):
             try:
-                await self._meter.settle(item.reservation, item.usage)
+                charged = await self._meter.settle(item.reservation, item.usage)
             except DatabaseUnavailable:
                 return False  # still down: the others would fail the same way
             except Exception as exc:  # a bug, not an outage: bounded retries, then release
@@ -152,6 +156,7 @@ class PendingSettlements:
             else:
                 waited = time.monotonic() - item.since
                 log.info("deferred settlement of %s landed after %.1f s", request_id, waited)
+                self._landed(item.usage, charged)
             self._pending.pop(request_id, None)
         return done
 
@@ -167,7 +172,12 @@ class PendingSettlements:
             item.failures,
             item.reservation.amount_credits,
         )
+        self._landed(item.usage, 0)
         return True
+
+    def _landed(self, usage: UsageRecord | None, charged: int) -> None:
+        if self.on_landed is not None:
+            self.on_landed(usage, charged)
 
 
 def _reason(exc: BaseException) -> str:

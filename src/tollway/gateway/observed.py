@@ -32,6 +32,7 @@ class ObservedMeter:
             for path in ("lease", "lease_after_draw", "database")
         }
         self._open: set[str] = set()
+        meter.pending.on_landed = self._charged  # a deferred settlement, once it lands
 
     async def reserve(self, request: ReserveRequest) -> Reservation:
         started = time.perf_counter()
@@ -51,6 +52,8 @@ class ObservedMeter:
     def settle_now(self, reservation: Reservation, usage: UsageRecord | None) -> int | None:
         """`Meter.settle_now`: settled at once in memory (the charge), or None when it needs
         the database (then `settle_durably`)."""
+        if reservation.lease is None:
+            return None  # reserved in the database: settled there
         started = time.perf_counter()
         with self._tracer.span(
             "tollway.meter.settle",
@@ -74,6 +77,7 @@ class ObservedMeter:
         reservation or the lease)."""
         started = time.perf_counter()
         first = reservation.request_id in self._open  # a second settle charges nothing
+        deferred = False
         try:
             with self._tracer.span(
                 "tollway.meter.settle",
@@ -82,15 +86,21 @@ class ObservedMeter:
             ) as span:
                 charged = await self._meter.settle_durably(reservation, usage)
                 span.set("tollway.charged_credits", charged)
+                deferred = reservation.request_id in self._meter.pending
         finally:
             self._settle_seconds.observe(time.perf_counter() - started)
             self._close(reservation)
+        if first and not deferred:  # a deferred one is counted when it lands (`_charged`)
+            self._charged(usage, charged)
+        return charged
+
+    def _charged(self, usage: UsageRecord | None, charged: int) -> None:
+        """What a settlement charged, and what of its usage the balance could not cover."""
         self._credit(usage, charged)
-        if first and usage is not None:
+        if usage is not None:
             short = usage.cost - charged
             if short > 0:
                 self._metrics.uncharged.labels(usage.model, usage.provider).inc(short)
-        return charged
 
     def _close(self, reservation: Reservation) -> None:
         if reservation.request_id in self._open:

@@ -96,7 +96,7 @@ class RateLimiter:
         decision = await self._check(counters)
         headers = _headers(counters, kinds, decision)
         if decision.blocked is not None:
-            kind = kinds[decision.blocked]
+            kind = "token counts" if counting else kinds[decision.blocked]
             limit = counters[decision.blocked].limit
             raise RateLimited(
                 f"rate limit exceeded: {limit} {kind} per minute; retry after {decision.reset_s} s",
