@@ -21,6 +21,7 @@ from tests.billing.conftest import (
     set_balance,
     usage,
 )
+from tests.support.locks import user_row_locked
 from tests.support.world import World
 from tollway.audit.actor import CLI
 from tollway.billing.budgets import BudgetService, NewBudget
@@ -293,32 +294,12 @@ async def test_a_release_while_a_settlement_is_written_leaves_it_to_that_settlem
     reservation = await lmeter.reserve(ask(payer))
     assert reservation.lease is not None
 
-    if database_url.startswith("sqlite"):
-        import sqlite3
-
-        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
-        conn.execute("BEGIN IMMEDIATE")
+    async with user_row_locked(database_url, una.user_id):
         settling = asyncio.create_task(lmeter.settle(reservation, usage(600_000, 0)))
         for _ in range(5):  # it reaches its write, which waits for the lock held here
             await asyncio.sleep(0)
         assert not settling.done()
         released = await lmeter.settle(reservation, None)
-        conn.execute("ROLLBACK")
-        conn.close()
-    else:
-        import asyncpg
-
-        pg = await asyncpg.connect(database_url)
-        try:
-            async with pg.transaction():
-                await pg.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", una.user_id)
-                settling = asyncio.create_task(lmeter.settle(reservation, usage(600_000, 0)))
-                for _ in range(5):  # it reaches its write, which waits for the row held here
-                    await asyncio.sleep(0)
-                assert not settling.done()
-                released = await lmeter.settle(reservation, None)
-        finally:
-            await pg.close()
     assert released == 0
     assert await settling == 600_000  # all of it: the reservation, the lease, the balance
     await lmeter.sync()

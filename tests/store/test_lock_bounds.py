@@ -6,39 +6,15 @@ served and the books balance. The lock is a real one, held by another connection
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import asyncpg
 import httpx
 
 from tests.support.gateway import running_gateway, write_registry
+from tests.support.locks import user_row_locked
 from tests.support.mock_server import running_mock
 from tests.support.world import World
 from tollway.store import ledger
-
-
-@asynccontextmanager
-async def user_row_locked(database_url: str, user_id: str) -> AsyncIterator[None]:
-    """Another connection holds the user's row (PostgreSQL) or the write lock (SQLite)."""
-    if database_url.startswith("sqlite"):
-        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        finally:
-            conn.execute("ROLLBACK")
-            conn.close()
-        return
-    pg = await asyncpg.connect(database_url)
-    try:
-        async with pg.transaction():
-            await pg.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id)
-            yield
-    finally:
-        await pg.close()
 
 
 def registry(tmp_path: Path, url: str) -> Path:
