@@ -183,3 +183,22 @@ async def test_a_flush_writes_what_was_queued_when_it_began(world: World) -> Non
     assert await count(world) == 3
     await writer._flush()  # the row that arrived meanwhile: written by the next flush
     assert await count(world) == 4 and writer.written == 4
+
+
+async def test_a_batch_larger_than_a_statement_lands_whole_and_a_refused_row_alone(
+    world: World,
+) -> None:
+    """On PostgreSQL a batch is inserted a slice at a time (the event loop runs between
+    them); every row of a batch of several slices lands, once, and a row the database
+    refuses in a middle slice is dropped alone."""
+    writer = RequestLogWriter(
+        world.db, interval_s=60, batch_size=500, clock=system_clock, metrics=Metrics()
+    )
+    writer.start(spawn)
+    for n in range(130):
+        writer.submit(record(n, prompt_tokens=2**64) if n == 70 else record(n))
+    await writer.close()
+    assert writer.written == 129 and writer.dropped == 1
+    async with world.db.read() as conn:
+        stored = {r.request_id for r in await conn.execute(select(request_log.c.request_id))}
+    assert stored == {f"req-{n}" for n in range(130) if n != 70}
