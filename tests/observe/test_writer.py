@@ -12,10 +12,12 @@ from typing import Any
 from sqlalchemy import func, select
 
 from tests.support.world import World
+from tollway.app import request_log_flush_s
 from tollway.clock import system_clock
 from tollway.observe.metrics import Metrics
 from tollway.observe.record import Attempt, RequestRecord, Routing
 from tollway.observe.writer import RequestLogWriter
+from tollway.settings import Settings
 from tollway.store.schema import request_log
 
 ROUTING = Routing("cost", "expected_cost_credits", (), ("p",), (), (), ("m",))
@@ -202,3 +204,12 @@ async def test_a_batch_larger_than_a_statement_lands_whole_and_a_refused_row_alo
     async with world.db.read() as conn:
         stored = {r.request_id for r in await conn.execute(select(request_log.c.request_id))}
     assert stored == {f"req-{n}" for n in range(130) if n != 70}
+
+
+def test_the_flush_interval_is_shorter_on_sqlite_unless_set(world: World) -> None:
+    """SQLite writes on its own thread, on the requests' core: smaller batches more often
+    (25 ms) keep the tail short; PostgreSQL flushes every 100 ms. A set value wins."""
+    unset = Settings(database_url=world.db.url)
+    assert request_log_flush_s(unset, world.db) == (0.025 if world.db.is_sqlite else 0.1)
+    chosen = Settings(database_url=world.db.url, request_log_flush_ms=250)
+    assert request_log_flush_s(chosen, world.db) == 0.25
