@@ -19,16 +19,16 @@ import itertools
 import json
 import math
 import re
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from tollway.errors import BadRequest, PayloadTooLarge, excerpt
+from tollway.frozen import frozen
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class JsonLimits:
     """How deep a request body may nest and how many values (object keys included) it may
     hold (settings `max_json_depth`, `max_json_values`)."""

@@ -8,17 +8,16 @@ the key must belong to the project)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.errors import BadRequest, Forbidden, excerpt
+from tollway.frozen import frozen
 from tollway.store import accounts, keys
 
 SCOPES = ("project", "each_user", "user", "each_key", "key")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ScopeTarget:
     """The user and key a `user` or `key` rule names (None for the project-wide scopes)."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 
@@ -11,6 +10,7 @@ from tollway.audit.actor import Actor
 from tollway.billing.credits import credits_to_eur, parse_eur
 from tollway.clock import Clock
 from tollway.errors import BadRequest, NotFound
+from tollway.frozen import frozen
 from tollway.ids import new_id
 from tollway.keys.secrets import NAME_PATTERN, digest_of, generate_key
 from tollway.projects.service import default_config_row
@@ -28,7 +28,7 @@ ROLES = ("admin", "member")
 REASON_MAX = 200  # the ledger's note column
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Identity:
     """Who a key acts as: its user, its project, and the user's role there."""
 
@@ -37,7 +37,7 @@ class Identity:
     role: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Bootstrap:
     user: UserRow
     project: ProjectRow

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from tollway.frozen import frozen
 
 ACTOR_KINDS = ("key", "session", "cli")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Actor:
     """`kind` "key": a management key (`name` is the key's name); "session": a console
     session signed in through OIDC (`name` is the user's name); "cli": the operator at the

@@ -3,7 +3,6 @@ a member only their own; the operator at the CLI sees everything."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -11,6 +10,7 @@ from sqlalchemy import Row
 
 from tollway.billing.usage import parse_time
 from tollway.errors import BadRequest
+from tollway.frozen import frozen
 from tollway.observe.paging import cut, decode_cursor, parse_limit, text_filter
 from tollway.observe.requests import iso_ms
 from tollway.store import accounts
@@ -21,7 +21,7 @@ from tollway.store.database import Database
 FILTER_MAX = 128
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AuditQuery:
     action: str | None
     actor: str | None

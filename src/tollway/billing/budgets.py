@@ -6,13 +6,13 @@ The meter enforces them inside the reservation transaction; this module owns the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from tollway.billing.credits import credits_to_eur
 from tollway.clock import Clock
 from tollway.errors import BadRequest, NotFound, excerpt
+from tollway.frozen import frozen
 from tollway.ids import new_id
 from tollway.scopes import check_scope_fields, require_admin, resolve_scope
 from tollway.store import audit
@@ -92,7 +92,7 @@ def eur(credits: int) -> str:
     return f"{credits_to_eur(credits).normalize():f}"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NewBudget:
     scope: str
     period: str
@@ -101,7 +101,7 @@ class NewBudget:
     key_name: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SubjectSpend:
     user_id: str | None
     key_name: str | None
@@ -109,7 +109,7 @@ class SubjectSpend:
     reserved_credits: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BudgetView:
     budget: BudgetRow
     window_start: int

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
+
+from tollway.frozen import frozen
 
 PRECISION = 96  # digits: enough for any token count times any registry price, exactly
 
@@ -13,7 +14,7 @@ def _ceil(value: Decimal) -> int:
     return int(value.to_integral_value(rounding=ROUND_CEILING))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Quote:
     """What a request costs at most, and at least (its prompt plus one completion token)."""
 

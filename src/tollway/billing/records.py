@@ -5,10 +5,10 @@ nothing of billing — so billing has no import cycle."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, get_args
 
+from tollway.frozen import frozen
 from tollway.providers.pricing import Pricing
 from tollway.providers.usage import TokenUsage
 from tollway.store.budgets import WindowKey
@@ -22,7 +22,7 @@ USAGE_STATUSES: tuple[str, ...] = get_args(UsageStatus)
 USAGE_SOURCES: tuple[str, ...] = get_args(UsageSource)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Payer:
     request_id: str
     user_id: str
@@ -31,7 +31,7 @@ class Payer:
     key_name: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ReserveRequest:
     payer: Payer
     input_price: Decimal
@@ -40,7 +40,7 @@ class ReserveRequest:
     max_tokens: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Reservation:
     request_id: str
     payer: Payer
@@ -54,7 +54,7 @@ class Reservation:
     path: str = "database"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UsageRecord:
     endpoint: str
     model: str

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +9,7 @@ from tollway.billing.budgets import iso_utc
 from tollway.billing.credits import credits_to_json_number
 from tollway.clock import Clock
 from tollway.errors import BadRequest, excerpt
+from tollway.frozen import frozen
 from tollway.store import accounts
 from tollway.store import usage as store
 from tollway.store.database import Database
@@ -36,7 +36,7 @@ _SQL_STEP = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UsageQuery:
     start: int
     until: int

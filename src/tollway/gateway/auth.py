@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hmac
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from tollway.errors import Forbidden, Unauthorized
+from tollway.frozen import frozen
 from tollway.keys.secrets import KEY_PREFIX, digest_of
 from tollway.keys.service import KeyService
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Principal:
     key_id: int
     key_name: str

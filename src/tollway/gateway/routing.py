@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from tollway.frozen import frozen
 from tollway.gateway.health import HealthBook
 from tollway.observe.record import Filtered, ScoringContext
 from tollway.projects.policy import Policy
@@ -28,7 +29,7 @@ SCORING = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Candidate:
     endpoint: ResolvedEndpoint
     score: float

@@ -5,10 +5,9 @@ one failed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from tollway.billing.records import Reservation
 from tollway.errors import BadRequest, NoHealthyCandidate, UpstreamFailure
+from tollway.frozen import frozen
 from tollway.gateway.metadata import Trace
 from tollway.gateway.request import InferenceRequest
 from tollway.gateway.routing import ModelPlan
@@ -17,7 +16,7 @@ from tollway.projects.policy import Policy
 from tollway.providers.upstream_errors import UpstreamError
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Planned:
     """Stage result: the policy the request runs under, its candidates ranked (in the
     trace, which records what is tried) and the completion bound to reserve and rate-limit."""
@@ -27,7 +26,7 @@ class Planned:
     completion_bound: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Reserved:
     """Stage result: admitted by the rate limits (their headers) and the cost reserved;
     `max_tokens` the per-choice bound lowered to fit the balance (None: as asked)."""
@@ -37,7 +36,7 @@ class Reserved:
     max_tokens: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Served:
     """What the edge sends: the answer (bytes, or a stream relay) and extra headers."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tollway.billing.records import UsageRecord
+from tollway.frozen import frozen
 from tollway.gateway.auth import Principal
 from tollway.gateway.metadata import Trace, summarize
 from tollway.observe.record import Attempt, RequestRecord, Translation, outcome_of
@@ -21,7 +22,7 @@ _STREAM_OUTCOMES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Settled:
     """Stage result: what was served and charged — the usage as billed and the credits (the
     meter's own figure, or until it lands the estimate, which a later result replaces)."""

@@ -14,7 +14,6 @@ Errors are rendered as the app's exception handlers render them (`http/errors.py
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
@@ -29,6 +28,7 @@ from tollway.dialects.responses.request import parse_responses
 from tollway.dialects.responses.response import to_response
 from tollway.dialects.responses.stream import ResponsesEvents
 from tollway.errors import NotFound, TollwayError, Unauthorized, excerpt
+from tollway.frozen import frozen
 from tollway.gateway.auth import Principal
 from tollway.gateway.request import (
     InferenceRequest,
@@ -245,7 +245,7 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, exc: TollwayError)
 AsgiHandler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class FastRoute:
     """One endpoint served here; it stands for the route in `scope["route"]` (the tracing
     middleware names the request's span after its `path`)."""

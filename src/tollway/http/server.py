@@ -30,7 +30,6 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -39,6 +38,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from tollway.frozen import frozen
 from tollway.observe.logs import FIELDS
 from tollway.settings import Settings
 
@@ -53,7 +53,7 @@ _REASONS = {
 _GRACE_S = 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ServerLimits:
     max_head_bytes: int = 64 * 1024
     head_timeout_s: float = 10.0

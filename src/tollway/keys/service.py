@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy.exc import IntegrityError
 
 from tollway.audit.actor import Actor
 from tollway.clock import Clock
 from tollway.errors import BadRequest, NotFound, excerpt
+from tollway.frozen import frozen
 from tollway.keys.secrets import NAME_PATTERN, digest_of, generate_key
 from tollway.store import accounts, audit, keys
 from tollway.store.database import Database
 from tollway.store.keys import KeyListing, KeyRow
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CreatedKey:
     name: str
     api_key: str

@@ -10,13 +10,14 @@ replicas whose clocks disagree still count into the same window.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
+
+from tollway.frozen import frozen
 
 WINDOW_S = 60
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Counter:
     """One limit on one subject: `key` names it, `cost` is what this request adds."""
 
@@ -25,7 +26,7 @@ class Counter:
     cost: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Decision:
     """`blocked`: the index of the first counter the request would overflow, or None when it
     was admitted (and counted). `used`: each counter's count (after adding, when admitted)."""

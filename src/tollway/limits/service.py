@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from tollway.audit.actor import Actor
 from tollway.cache import TtlCache
 from tollway.clock import Clock
 from tollway.errors import BadRequest, NotFound
+from tollway.frozen import frozen
 from tollway.ids import new_id
 from tollway.scopes import check_scope_fields, require_admin, resolve_scope
 from tollway.store import audit
@@ -32,7 +32,7 @@ MAX_PER_MINUTE = 10**12
 RATE_LIMIT_INDEX_TTL_S = 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NewRateLimit:
     scope: str
     requests_per_minute: int | None = None

@@ -3,10 +3,10 @@ and to the request log writer (never built twice, never carrying prompt or compl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from tollway.billing.credits import CREDITS_PER_EUR
+from tollway.frozen import frozen
 
 # The `status` of a record: what became of the request, in a word.
 STATUSES = ("success", "client_disconnected", "upstream_error", "refused", "error")
@@ -15,7 +15,7 @@ ENDPOINTS = ("chat.completions", "embeddings", "messages", "responses")
 _MAX_NOTES, _MAX_NOTE_CHARS = 32, 80
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Translation:
     """What a dialect's request translation did with the fields a chat-completions upstream
     has no field of its own for: `translated` (e.g. "output_config.effort → reasoning_effort")
@@ -41,7 +41,7 @@ class Translation:
         return {"translated": list(self.translated), "dropped": list(self.dropped)}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ScoringContext:
     """What a candidate was ranked on, as read when it was ranked (the endpoint's speed and
     circuit at that moment): plain numbers, made into the `scoring_context` object only when
@@ -66,7 +66,7 @@ class ScoringContext:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Filtered:
     """A candidate a filter removed, and why."""
 
@@ -84,7 +84,7 @@ class Filtered:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Scored:
     """A ranked candidate and what became of it (success | failed | not_attempted)."""
 
@@ -108,7 +108,7 @@ class Scored:
         return entry
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Routing:
     """How a request was routed (served or not), as plain immutable data: built from the
     gateway's trace once the request has ended, made into JSON only where it is shown (the
@@ -141,7 +141,7 @@ class Routing:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Attempt:
     provider: str
     model: str
@@ -149,7 +149,7 @@ class Attempt:
     error: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RequestRecord:
     request_id: str
     client_request_id: str | None

@@ -4,7 +4,6 @@ member sees their own requests, a project admin the whole project; anything else
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +13,7 @@ from sqlalchemy import Row
 from tollway.billing.credits import credits_to_json_number
 from tollway.billing.usage import parse_time
 from tollway.errors import BadRequest, NotFound, excerpt
+from tollway.frozen import frozen
 from tollway.observe.paging import cut, decode_cursor, parse_limit, text_filter
 from tollway.observe.record import STATUSES
 from tollway.store import accounts
@@ -22,7 +22,7 @@ from tollway.store.database import Database
 from tollway.store.request_log import RequestFilter
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RequestQuery:
     start_ms: int | None
     end_ms: int | None

@@ -3,9 +3,10 @@ request's own router fields (docs/gateway.md), and the filters it applies to end
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field, replace
 from typing import Any, Final
 
+from tollway.frozen import frozen
 from tollway.projects.config import InferenceConfig, ProjectConfig
 from tollway.providers.registry import ResolvedEndpoint
 
@@ -20,7 +21,7 @@ ROUTER_FIELDS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Policy:
     preference: str = "balanced"
     allowed_providers: frozenset[str] | None = None
@@ -200,7 +201,4 @@ def _flag(
 
 
 def _replace(policy: Policy, updates: dict[str, Any], notes: list[str]) -> Policy:
-    values = {name: getattr(policy, name) for name in Policy.__slots__}
-    values.update(updates)
-    values["applied_filters"] = (*policy.applied_filters, *notes)
-    return Policy(**values)
+    return replace(policy, **updates, applied_filters=(*policy.applied_filters, *notes))

@@ -9,18 +9,18 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Literal
 
 import aiohttp
 import orjson
 
+from tollway.frozen import frozen
 from tollway.providers.registry import Provider, Registry
 
 Status = Literal["ok", "unreachable", "unauthorised", "error", "models_missing", "skipped"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProviderCheck:
     slug: str
     base_url: str

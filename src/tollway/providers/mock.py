@@ -46,6 +46,7 @@ from typing import Any
 import orjson
 import uvicorn
 
+from tollway.frozen import frozen
 from tollway.providers.mock_choices import StreamFrames, build_answer
 from tollway.providers.mock_replies import (
     Hooks,
@@ -81,7 +82,7 @@ MOCK_MODELS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Pace:
     """How fast one upstream model answers: time to the first token, then tokens per second."""
 

@@ -19,6 +19,7 @@ from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.request import StreamRequest
 from pyreqwest.response import Response
 
+from tollway.frozen import frozen
 from tollway.providers.redact import Redactor
 from tollway.providers.registry import Provider
 from tollway.providers.upstream_errors import (
@@ -290,7 +291,7 @@ class UpstreamClient:
         return _Open(request, response, self._closing)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Target:
     """One provider's client and what a request to it needs, built once per provider."""
 

@@ -18,15 +18,16 @@ or is capped at what is left of the total: classes never add up to more than the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, TypeGuard
+
+from tollway.frozen import frozen
 
 # Token counts are stored in 32-bit columns; no real request comes near this, so a larger
 # count is malformed usage (counted by the gateway instead), never a failed settlement.
 MAX_REPORTED_TOKENS = 2**31 - 1
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TokenUsage:
     """One request's tokens by class. `prompt` includes `cached_prompt` and `cache_write`;
     `completion` includes `reasoning`."""

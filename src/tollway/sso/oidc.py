@@ -11,12 +11,13 @@ import base64
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
 import jwt
+
+from tollway.frozen import frozen
 
 # Asymmetric algorithms only: "none" and the HMAC family (keyed with the client secret, which
 # a confused verifier could be tricked into using as a public key) are refused.
@@ -36,7 +37,7 @@ class OidcError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Flow:
     """What the browser keeps (an HttpOnly cookie) between the redirect and the callback."""
 
@@ -45,7 +46,7 @@ class Flow:
     verifier: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Discovery:
     issuer: str
     authorization_endpoint: str

@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from tollway.audit.actor import Actor
 from tollway.clock import Clock
 from tollway.errors import Forbidden, Unauthorized
+from tollway.frozen import frozen
 from tollway.gateway.auth import Principal
 from tollway.ids import new_id
 from tollway.keys.secrets import NAME_PATTERN, digest_of
@@ -36,14 +36,14 @@ class SignInRefused(Exception):
         self.code = code
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NewSession:
     token: str
     user: str
     max_age_s: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SessionView:
     user_id: str
     user: str

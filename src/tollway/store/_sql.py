@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, TextClause, text
 
+from tollway.frozen import frozen
 
-@dataclass(frozen=True, slots=True)
+
+@frozen
 class Locking:
     """A SELECT with its row-lock clause on PostgreSQL; on SQLite the transaction already
     holds the database write lock (``BEGIN IMMEDIATE``) and there is no ``FOR UPDATE``."""

@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import Column, ScalarSelect, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tollway.frozen import frozen
 from tollway.store.reservations import LEASE_PREFIX
 from tollway.store.schema import api_keys, memberships, projects, reservations, users
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UserRow:
     id: str
     name: str
     balance_credits: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProjectRow:
     id: str
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UserListing:
     id: str
     name: str
@@ -34,7 +33,7 @@ class UserListing:
     keys: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProjectListing:
     id: str
     name: str
@@ -43,7 +42,7 @@ class ProjectListing:
     keys: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MembershipListing:
     project: str
     user: str

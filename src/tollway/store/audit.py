@@ -3,13 +3,13 @@ pages newest first. Append-only: the database itself refuses UPDATE and DELETE (
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Row, and_, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tollway.frozen import frozen
 from tollway.ids import new_id
 from tollway.store.schema import audit_log
 
@@ -68,7 +68,7 @@ async def append(
     await conn.execute(insert(audit_log).values(**values))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AuditFilter:
     project_id: str | None  # None: every project (the operator at the CLI)
     actor_user_id: str | None = None  # a member: only their own actions

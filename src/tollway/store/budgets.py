@@ -6,11 +6,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, delete, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tollway.frozen import frozen
 from tollway.store._sql import Locking
 from tollway.store.schema import api_keys, budget_windows, budgets
 
@@ -21,7 +21,7 @@ WindowKey = tuple[str, str, int]
 PROJECT_WIDE_SCOPES = ("project", "each_user", "each_key")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BudgetRow:
     id: str
     project_id: str
@@ -34,7 +34,7 @@ class BudgetRow:
     key_name: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class WindowRow:
     budget_id: str
     subject: str

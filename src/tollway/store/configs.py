@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tollway.frozen import frozen
 from tollway.store.schema import project_configs
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ConfigRow:
     id: str
     project_id: str

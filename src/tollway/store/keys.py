@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tollway.frozen import frozen
 from tollway.store.schema import api_keys, budgets, projects, rate_limits, users
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class KeyRow:
     id: int
     user_id: str
@@ -21,7 +20,7 @@ class KeyRow:
     created_at: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class KeyListing:
     """A key as an operator sees it: never the secret, nor its digest."""
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tollway.frozen import frozen
 from tollway.store.schema import api_keys, rate_limits
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RateLimitRow:
     id: str
     project_id: str

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, delete, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tollway.frozen import frozen
 from tollway.store._sql import insert_rows
 from tollway.store.schema import request_log
 
@@ -45,7 +45,7 @@ def prune(conn: Connection, *, before_ms: int, limit: int) -> int:
     return int(result.rowcount or 0)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RequestFilter:
     project_id: str
     user_id: str | None  # None: the whole project (an admin)

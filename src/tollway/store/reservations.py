@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tollway.frozen import frozen
 from tollway.store._sql import Locking, insert_rows
 from tollway.store.budgets import WindowKey
 from tollway.store.schema import instances, ledger, reservations, users
@@ -27,7 +27,7 @@ def is_lease(request_id: str) -> bool:
     return request_id.startswith(LEASE_PREFIX)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class OpenReservation:
     request_id: str
     user_id: str

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tollway.frozen import frozen
 from tollway.store.schema import console_sessions, memberships, projects, users
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SessionRow:
     digest: str
     user_id: str
@@ -59,7 +58,7 @@ async def prune_expired(conn: AsyncConnection, now_ms: int) -> None:
     await conn.execute(delete(console_sessions).where(console_sessions.c.expires_at_ms <= now_ms))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProjectOfUser:
     id: str
     name: str

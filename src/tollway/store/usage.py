@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tollway.frozen import frozen
 from tollway.store.schema import usage_events
 
 _CLASSES = ("cached_prompt_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UsageSum:
     bucket_start: int
     group: tuple[str, ...]

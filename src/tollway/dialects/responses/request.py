@@ -18,6 +18,7 @@ import orjson
 from tollway.dialects.responses.items import input_messages
 from tollway.dialects.responses.tools import Tools, parse_tool_choice, parse_tools
 from tollway.errors import BadRequest, excerpt
+from tollway.frozen import frozen
 from tollway.gateway.request import InferenceRequest, parse_chat
 from tollway.jsonbody import parse_json_body
 from tollway.projects.policy import ROUTER_FIELDS
@@ -69,7 +70,7 @@ EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 METADATA_PAIRS, METADATA_KEY_CHARS, METADATA_VALUE_CHARS = 16, 64, 512
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Echo:
     """What a response object repeats of its request, as OpenAI's does."""
 

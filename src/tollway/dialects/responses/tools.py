@@ -17,12 +17,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import orjson
 
 from tollway.errors import BadRequest, excerpt
+from tollway.frozen import frozen
 
 CUSTOM_INPUT = "input"  # the one argument of a custom tool's chat function
 _CUSTOM_PARAMETERS: dict[str, Any] = {
@@ -39,7 +40,7 @@ def is_web_search(kind: str) -> bool:
     return kind.startswith("web_search")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ToolName:
     """How the client knows a chat function: its name, namespace, and whether it is custom."""
 
@@ -54,7 +55,7 @@ def chat_name(name: str, namespace: str | None) -> str:
     return f"{namespace}{name}" if namespace.endswith("_") else f"{namespace}__{name}"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Tools:
     """The request's tools as chat functions, and how each chat name maps back."""
 
