@@ -109,7 +109,7 @@ class ObservedMeter:
 
     def _credit(self, usage: UsageRecord | None, charged: int) -> None:
         if usage is not None and charged:
-            self._metrics.credits.labels(usage.model, usage.provider).inc(charged)
+            self._metrics.charged(usage.model, usage.provider, charged)
 
 
 class Attempt:
@@ -175,5 +175,5 @@ class Attempt:
             else:
                 self._span.fail(type(exc).__name__)
         self._span.set("tollway.outcome", outcome)
-        self._metrics.upstream_latency.labels(provider, outcome).observe(seconds)
+        self._metrics.upstream_done(provider, outcome, seconds)
         self._span.__exit__(exc_type, exc, tb)

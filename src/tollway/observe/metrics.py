@@ -21,12 +21,12 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import Gauge as PromGauge
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from tollway.frozen import frozen
 from tollway.providers.usage import TokenUsage
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -35,7 +35,7 @@ DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Served:
     requests: Counter
     latency: Histogram
@@ -59,6 +59,8 @@ class Metrics:
         # The children `served` counts into, per label set (registry ids and fixed words
         # only: bounded).
         self._served: dict[tuple[str, str, str, str], _Served] = {}
+        self._charged: dict[tuple[str, str], Counter] = {}
+        self._upstream: dict[tuple[str, str], Histogram] = {}
         self.requests = Counter(
             "tollway_requests",
             "Inference requests by outcome.",
@@ -198,9 +200,28 @@ class Metrics:
         children.latency.observe(seconds)
         children.prompt.inc(tokens.prompt)
         children.completion.inc(tokens.completion)
-        children.cached_prompt.inc(tokens.cached_prompt)
-        children.cache_write.inc(tokens.cache_write)
-        children.reasoning.inc(tokens.reasoning)
+        if tokens.cached_prompt:  # each inc takes a lock: none for the usual zero
+            children.cached_prompt.inc(tokens.cached_prompt)
+        if tokens.cache_write:
+            children.cache_write.inc(tokens.cache_write)
+        if tokens.reasoning:
+            children.reasoning.inc(tokens.reasoning)
+
+    def charged(self, model: str, provider: str, credits: int) -> None:
+        """`tollway_credits_charged_total` (its child found once per label set)."""
+        child = self._charged.get((model, provider))
+        if child is None:
+            child = self._charged[model, provider] = self.credits.labels(model, provider)
+        child.inc(credits)
+
+    def upstream_done(self, provider: str, outcome: str, seconds: float) -> None:
+        """`tollway_upstream_duration_seconds` (its child found once per label set)."""
+        child = self._upstream.get((provider, outcome))
+        if child is None:
+            child = self._upstream[provider, outcome] = self.upstream_latency.labels(
+                provider, outcome
+            )
+        child.observe(seconds)
 
     def refused(self, *, endpoint: str, model: str, status: str) -> None:
         self.requests.labels(endpoint, model, "", status).inc()
