@@ -3,7 +3,9 @@ class (docs/billing.md, token classes)."""
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, Context, Decimal, Inexact, InvalidOperation
+import math
+from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +25,18 @@ class Pricing(BaseModel):
     cache_write_token: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @cached_property
+    def exact(self) -> tuple[int, int, int, int, int]:
+        """The four prices (input, cached input, cache write, output) as integer numerators
+        over one common denominator, worked out once: a charge is then integer arithmetic,
+        exact whatever the prices' digits, and several times cheaper than the same sum in
+        Decimal."""
+        prices = (self.input_token, self.cached_input, self.cache_write, self.output_token)
+        ratios = [price.as_integer_ratio() for price in prices]
+        denominator = math.lcm(*(d for _, d in ratios))
+        i, c, w, o = (n * (denominator // d) for n, d in ratios)
+        return (i, c, w, o, denominator)
 
     @property
     def cached_input(self) -> Decimal:
@@ -52,19 +66,15 @@ class Pricing(BaseModel):
         """The exact charge in credits of `usage` by token class, rounded up once to a whole
         credit: uncached prompt * input + cached * cached_input + cache-written * cache_write
         + completion (reasoning included) * output."""
-        # Enough precision to be exact; Inexact would trap rather than round silently.
-        exact = Context(prec=96, traps=[Inexact, InvalidOperation])
-        total = exact.add(
-            exact.multiply(Decimal(usage.uncached_prompt), self.input_token),
-            exact.multiply(Decimal(usage.completion), self.output_token),
+        return self.credits(
+            usage.uncached_prompt, usage.cached_prompt, usage.cache_write, usage.completion
         )
-        if usage.cached_prompt:  # the classes cost nothing to charge when there are none
-            total = exact.add(
-                total, exact.multiply(Decimal(usage.cached_prompt), self.cached_input)
-            )
-        if usage.cache_write:
-            total = exact.add(total, exact.multiply(Decimal(usage.cache_write), self.cache_write))
-        return int(total.to_integral_value(rounding=ROUND_CEILING))
+
+    def credits(self, uncached: int, cached: int, written: int, completion: int) -> int:
+        """`charge` from the token counts by class (none of them negative)."""
+        i, c, w, o, denominator = self.exact
+        exact = uncached * i + cached * c + written * w + completion * o
+        return -(-exact // denominator)  # rounded up, in integers
 
     def credits_for(self, prompt_tokens: int, completion_tokens: int) -> int:
         """The exact charge in credits of plain prompt and completion tokens, rounded up."""
