@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from tollway.frozen import frozen
 from tollway.gateway.health import HealthBook
-from tollway.observe.record import Filtered, ScoringContext
+from tollway.observe.record import Filtered, ScoringContext, rounded
 from tollway.projects.policy import Policy
 from tollway.providers.registry import Model, Registry, ResolvedEndpoint
 
@@ -112,7 +112,7 @@ def _rank(
             book.samples,
             book.breaker.consecutive_failures,
         )
-        candidates.append(Candidate(ep, round(score, 6), context))
+        candidates.append(Candidate(ep, rounded(score, 1e6), context))
     # Stable sort: ties keep registry order.
     candidates.sort(key=lambda c: c.score)
     return candidates

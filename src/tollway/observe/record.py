@@ -3,6 +3,7 @@ and to the request log writer (never built twice, never carrying prompt or compl
 
 from __future__ import annotations
 
+from math import floor
 from typing import Any
 
 from tollway.billing.credits import CREDITS_PER_EUR
@@ -41,6 +42,17 @@ class Translation:
         return {"translated": list(self.translated), "dropped": list(self.dropped)}
 
 
+def rounded(value: float, scale: float) -> float:
+    """`value` to the places of `scale` (1e3: three), half up, for showing: ~4x cheaper than
+    `round()`, five to seven of which every ranked candidate paid. It differs from `round()`
+    only where the binary value sits just below a half (`round(2.675, 2)` is 2.67, this
+    2.68). Infinity and NaN are returned as they are."""
+    try:
+        return floor(value * scale + 0.5) / scale
+    except (OverflowError, ValueError):
+        return value
+
+
 @frozen
 class ScoringContext:
     """What a candidate was ranked on, as read when it was ranked (the endpoint's speed and
@@ -56,11 +68,11 @@ class ScoringContext:
 
     def as_json(self) -> dict[str, float | int]:
         return {
-            "expected_cost_eur": round(self.expected_cost_credits / CREDITS_PER_EUR, 9),
-            "predicted_latency_ms": round(self.predicted_latency_ms, 3),
-            "ttft_ms": round(self.ttft_ms, 3),
-            "ms_per_token": round(self.ms_per_token, 3),
-            "tokens_per_second": round(1000.0 / max(self.ms_per_token, 1e-3), 3),
+            "expected_cost_eur": rounded(self.expected_cost_credits / CREDITS_PER_EUR, 1e9),
+            "predicted_latency_ms": rounded(self.predicted_latency_ms, 1e3),
+            "ttft_ms": rounded(self.ttft_ms, 1e3),
+            "ms_per_token": rounded(self.ms_per_token, 1e3),
+            "tokens_per_second": rounded(1000.0 / max(self.ms_per_token, 1e-3), 1e3),
             "samples": self.samples,
             "consecutive_failures": self.consecutive_failures,
         }
