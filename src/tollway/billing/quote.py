@@ -1,38 +1,42 @@
 """What a request may cost: its worst case (every granted completion token) and its minimum
-(the prompt plus one token), in whole credits, computed exactly in `Decimal`."""
+(the prompt plus one token), in whole credits, computed exactly: the prices are read as
+integer fractions over one common denominator, so every sum is integer arithmetic (exact for
+any number of digits, as the charge is: `providers/pricing.py`)."""
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
+from decimal import Decimal
+from math import lcm
 
 from tollway.frozen import frozen
-
-PRECISION = 96  # digits: enough for any token count times any registry price, exactly
-
-
-def _ceil(value: Decimal) -> int:
-    return int(value.to_integral_value(rounding=ROUND_CEILING))
 
 
 @frozen
 class Quote:
-    """What a request costs at most, and at least (its prompt plus one completion token)."""
+    """What a request costs at most, and at least (its prompt plus one completion token).
+    `prompt` and `output_price` are multiples of 1/`denominator` credit."""
 
-    prompt: Decimal
-    output_price: Decimal
+    prompt: int  # the whole prompt's price, times `denominator`
+    output_price: int  # one completion token's price, times `denominator`
+    denominator: int
     max_tokens: int
 
     @classmethod
     def of(
         cls, input_price: Decimal, prompt_tokens: int, output_price: Decimal, max_tokens: int
     ) -> Quote:
+        (i, di), (o, do) = input_price.as_integer_ratio(), output_price.as_integer_ratio()
+        denominator = lcm(di, do)
         return cls(
-            Context(prec=PRECISION).multiply(input_price, prompt_tokens), output_price, max_tokens
+            i * (denominator // di) * prompt_tokens,
+            o * (denominator // do),
+            denominator,
+            max_tokens,
         )
 
     def cost(self, completion_tokens: int) -> int:
-        exact = Context(prec=PRECISION)
-        return _ceil(exact.add(self.prompt, exact.multiply(self.output_price, completion_tokens)))
+        """In whole credits, rounded up."""
+        return -(-(self.prompt + self.output_price * completion_tokens) // self.denominator)
 
     @property
     def full(self) -> int:
@@ -45,10 +49,9 @@ class Quote:
         return self.cost(1)
 
     def tokens_within(self, room: int) -> int:
-        """The most completion tokens whose worst-case cost fits in `room` credits."""
-        exact = Context(prec=PRECISION)
-        quotient = exact.divide(exact.subtract(Decimal(room), self.prompt), self.output_price)
-        granted = min(self.max_tokens, int(quotient.to_integral_value(rounding=ROUND_FLOOR)))
-        while granted > 1 and self.cost(granted) > room:  # the division may round up
-            granted -= 1
-        return granted
+        """The most completion tokens whose worst-case cost fits in `room` credits (below
+        zero when not even the prompt fits)."""
+        if self.output_price == 0:  # completion tokens are free: room limits none of them
+            return self.max_tokens
+        # cost(n) <= room  <=>  prompt + output_price * n <= room * denominator (room whole)
+        return min(self.max_tokens, (room * self.denominator - self.prompt) // self.output_price)
