@@ -145,7 +145,15 @@ class HealthBook:
 
     def is_open(self, endpoint: ResolvedEndpoint, project: str | None = None) -> bool:
         """Open = skip it: failing and cooling down, or its half-open trial is in flight.
-        Pure: ranking may ask as often as it likes."""
+        Pure: ranking may ask as often as it likes (for every candidate of every request:
+        circuits with fewer failures than the threshold are closed, the clock unread)."""
+        threshold = self._threshold
+        health = self._book.get(endpoint.key)
+        own = self._own.get((project, endpoint.key)) if project is not None else None
+        if (health is None or health.breaker.consecutive_failures < threshold) and (
+            own is None or own.consecutive_failures < threshold
+        ):
+            return False
         now = self._clock()
         return any(self._is_open(b, now) for b in self._breakers(endpoint, project))
 
