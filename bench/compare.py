@@ -245,7 +245,8 @@ async def stalls(
                     suffix=f"{name}-c{level}", connections=level,
                 )  # fmt: skip
                 rows[f"profile_c{level}"] = {
-                    k: prof.get(k) for k in ("samples", "inclusive_pct", "top_self_pct")
+                    k: prof.get(k)
+                    for k in ("samples", "inclusive_pct", "threads_pct", "top_self_pct")
                 }
         out[name] = rows
         stack.stop(proc)

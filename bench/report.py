@@ -303,7 +303,12 @@ def markdown(results: dict[str, Any]) -> str:
             "report.",
             "",
         ]
-        out += ["| inclusive bucket | % of samples |", "|---|---|"]
+        if "threads_pct" in prof:  # since 2026-12-03: stages of the event loop's thread
+            out += ["| thread | % of the samples that did work |", "|---|---|"]
+            out += [f"| {k} | {v} |" for k, v in prof["threads_pct"].items()]
+            out += ["", "| stage (event loop thread) | % of its samples |", "|---|---|"]
+        else:
+            out += ["| inclusive bucket | % of samples |", "|---|---|"]
         out += [f"| {k} | {v} |" for k, v in prof["inclusive_pct"].items()]
         out += ["", "| top 20 self time (function) | % of samples |", "|---|---|"]
         out += [f"| `{k}` | {v} |" for k, v in prof["top_self_pct"][:20]]

@@ -215,7 +215,11 @@ async def profile(
     for fmt, name in (("raw", collapsed.name), ("flamegraph", f"profile-{suffix}.svg")):
         out = out_dir / name
         argv = [spy, "record", "--pid", str(pid), "--duration", str(round(seconds))]
-        argv += ["--rate", "200", "--nonblocking", "--format", fmt, "--output", str(out)]
+        # Blocking (the process paused for each sample): `--nonblocking` reads the stacks
+        # while they change, and under this load it gave impossible ones (a function shown
+        # inside one it never calls). `--threads`: the summary tells the event loop's
+        # thread from the SQLite writer's.
+        argv += ["--rate", "200", "--threads", "--format", fmt, "--output", str(out)]
         spy_proc = await asyncio.create_subprocess_exec(
             *argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -231,24 +235,35 @@ async def profile(
     return result
 
 
-# Inclusive buckets: a sample counts once in each bucket one of its frames matches.
-BUCKETS: tuple[tuple[str, str, str], ...] = (
-    ("Meter.reserve (DB reserve txn)", "billing/meter.py", "Meter.reserve"),
-    ("Meter.settle (DB settle txn)", "billing/meter.py", "Meter.settle"),
-    ("SQLAlchemy (any)", "sqlalchemy/", ""),
-    ("aiosqlite worker threads", "aiosqlite/", ""),
-    ("asyncpg", "asyncpg/", ""),
-    ("aiohttp upstream client", "aiohttp/", ""),
-    ("routing (plan_model/_rank)", "gateway/routing.py", ""),
-    ("request parsing (parse_chat)", "gateway/request.py", ""),
-    ("streaming relay", "gateway/streaming.py", ""),
-    ("Starlette/FastAPI", "starlette/", ""),
-    ("FastAPI", "fastapi/", ""),
-    ("uvicorn protocol", "uvicorn/", ""),
-    ("logging", "logging/", ""),
-    ("json (stdlib)", "json/", ""),
-    ("decimal/pricing", "billing/credits.py", ""),
+# The request's stages on the event loop's thread: a sample counts in the innermost stage
+# its stack is in (they do not nest), else in the first fallback that matches.
+STAGES: tuple[tuple[str, str, str], ...] = (
+    ("authenticate, read and parse the body", "http/fastpath.py", "_begin"),
+    ("authenticate, read and parse the body", "gateway/request.py", ""),
+    ("authenticate, read and parse the body", "tollway/jsonbody.py", ""),
+    ("plan: policy, candidates, ranking", "gateway/pipeline.py", "Gateway._plan"),
+    ("admit and reserve", "gateway/pipeline.py", "Gateway._admit_and_reserve"),
+    ("the upstream call (pyreqwest)", "providers/upstream.py", ""),
+    ("the upstream call (pyreqwest)", "gateway/observed.py", "Attempt.of"),
+    ("the upstream call (pyreqwest)", "gateway/observed.py", "Attempt.__exit__"),
+    ("settle: charge, health, metrics", "gateway/settlement.py", ""),
+    ("stream relay", "gateway/streaming.py", ""),
+    ("send the answer", "http/fastpath.py", "_send_json"),
+    ("the record, log line and request log row", "http/exchange.py", "finish"),
+    ("the HTTP server (uvicorn, httptools)", "tollway/http/server.py", ""),  # its protocol
 )
+# Else: the innermost frame of one of these (the command line's frames are every stack's).
+FALLBACKS: tuple[tuple[str, str], ...] = (
+    ("the request log's flush, lease group commits (on the loop)", "observe/writer.py"),
+    ("the request log's flush, lease group commits (on the loop)", "billing/lease"),
+    ("the rest of Tollway's request path (edge, pipeline)", "tollway/http/"),
+    ("the rest of Tollway's request path (edge, pipeline)", "tollway/gateway/"),
+    ("FastAPI and Starlette's layers", "starlette/"),
+    ("FastAPI and Starlette's layers", "fastapi/"),
+    ("the HTTP server (uvicorn, httptools)", "uvicorn/"),
+)
+# Threads py-spy counts as running while they wait for work (by their leaf frame).
+IDLE_LEAVES = ("_connection_worker_thread", "_worker")
 
 
 def _frame_parts(frame: str) -> tuple[str, str]:
@@ -256,32 +271,53 @@ def _frame_parts(frame: str) -> tuple[str, str]:
     return func.strip(), rest.rstrip(")")
 
 
+def _stage_of(frames: list[tuple[str, str]]) -> str:
+    for fn, loc in reversed(frames):
+        for label, path, func in STAGES:
+            if path in loc and (not func or fn == func):
+                return label
+    for _, loc in reversed(frames):
+        for label, path in FALLBACKS:
+            if path in loc:
+                return label
+    return "the event loop itself, and the rest"
+
+
 def summarise_profile(text: str, top: int = 25) -> dict[str, Any]:
-    """Inclusive share of the buckets above, and the top self-time functions."""
-    total = 0
-    inclusive: Counter[str] = Counter()
+    """Where the event loop's thread spent its samples, stage by stage (`inclusive_pct`,
+    summing to 100), each thread's share of the samples that did work (`threads_pct`), and
+    the event loop thread's top self-time functions (py-spy `--threads` raw output)."""
+    main = 0
+    threads: Counter[str] = Counter()
+    stages: Counter[str] = Counter()
     self_time: Counter[str] = Counter()
     for line in text.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        total += count
-        frames = [_frame_parts(f) for f in stack.split(";")]
-        hit = set()
-        for label, path, func in BUCKETS:
-            if any(path in loc and (not func or fn == func) for fn, loc in frames):
-                hit.add(label)
-        for label in hit:
-            inclusive[label] += count
+        parts = stack.split(";")
+        if len(parts) < 3 or not parts[1].startswith("thread ("):
+            continue
+        frames = [_frame_parts(f) for f in parts[2:]]
+        if frames[-1][0] in IDLE_LEAVES:
+            continue
+        thread = parts[1].partition("): ")[2]
+        threads[thread.rstrip("_0123456789") or "unnamed"] += count
+        if thread != "MainThread":
+            continue
+        main += count
+        stages[_stage_of(frames)] += count
         leaf_func, leaf_loc = frames[-1]
         self_time[f"{leaf_func} ({leaf_loc.split('site-packages/')[-1]})"] += count
-    if not total:
+    if not main:
         return {"samples": 0}
+    busy = sum(threads.values())
     return {
-        "samples": total,
-        "inclusive_pct": {k: round(100 * v / total, 1) for k, v in inclusive.most_common()},
+        "samples": main,
+        "inclusive_pct": {k: round(100 * v / main, 1) for k, v in stages.most_common()},
+        "threads_pct": {k: round(100 * v / busy, 1) for k, v in threads.most_common()},
         "top_self_pct": [
-            (name, round(100 * count / total, 1)) for name, count in self_time.most_common(top)
+            (name, round(100 * count / main, 1)) for name, count in self_time.most_common(top)
         ],
     }
