@@ -297,12 +297,14 @@ def summarise_profile(text: str, top: int = 25) -> dict[str, Any]:
             continue
         count = int(count_text)
         parts = stack.split(";")
-        if len(parts) < 3 or not parts[1].startswith("thread ("):
+        if parts[0].startswith("process "):  # with --subprocesses
+            parts = parts[1:]
+        if len(parts) < 2 or not parts[0].startswith("thread ("):
             continue
-        frames = [_frame_parts(f) for f in parts[2:]]
+        frames = [_frame_parts(f) for f in parts[1:]]
         if frames[-1][0] in IDLE_LEAVES:
             continue
-        thread = parts[1].partition("): ")[2]
+        thread = parts[0].partition("): ")[2]
         threads[thread.rstrip("_0123456789") or "unnamed"] += count
         if thread != "MainThread":
             continue
