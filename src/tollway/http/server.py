@@ -20,6 +20,12 @@ protocol bounds the head but is pure Python. `GuardedHttpTools` adds, per connec
   reset). A timer that fires while the socket holds unread bytes gives the read a chance
   first: every request the process accepted is read and answered.
 
+And one thing for speed: **a response's head and its first body bytes go out in one write**
+(`_OneWrite`). uvicorn writes the head of a response, then its body, each with its own
+`transport.write`, and uvloop sends each at once: two `send()` calls, and two TCP segments,
+for every answer. Holding the head until the body comes (in the same turn of the loop, for a
+whole answer) makes it one (bench/README.md, "One write per answer").
+
 Everything else (parsing, pipelining, flow control, the ASGI cycle) is uvicorn's.
 """
 
@@ -133,7 +139,10 @@ class GuardedHttpTools(HttpToolsProtocol):
                 retry_after=1,
             )
             return
+        before = self.cycle
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle is not before:
+            self.cycle.transport = _OneWrite(self.transport, self.loop)  # type: ignore[assignment]
         self._body_seen = self.loop.time()
         self._arm(self.limits.body_timeout_s, self._body_expired)
 
@@ -232,6 +241,55 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def _client(self) -> str | None:
         return f"{self.client[0]}:{self.client[1]}" if self.client else None
+
+
+class _OneWrite:
+    """The transport as one response's cycle sees it: the response's head (its first write
+    that is not an interim `1xx`) is held until the body's first bytes and both go out in one
+    `writelines` (uvloop: one `send()`). A head whose body is not written in this turn of
+    the loop (a stream waiting for its first event, a HEAD request) goes out at the next one.
+    Everything else is the transport's."""
+
+    __slots__ = ("_handle", "_head", "_loop", "_started", "transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self._loop = loop
+        self._head: bytes | None = None
+        self._handle: asyncio.Handle | None = None
+        self._started = False
+
+    def write(self, data: bytes) -> None:
+        if self._head is not None:
+            self._release([self._head, data])
+        elif not self._started and data.startswith(b"HTTP/") and data[9:10] != b"1":
+            self._started = True
+            self._head = data
+            self._handle = self._loop.call_soon(self.flush)
+        else:
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        if self._head is not None:
+            self._release([self._head])
+
+    def _release(self, parts: list[bytes]) -> None:
+        self._head = None
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if not self.transport.is_closing():  # gone meanwhile: nobody to send it to
+            self.transport.writelines(parts)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
 
 
 def guarded_http(settings: Settings) -> Callable[..., GuardedHttpTools]:
