@@ -199,7 +199,8 @@ def mock_provider(
     ] = None,
 ) -> None:
     """Run an OpenAI-compatible mock upstream (deterministic) for demos, tests and benchmarks."""
-    from tollway.providers.mock import DEMO_PACES, MockSettings, run_mock_provider
+    from tollway.providers.mock import run_mock_provider
+    from tollway.providers.mock_settings import DEMO_PACES, MockSettings
 
     run_mock_provider(
         MockSettings(

@@ -19,7 +19,7 @@ from tests.support.mock_server import running_mock
 from tests.support.processes import serve_process, tollway
 from tests.support.world import Member, World
 from tollway.audit.actor import CLI
-from tollway.providers.mock import MockSettings
+from tollway.providers.mock_settings import MockSettings
 
 BALANCE = 3_000  # credits: a handful of the requests below
 

@@ -8,7 +8,7 @@ import yaml
 
 from tests.support.mock_server import running_mock
 from tests.support.processes import free_port, tollway
-from tollway.providers.mock import MockSettings
+from tollway.providers.mock_settings import MockSettings
 
 
 def endpoint(provider: str, upstream: str = "demo-chat") -> dict[str, Any]:

@@ -24,7 +24,7 @@ from tests.support.servers import serving
 from tests.support.world import Member, World
 from tollway.app import create_app
 from tollway.projects.config import InferenceConfig
-from tollway.providers.mock import MockSettings
+from tollway.providers.mock_settings import MockSettings
 from tollway.providers.registry import DEMO_REGISTRY
 from tollway.settings import Settings
 

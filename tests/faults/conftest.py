@@ -20,7 +20,7 @@ from tests.support.world import Member, World
 from tollway.billing.verify import verify_ledger
 from tollway.clock import system_clock
 from tollway.errors import DatabaseUnavailable
-from tollway.providers.mock import MockSettings
+from tollway.providers.mock_settings import MockSettings
 
 BALANCE = 1_000_000  # credits (1 EUR): far more than any test spends
 # Holds must be gone this long after the fault ends (the sweeper, the settlement retrier).

@@ -13,7 +13,7 @@ import pytest
 from tests.support.gateway import running_gateway, write_registry
 from tests.support.mock_server import running_mock
 from tests.support.world import Member, World
-from tollway.providers.mock import MockSettings
+from tollway.providers.mock_settings import MockSettings
 
 
 @dataclass(frozen=True)

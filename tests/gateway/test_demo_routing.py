@@ -15,7 +15,7 @@ import pytest
 from tests.support.gateway import running_gateway
 from tests.support.mock_server import running_mock
 from tests.support.world import World
-from tollway.providers.mock import DEMO_PACES, MockSettings
+from tollway.providers.mock_settings import DEMO_PACES, MockSettings
 from tollway.providers.registry import load_registry
 
 PICKS = {"cost": "demo-cheap", "speed": "demo-fast", "balanced": "demo-eu"}

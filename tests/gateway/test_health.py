@@ -12,7 +12,7 @@ from tests.support.world import World
 from tollway.gateway.health import HealthBook
 from tollway.gateway.routing import ModelPlan, plan_model
 from tollway.projects.policy import effective_policy
-from tollway.providers.mock import MockSettings
+from tollway.providers.mock_settings import MockSettings
 from tollway.providers.registry import Registry, ResolvedEndpoint, load_registry
 
 

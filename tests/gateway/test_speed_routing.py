@@ -16,7 +16,7 @@ import pytest
 from tests.support.gateway import running_gateway, write_registry
 from tests.support.mock_server import running_mock
 from tests.support.world import World
-from tollway.providers.mock import MockSettings
+from tollway.providers.mock_settings import MockSettings
 
 log = logging.getLogger(__name__)
 

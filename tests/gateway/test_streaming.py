@@ -12,7 +12,7 @@ from tests.gateway.conftest import GatewayEnv
 from tests.support.gateway import running_gateway, write_registry
 from tests.support.mock_server import running_mock, wait_for_mock_stats
 from tests.support.world import World
-from tollway.providers.mock import MockSettings
+from tollway.providers.mock_settings import MockSettings
 
 MESSAGES: list[ChatCompletionMessageParam] = [
     {"role": "user", "content": "stream me a reply please"}

@@ -27,7 +27,7 @@ from tests.support.broken_upstream import (
 from tests.support.gateway import running_gateway, write_registry
 from tests.support.mock_server import running_mock
 from tests.support.world import Member, World
-from tollway.providers.mock import MockSettings
+from tollway.providers.mock_settings import MockSettings
 
 # Whatever would leak how the gateway reaches its upstreams.
 INTERNALS = re.compile(r"127\.0\.0\.1|localhost|:\d{4,5}\b|[A-Z]\w+(Error|Exception)\b|Errno")

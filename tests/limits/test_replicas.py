@@ -20,7 +20,7 @@ from tests.support.mock_server import running_mock
 from tests.support.processes import serve_process
 from tests.support.redis import seconds_into_minute, shared_redis_url, wait_for_a_fresh_window
 from tests.support.world import Member, World
-from tollway.providers.mock import MockSettings
+from tollway.providers.mock_settings import MockSettings
 
 METRICS_TOKEN = "rate-limit-test-token"
 LIMIT = 25

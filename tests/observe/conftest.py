@@ -19,7 +19,7 @@ from tests.gateway.conftest import Mocks, registry_document
 from tests.support.gateway import running_gateway, write_registry
 from tests.support.mock_server import running_mock
 from tests.support.world import Member, World
-from tollway.providers.mock import MockSettings
+from tollway.providers.mock_settings import MockSettings
 
 
 @pytest.fixture(scope="module")

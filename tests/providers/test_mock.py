@@ -19,8 +19,8 @@ from tests.support.mock_server import (
     running_mock_app,
     wait_for_mock_stats,
 )
-from tollway.providers.mock import MockSettings
 from tollway.providers.mock_replies import DEFAULT_REPLY_TOKENS
+from tollway.providers.mock_settings import MockSettings
 from tollway.providers.tokens import count_tokens
 
 MESSAGES = [

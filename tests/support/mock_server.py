@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 
 from tests.support.servers import serving
-from tollway.providers.mock import MockProvider, MockSettings, create_mock_app, uvicorn_config
+from tollway.providers.mock import MockProvider, create_mock_app, uvicorn_config
+from tollway.providers.mock_settings import MockSettings
 
 STARTUP_TIMEOUT_S = 10.0
 

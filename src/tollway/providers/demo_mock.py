@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 import sys
 
-from tollway.providers.mock import DEMO_PACES, MockSettings, run_mock_provider
+from tollway.providers.mock import run_mock_provider
+from tollway.providers.mock_settings import DEMO_PACES, MockSettings
 
 
 def main(argv: list[str]) -> None:
