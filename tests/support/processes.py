@@ -97,6 +97,7 @@ def _ready(process: subprocess.Popen[bytes], root: str, port: int, log: Any, *, 
     """Wait for `process` to answer /health on `port`; False when it exited because the port
     was taken meanwhile (and this is not the last attempt)."""
     deadline = time.monotonic() + 120  # a hang guard only: loaded machines start slowly
+    seen = 0  # ready observations in a row: twice, 0.2 s apart, with the process alive
     while True:
         if process.poll() is not None:
             log.seek(0)
@@ -108,8 +109,9 @@ def _ready(process: subprocess.Popen[bytes], root: str, port: int, log: Any, *, 
             healthy = httpx.get(f"{root}/health", timeout=1).status_code == 200
         except httpx.TransportError:
             healthy = False
-        if healthy and _listens(process.pid, port):
+        seen = seen + 1 if healthy and _listens(process.pid, port) else 0
+        if seen == 2:
             return True
         if time.monotonic() > deadline:
             raise RuntimeError("tollway serve did not become ready")
-        time.sleep(0.1)
+        time.sleep(0.2 if seen else 0.1)
