@@ -3,12 +3,6 @@ and JSON), and not one key secret in everything it wrote over a run with failure
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -16,37 +10,8 @@ import orjson
 
 from tests.support.databases import postgres_database
 from tests.support.mock_server import running_mock
-from tests.support.processes import free_port, tollway
+from tests.support.processes import serve_logged, tollway
 from tollway.observe.banner import safe_database_url
-
-
-@contextmanager
-def serving_process(database_url: str, log: Path, **env: str) -> Iterator[str]:
-    """`tollway serve` on a free port with stderr into `log`; stopped (SIGTERM) at the end."""
-    port = free_port()
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tollway", "serve", "--port", str(port)],
-            env=os.environ | {"TOLLWAY_DATABASE_URL": database_url} | env,
-            stdout=subprocess.DEVNULL,
-            stderr=sink,
-        )
-        root = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120  # a hang guard only: loaded machines start slowly
-            while True:
-                assert process.poll() is None, log.read_text()
-                try:
-                    if httpx.get(f"{root}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "tollway serve did not become ready"
-                time.sleep(0.1)
-            yield root
-        finally:
-            process.terminate()
-            process.wait(timeout=20)
 
 
 def _exercise(root: str, key: str, bogus: str, database_url: str) -> list[str]:
@@ -82,7 +47,7 @@ def test_text_logs_and_the_demo_banner(tmp_path: Path) -> None:
     log = tmp_path / "stderr.log"
     with (
         running_mock() as mock_url,
-        serving_process(database_url, log, TOLLWAY_MOCK_URL=mock_url) as root,
+        serve_logged(database_url, log, TOLLWAY_MOCK_URL=mock_url) as root,
     ):
         ids = _exercise(root, key, bogus, database_url)
     text = log.read_text()
@@ -111,7 +76,7 @@ async def test_json_logs_and_a_masked_database_password(tmp_path: Path) -> None:
         bogus = "Bearer tw-" + "1" * 43
         with (
             running_mock() as mock_url,
-            serving_process(
+            serve_logged(
                 with_password, log, TOLLWAY_MOCK_URL=mock_url, TOLLWAY_LOG_FORMAT="json"
             ) as root,
         ):

@@ -10,7 +10,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -63,14 +64,34 @@ def _listens(pid: int, port: int) -> bool:
 @contextmanager
 def serve_process(database_url: str, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`tollway serve` on a free port; yields (root URL, process) once /health answers from
-    that process (a port another test took first: a new one, up to three times).
+    that process (a port another test took first: a new one, up to three times). Stopped
+    with SIGTERM at the end.
 
     Its log (one line per request) goes to a temporary file, never to a pipe nobody reads:
     a full pipe would block the server's logging, and with it the server."""
+    with _serving(database_url, None, env) as served:
+        yield served
+
+
+@contextmanager
+def serve_logged(database_url: str, log_path: Path, **env: str) -> Iterator[str]:
+    """`serve_process` with the server's log (stderr) in `log_path`; yields the root URL."""
+    with _serving(database_url, log_path, env) as (root, _):
+        yield root
+
+
+@contextmanager
+def _serving(
+    database_url: str, log_path: Path | None, env: dict[str, str]
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     keep = os.environ.get("TOLLWAY_TEST_SERVE_LOG")  # a directory: keep each server's log
     for attempt in range(3):
         port = free_port()
-        log = tempfile.NamedTemporaryFile(dir=keep, delete=not keep, suffix=".log")
+        log: IO[bytes] = (
+            log_path.open("w+b")
+            if log_path is not None
+            else tempfile.NamedTemporaryFile(dir=keep, delete=not keep, suffix=".log")
+        )
         process = subprocess.Popen(
             [sys.executable, "-m", "tollway", "serve", "--port", str(port)],
             env=os.environ | {"TOLLWAY_DATABASE_URL": database_url} | env,
@@ -93,7 +114,9 @@ def serve_process(database_url: str, **env: str) -> Iterator[tuple[str, subproce
             log.close()
 
 
-def _ready(process: subprocess.Popen[bytes], root: str, port: int, log: Any, *, last: bool) -> bool:
+def _ready(
+    process: subprocess.Popen[bytes], root: str, port: int, log: IO[bytes], *, last: bool
+) -> bool:
     """Wait for `process` to answer /health on `port`; False when it exited because the port
     was taken meanwhile (and this is not the last attempt)."""
     deadline = time.monotonic() + 120  # a hang guard only: loaded machines start slowly
