@@ -94,11 +94,4 @@ class UsageRecord:
     @property
     def cost(self) -> int:
         """The exact charge of this usage by token class, in whole credits (rounded up)."""
-        prompt, cached, written = (
-            self.prompt_tokens,
-            self.cached_prompt_tokens,
-            self.cache_write_tokens,
-        )
-        return self.pricing.credits(
-            prompt - cached - written, cached, written, self.completion_tokens
-        )
+        return self.pricing.charge(self.tokens)

@@ -24,7 +24,7 @@ And one thing for speed: **a response's head and its first body bytes go out in 
 (`_OneWrite`). uvicorn writes the head of a response, then its body, each with its own
 `transport.write`, and uvloop sends each at once: two `send()` calls, and two TCP segments,
 for every answer. Holding the head until the body comes (in the same turn of the loop, for a
-whole answer) makes it one (bench/README.md, "One write per answer").
+whole answer) makes it one (bench/README.md, "2026-12-03, late", item 6).
 
 Everything else (parsing, pipelining, flow control, the ASGI cycle) is uvicorn's.
 """

@@ -66,14 +66,13 @@ class Pricing(BaseModel):
         """The exact charge in credits of `usage` by token class, rounded up once to a whole
         credit: uncached prompt * input + cached * cached_input + cache-written * cache_write
         + completion (reasoning included) * output."""
-        return self.credits(
-            usage.uncached_prompt, usage.cached_prompt, usage.cache_write, usage.completion
-        )
-
-    def credits(self, uncached: int, cached: int, written: int, completion: int) -> int:
-        """`charge` from the token counts by class (none of them negative)."""
         i, c, w, o, denominator = self.exact
-        exact = uncached * i + cached * c + written * w + completion * o
+        exact = (
+            usage.uncached_prompt * i
+            + usage.cached_prompt * c
+            + usage.cache_write * w
+            + usage.completion * o
+        )
         return -(-exact // denominator)  # rounded up, in integers
 
     def credits_for(self, prompt_tokens: int, completion_tokens: int) -> int:
